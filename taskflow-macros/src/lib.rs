@@ -1,0 +1,26 @@
+//! The `#[task]` attribute: turns an ordinary function into a TaskFlow task.
+//!
+//! The work is split the way `thiserror` and `serde_derive` split theirs:
+//! `attr` parses the options, `model` builds a plain `model::TaskFn` from
+//! the function while `check` reports every unsupported shape at its own span,
+//! `docs` reads the doc comment, and `expand` reads only the model. On any
+//! error the user's function is emitted unchanged beside the `compile_error!`s,
+//! so one mistake never cascades into a screen of follow-on errors.
+//!
+//! Use it through the `taskflow` crate (`#[taskflow::task]`): the generated
+//! code reaches everything through `::taskflow::__private`.
+
+mod attr;
+mod check;
+mod docs;
+mod expand;
+mod model;
+
+use proc_macro::TokenStream;
+
+/// Registers a function as a TaskFlow task. See the `taskflow` crate's
+/// documentation of `task` for the options and the accepted signatures.
+#[proc_macro_attribute]
+pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::task(attr.into(), item.into()).into()
+}

@@ -1,0 +1,258 @@
+//! [`App`]: the user's `main`. Parses the command line (`serve`, `list`,
+//! `call`, `token` and the hidden worker entry `__run`) with `TASKFLOW_*`
+//! environment equivalents, and runs the command.
+
+mod flags;
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::context::TaskContext;
+use crate::error::{Error, Result, TaskError};
+use crate::executor::ThreadExecutor;
+use crate::protocol::ResultFrame;
+use crate::registry::{self, TaskDef};
+
+/// The command line of a TaskFlow app.
+#[derive(Debug, Parser)]
+#[command(about = "Run this binary's TaskFlow tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the control plane (the default)
+    Serve(ServeArgs),
+    /// List the tasks of this binary: title, signature, description
+    List {
+        /// Print JSON, with the argument and output schemas
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one task here and print its JSON result
+    ///
+    /// Arguments come from `--payload '<json>'` or flags named after the
+    /// task's arguments: `call add_numbers --a 2 --b 3`. `call <title> --help`
+    /// lists a task's flags.
+    Call(CallArgs),
+    /// Issue an access token for the control plane
+    Token,
+    /// Worker entry: payload JSON on stdin, one result frame on stdout
+    #[command(name = "__run", hide = true)]
+    Run {
+        /// The task to run
+        title: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, env = "TASKFLOW_ADDR", default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
+    /// Directory of the store (`taskflow.db`)
+    #[arg(long, env = "TASKFLOW_DATA_DIR", default_value = ".")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+struct CallArgs {
+    /// The task's title (see `list`)
+    title: String,
+    /// `--payload '<json>'`, or `--<argument> <value>` for each argument
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+/// A TaskFlow application: the tasks linked into this binary, driven by its
+/// command line.
+///
+/// ```no_run
+/// fn main() -> taskflow::Result<()> {
+///     taskflow::App::from_env().run()
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct App {
+    args: Vec<OsString>,
+}
+
+impl App {
+    /// The app driven by this process's arguments.
+    pub fn from_env() -> App {
+        App { args: std::env::args_os().collect() }
+    }
+
+    /// The app driven by `args`, the first being the program's name.
+    pub fn from_args<I, T>(args: I) -> App
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        App { args: args.into_iter().map(Into::into).collect() }
+    }
+
+    /// Runs the command. `--help` and command-line mistakes print clap's
+    /// usage and exit (code 2), as command-line tools do.
+    pub fn run(self) -> Result<()> {
+        let cli = Cli::parse_from(&self.args);
+        registry::check()?;
+        let program = self
+            .args
+            .first()
+            .and_then(|p| PathBuf::from(p).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "app".to_owned());
+        match cli.command {
+            None => serve(&program, ServeArgs::parse_from_env()),
+            Some(Command::Serve(args)) => serve(&program, args),
+            Some(Command::List { json }) => list(json),
+            Some(Command::Call(args)) => call(&program, args),
+            Some(Command::Token) => Err(Error::Usage(
+                "`token` issues control-plane access tokens; it arrives with the control plane".to_owned(),
+            )),
+            Some(Command::Run { title }) => worker_run(&title),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// `serve`'s arguments when no command is given: defaults and environment.
+    fn parse_from_env() -> ServeArgs {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::parse_from(["serve"]).serve
+    }
+}
+
+fn serve(program: &str, args: ServeArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let result = (|| -> std::io::Result<()> {
+        writeln!(
+            out,
+            "TaskFlow: {} tasks registered; the store will live in {}.",
+            registry::tasks().len(),
+            args.data_dir.join("taskflow.db").display()
+        )?;
+        writeln!(
+            out,
+            "The web control plane (http://{}) arrives with the control-plane issue; until then, run tasks from the command line:\n",
+            args.addr
+        )?;
+        for def in registry::tasks() {
+            writeln!(out, "  {program} call {}", example_call(def))?;
+        }
+        writeln!(out, "\n`{program} list` describes every task; `{program} call <title> --help` lists its flags.")
+    })();
+    result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })
+}
+
+/// `add_numbers --a <integer> --b <integer>`: how to call a task.
+fn example_call(def: &TaskDef) -> String {
+    let mut call = def.title().to_owned();
+    for flag in flags::describe(def) {
+        if flag.required {
+            call.push_str(&format!(" --{} <{}>", flag.name, flag.kind));
+        }
+    }
+    call
+}
+
+fn list(as_json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let result = if as_json {
+        let tasks: Vec<Value> = registry::tasks()
+            .map(|def| {
+                json!({
+                    "title": def.title(),
+                    "description": def.description(),
+                    "signature": def.signature(),
+                    "module_path": def.module_path(),
+                    "file": def.file(),
+                    "line": def.line(),
+                    "is_async": def.is_async(),
+                    "options": {
+                        "timeout_ms": def.options().timeout.map(|t| t.as_millis() as u64),
+                        "retries": def.options().retries,
+                        "executor": def.options().executor,
+                        "tags": def.options().tags,
+                    },
+                    "args_schema": def.args_schema(),
+                    "output_schema": def.output_schema(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &tasks).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+    } else {
+        let width = registry::tasks().map(|d| d.title().len()).max().unwrap_or(0);
+        registry::tasks().try_for_each(|def| {
+            writeln!(out, "{:width$}  {}", def.title(), def.signature())?;
+            if !def.description().is_empty() {
+                writeln!(out, "{:width$}  {}", "", def.description())?;
+            }
+            Ok(())
+        })
+    };
+    result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })
+}
+
+fn find(title: &str) -> Result<&'static TaskDef, TaskError> {
+    registry::task_def(title).ok_or_else(|| TaskError::UnknownTask { title: title.to_owned() })
+}
+
+fn call(program: &str, args: CallArgs) -> Result<()> {
+    let def = find(&args.title)?;
+    if args.args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", flags::help(program, def));
+        return Ok(());
+    }
+    let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting the async runtime".to_owned(), source })?;
+    let ctx = TaskContext::new("cli");
+    let result = runtime.block_on(ThreadExecutor::default().execute(def, ctx, payload, None))?;
+    let text = serde_json::to_string_pretty(&result).map_err(|e| TaskError::Output { message: e.to_string() })?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `__run <title>`: the worker entry of the process and Docker executors.
+fn worker_run(title: &str) -> Result<()> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|source| Error::Io { context: "reading the payload from stdin".to_owned(), source })?;
+    let run_id = std::env::var("TASKFLOW_RUN_ID").unwrap_or_else(|_| "local".to_owned());
+    let attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::context::StderrSink));
+    let result = find(title).and_then(|def| {
+        let payload = if input.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&input).map_err(|e| {
+                TaskError::Payload(crate::error::PayloadError::single("payload", format!("not valid JSON: {e}")))
+            })?
+        };
+        def.invoke_blocking(&ctx, payload)
+    });
+    let frame = ResultFrame::from(result.clone());
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &frame)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Io { context: "writing the result frame".to_owned(), source })?;
+    result.map(|_| ()).map_err(Error::Task)
+}

@@ -1,0 +1,424 @@
+//! The tasks linked into the binary: each `#[task]` submits a [`TaskDef`] at
+//! link time (`inventory`), and [`tasks`] / [`task_def`] find them from any
+//! module or crate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::task::Poll;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::context::TaskContext;
+use crate::error::{PayloadError, TaskError};
+use crate::payload;
+
+/// A run's outcome: its result as JSON, or why there is none.
+pub type TaskResult = Result<Value, TaskError>;
+
+/// A boxed, sendable future, as async tasks are invoked.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where a task's runs execute unless a submit says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ExecutorKind {
+    /// On a thread of the server's process (the default).
+    #[default]
+    Thread,
+    /// In a child process re-executing the app binary as `__run <title>`.
+    Process,
+    /// In a container of the task's own worker image.
+    Docker,
+}
+
+impl ExecutorKind {
+    /// The name used in options, the API and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Thread => "thread",
+            ExecutorKind::Process => "process",
+            ExecutorKind::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "thread" => Ok(ExecutorKind::Thread),
+            "process" => Ok(ExecutorKind::Process),
+            "docker" => Ok(ExecutorKind::Docker),
+            _ => Err(format!("unknown executor `{s}`; expected thread, process or docker")),
+        }
+    }
+}
+
+/// The options given in `#[task(...)]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskOptions {
+    /// How long one attempt may run (`timeout = "1m"`).
+    pub timeout: Option<Duration>,
+    /// How many times a failed run is retried (`retries = 2`).
+    pub retries: u32,
+    /// Where runs execute by default (`executor = "thread"`).
+    pub executor: ExecutorKind,
+    /// Free-form labels for filtering (`tags = ["math"]`).
+    pub tags: &'static [&'static str],
+}
+
+/// How the generated code calls the user's function.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Invoker {
+    /// A plain `fn`: called on the caller's thread.
+    Sync(fn(&TaskContext, Value) -> TaskResult),
+    /// An `async fn`: a future to poll.
+    Async(fn(TaskContext, Value) -> BoxFuture<TaskResult>),
+}
+
+/// What `#[task]` knows at compile time; turned into a [`TaskDef`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TaskDecl {
+    pub title: &'static str,
+    pub description: &'static str,
+    pub signature: &'static str,
+    pub module_path: &'static str,
+    pub file: &'static str,
+    pub line: u32,
+    pub is_async: bool,
+    pub arg_docs: &'static [(&'static str, &'static str)],
+    pub defaults: Option<fn() -> Value>,
+    pub args_schema: fn() -> Value,
+    pub output_schema: fn() -> Value,
+    pub invoke: Invoker,
+    pub timeout_ms: Option<u64>,
+    pub retries: u32,
+    pub executor: ExecutorKind,
+    pub tags: &'static [&'static str],
+}
+
+/// A task: its description, schemas and options, and the way to run it.
+pub struct TaskDef {
+    decl: TaskDecl,
+    options: TaskOptions,
+    args_schema: OnceLock<Value>,
+    output_schema: OnceLock<Value>,
+    defaults: OnceLock<Map<String, Value>>,
+}
+
+/// What `#[task]` submits to `inventory`: a reference to the task's own
+/// `static` (a `static` may hold the schema caches, a submitted value may not).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TaskEntry(pub &'static TaskDef);
+
+inventory::collect!(TaskEntry);
+
+impl fmt::Debug for TaskDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskDef")
+            .field("title", &self.title())
+            .field("signature", &self.signature())
+            .field("location", &self.location())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskDef {
+    #[doc(hidden)]
+    pub const fn __new(decl: TaskDecl) -> TaskDef {
+        let timeout = match decl.timeout_ms {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => None,
+        };
+        let options = TaskOptions { timeout, retries: decl.retries, executor: decl.executor, tags: decl.tags };
+        TaskDef {
+            decl,
+            options,
+            args_schema: OnceLock::new(),
+            output_schema: OnceLock::new(),
+            defaults: OnceLock::new(),
+        }
+    }
+
+    /// The unique name: the function's name unless `title = "..."` was given.
+    pub fn title(&self) -> &'static str {
+        self.decl.title
+    }
+
+    /// The `description` option, or the doc comment's first paragraph.
+    pub fn description(&self) -> &'static str {
+        self.decl.description
+    }
+
+    /// The function's signature as written, without the context:
+    /// `add_numbers(a: i64, b: i64) -> i64`.
+    pub fn signature(&self) -> &'static str {
+        self.decl.signature
+    }
+
+    /// The module that defines the task, e.g. `my_app::math`.
+    pub fn module_path(&self) -> &'static str {
+        self.decl.module_path
+    }
+
+    /// The source file of the task.
+    pub fn file(&self) -> &'static str {
+        self.decl.file
+    }
+
+    /// The line of the `#[task]` attribute.
+    pub fn line(&self) -> u32 {
+        self.decl.line
+    }
+
+    /// `file:line`, for messages.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.decl.file, self.decl.line)
+    }
+
+    /// Whether the function is `async`.
+    pub fn is_async(&self) -> bool {
+        self.decl.is_async
+    }
+
+    /// The options given in `#[task(...)]`.
+    pub fn options(&self) -> &TaskOptions {
+        &self.options
+    }
+
+    /// The JSON Schema (draft 2020-12) of the payload: an object with
+    /// `properties`, `required`, argument `description`s and `default`s,
+    /// and `$defs` for the user's types. Computed once.
+    pub fn args_schema(&self) -> &Value {
+        self.args_schema.get_or_init(|| {
+            let mut schema = (self.decl.args_schema)();
+            crate::schema::describe_args(
+                &mut schema,
+                self.decl.title,
+                self.decl.description,
+                self.decl.arg_docs,
+                self.defaults(),
+            );
+            schema
+        })
+    }
+
+    /// The JSON Schema of the result (`{"type": "null"}` for `()`).
+    pub fn output_schema(&self) -> &Value {
+        self.output_schema.get_or_init(self.decl.output_schema)
+    }
+
+    /// The argument defaults given by `defaults(...)`.
+    pub fn defaults(&self) -> &Map<String, Value> {
+        self.defaults.get_or_init(|| match self.decl.defaults.map(|f| f()) {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        })
+    }
+
+    /// Applies the defaults to absent fields and checks the payload against
+    /// the schema: the payload a run will actually receive.
+    pub fn prepare(&self, mut payload: Value) -> Result<Value, PayloadError> {
+        if let Value::Object(map) = &mut payload {
+            for (key, value) in self.defaults() {
+                if !map.contains_key(key) {
+                    map.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        payload::validate(self.args_schema(), &payload)?;
+        Ok(payload)
+    }
+
+    /// Checks and deserializes `payload`, then runs the task and turns its
+    /// return value into JSON. A panic becomes [`TaskError::Panicked`].
+    ///
+    /// A sync task runs on the thread that polls this future; the thread
+    /// executor moves them to blocking threads instead.
+    pub async fn invoke(&self, ctx: &TaskContext, payload: Value) -> TaskResult {
+        let payload = self.prepare(payload)?;
+        match self.decl.invoke {
+            Invoker::Sync(call) => catch_panic(|| call(ctx, payload)),
+            Invoker::Async(call) => catch_panic_async(call(ctx.clone(), payload)).await,
+        }
+    }
+
+    /// [`invoke`](Self::invoke) for code outside an async runtime: async
+    /// tasks run on a current-thread runtime made for the call.
+    ///
+    /// # Panics
+    /// When called from inside a Tokio runtime with an async task (Tokio
+    /// cannot nest runtimes); use `invoke` there.
+    pub fn invoke_blocking(&self, ctx: &TaskContext, payload: Value) -> TaskResult {
+        let payload = self.prepare(payload)?;
+        match self.decl.invoke {
+            Invoker::Sync(call) => catch_panic(|| call(ctx, payload)),
+            Invoker::Async(call) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| TaskError::Failed { message: format!("cannot start a runtime: {e}") })?;
+                runtime.block_on(catch_panic_async(call(ctx.clone(), payload)))
+            }
+        }
+    }
+
+    /// The invoker, for executors that place sync and async tasks apart.
+    pub(crate) fn invoker(&self) -> Invoker {
+        self.decl.invoke
+    }
+}
+
+/// Runs `f`, turning a panic into [`TaskError::Panicked`].
+pub(crate) fn catch_panic(f: impl FnOnce() -> TaskResult) -> TaskResult {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(panicked(&*panic)))
+}
+
+/// Polls `future`, turning a panic into [`TaskError::Panicked`].
+pub(crate) async fn catch_panic_async(mut future: BoxFuture<TaskResult>) -> TaskResult {
+    std::future::poll_fn(move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+        Ok(poll) => poll,
+        Err(panic) => Poll::Ready(Err(panicked(&*panic))),
+    })
+    .await
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> TaskError {
+    let message = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    };
+    TaskError::Panicked { message }
+}
+
+/// The tasks linked into this binary are inconsistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two tasks share a title.
+    #[error(
+        "two tasks are titled `{title}`: one at {first}, one at {second}; rename one with #[task(title = \"...\")]"
+    )]
+    DuplicateTitle {
+        /// The shared title.
+        title: String,
+        /// The location of one.
+        first: String,
+        /// The location of the other.
+        second: String,
+    },
+    /// A `defaults(...)` value does not fit its argument.
+    #[error("task `{title}` at {location}: the default of `{argument}` does not fit its type: {message}")]
+    InvalidDefault {
+        /// The task.
+        title: String,
+        /// Where the task is defined.
+        location: String,
+        /// The argument.
+        argument: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+struct Registry {
+    /// All tasks, sorted by title then location.
+    sorted: Vec<&'static TaskDef>,
+    by_title: BTreeMap<&'static str, &'static TaskDef>,
+    check: Result<(), RegistryError>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut sorted: Vec<&'static TaskDef> = inventory::iter::<TaskEntry>.into_iter().map(|entry| entry.0).collect();
+        sorted.sort_by(|a, b| (a.title(), a.file(), a.line()).cmp(&(b.title(), b.file(), b.line())));
+        let mut by_title = BTreeMap::new();
+        let mut check = Ok(());
+        for def in &sorted {
+            if let Some(first) = by_title.insert(def.title(), *def) {
+                if check.is_ok() {
+                    check = Err(RegistryError::DuplicateTitle {
+                        title: def.title().to_owned(),
+                        first: first.location(),
+                        second: def.location(),
+                    });
+                }
+                // Keep the first, so lookups are stable while the error is reported.
+                by_title.insert(def.title(), first);
+            }
+        }
+        if check.is_ok() {
+            check = sorted.iter().try_for_each(|def| check_defaults(def));
+        }
+        Registry { sorted, by_title, check }
+    })
+}
+
+/// Each default must pass its argument's schema.
+fn check_defaults(def: &TaskDef) -> Result<(), RegistryError> {
+    let schema = def.args_schema();
+    for (argument, value) in def.defaults() {
+        let mut probe = Map::new();
+        probe.insert(argument.clone(), value.clone());
+        let property_schema = serde_json::json!({
+            "properties": { argument.clone(): schema["properties"][argument].clone() },
+            "$defs": schema.get("$defs").cloned().unwrap_or(Value::Null),
+        });
+        if let Err(error) = payload::validate(&property_schema, &Value::Object(probe)) {
+            return Err(RegistryError::InvalidDefault {
+                title: def.title().to_owned(),
+                location: def.location(),
+                argument: argument.clone(),
+                message: error.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every task linked into the binary, from any module or crate, sorted by
+/// title.
+///
+/// ```
+/// #[taskflow::task]
+/// fn ping() -> String { "pong".into() }
+///
+/// assert!(taskflow::tasks().any(|def| def.title() == "ping"));
+/// ```
+pub fn tasks() -> impl ExactSizeIterator<Item = &'static TaskDef> {
+    registry().sorted.iter().copied()
+}
+
+/// The task titled `title`, if one is linked into the binary.
+pub fn task_def(title: &str) -> Option<&'static TaskDef> {
+    registry().by_title.get(title).copied()
+}
+
+/// Checks the tasks once at start-up: titles are unique and every default
+/// fits its argument. [`App`](crate::App) calls it before any command.
+pub fn check() -> Result<(), RegistryError> {
+    registry().check.clone()
+}

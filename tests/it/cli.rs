@@ -1,0 +1,226 @@
+//! The app's command line, driven as a subprocess of the example binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    run_binary(env!("CARGO_BIN_EXE_simple_tasks"), args, stdin)
+}
+
+fn run_binary(binary: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env_remove("TASKFLOW_ADDR")
+        .env_remove("TASKFLOW_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the example binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn call_with_flags_prints_the_result() {
+    let output = run(&["call", "add_numbers", "--a", "2", "--b", "3"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "5\n");
+}
+
+#[test]
+fn call_with_a_wrong_payload_names_the_field_and_fails() {
+    let output = run(&["call", "add_numbers", "--a", "2", "--b", "x"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).is_empty());
+    assert!(stderr(&output).contains(r#"payload.b: expected integer, found string "x""#), "{}", stderr(&output));
+
+    let output = run(&["call", "add_numbers", "--a", "2"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("payload.b: required field is missing"), "{}", stderr(&output));
+}
+
+#[test]
+fn call_accepts_a_json_payload_and_structured_flags() {
+    let output = run(&["call", "add_numbers", "--payload", r#"{"a": 40, "b": 2}"#], None);
+    assert_eq!(stdout(&output), "42\n");
+    let output = run(&["call", "add_numbers", "--payload={\"a\": 40, \"b\": 2}", "--b=-40"], None);
+    assert_eq!(stdout(&output), "0\n", "flags override the payload's fields: {}", stderr(&output));
+
+    let output = run(
+        &[
+            "call",
+            "quote_order",
+            "--address",
+            r#"{"street": "1 Main St", "city": "Springfield"}"#,
+            "--items",
+            r#"{"sku": "tea", "quantity": 2, "unit_price_cents": 350}"#,
+            "--items",
+            r#"{"sku": "cup", "quantity": 1, "unit_price_cents": 900}"#,
+            "--shipping",
+            "express",
+            "--note",
+            "42",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let quote: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        quote,
+        json!({"total_cents": 700 + 900 + 1500, "items": 3, "ship_to": "1 Main St, Springfield", "note": "42"})
+    );
+    assert!(stderr(&output).contains("2 x tea = 700 cents"), "log lines go to stderr: {}", stderr(&output));
+}
+
+#[test]
+fn call_applies_defaults() {
+    let output = run(&["call", "multiply_numbers", "--a", "3"], None);
+    assert_eq!(stdout(&output), "6.0\n", "{}", stderr(&output));
+}
+
+#[test]
+fn a_failing_task_prints_its_error() {
+    let output = run(&["call", "raise_exception"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("This is a test exception"), "{}", stderr(&output));
+}
+
+#[test]
+fn command_line_mistakes_say_what_to_fix() {
+    let output = run(&["call", "no_such_task"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown task `no_such_task`"), "{}", stderr(&output));
+
+    let output = run(&["call", "add_numbers", "--c", "1"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("unknown argument `--c` for task `add_numbers`; expected --a, --b"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = run(&["call", "add_numbers", "--payload", "{oops"], None);
+    assert!(stderr(&output).contains("`--payload` is not valid JSON"), "{}", stderr(&output));
+
+    let output = run(&["call", "add_numbers", "--a"], None);
+    assert!(stderr(&output).contains("`--a` needs a value"), "{}", stderr(&output));
+
+    let output = run(&["frobnicate"], None);
+    assert_eq!(output.status.code(), Some(2), "clap's usage error");
+}
+
+#[test]
+fn call_help_lists_the_flags_from_the_schema() {
+    let output = run(&["call", "quote_order", "--help"], None);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    assert!(help.contains("--address <object>  where the order goes"), "{help}");
+    assert!(help.contains(r#"--shipping <"standard"|"express">  how fast it ships [default: "standard"]"#), "{help}");
+    assert!(help.contains("--note <string>  a message for the packer [optional]"), "{help}");
+}
+
+#[test]
+fn list_shows_title_signature_and_description() {
+    let output = run(&["list"], None);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for expected in [
+        "add_numbers(a: i64, b: i64) -> i64",
+        "Add two numbers together",
+        "async sleep_for_seconds(seconds: u64) -> String",
+        "raise_exception",
+        "multiply_numbers",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn worker_entry_writes_exactly_one_frame() {
+    let output = run(&["__run", "add_numbers"], Some(r#"{"a": 1, "b": 2}"#));
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), "{\"ok\":3}\n");
+
+    let output = run(&["__run", "add_numbers"], Some(r#"{"a": 1}"#));
+    assert_eq!(output.status.code(), Some(1));
+    let frame: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(frame["error"]["kind"], "payload");
+    assert_eq!(frame["error"]["issues"][0], json!({"path": "payload.b", "message": "required field is missing"}));
+
+    let output = run(&["__run", "sleep_for_seconds"], Some(r#"{"seconds": 0}"#));
+    assert_eq!(stdout(&output), "{\"ok\":\"great nap!\"}\n");
+    assert!(stderr(&output).contains("[info] sleeping for 0s"), "{}", stderr(&output));
+
+    let output = run(&["__run", "add_numbers"], Some("not json"));
+    let frame: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(frame["error"]["kind"], "payload");
+    assert!(frame["error"]["message"].as_str().unwrap().starts_with("payload: not valid JSON"));
+
+    let output = run(&["__run", "nope"], Some("{}"));
+    let frame: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(frame["error"]["kind"], "unknown_task");
+}
+
+#[test]
+fn serve_parses_its_options_and_token_is_reserved() {
+    let output = run(&["serve", "--addr", "127.0.0.1:9999", "--data-dir", "/tmp/tf-data"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("http://127.0.0.1:9999"), "{text}");
+    assert!(text.contains("/tmp/tf-data/taskflow.db"), "{text}");
+    assert!(text.contains("call add_numbers --a <integer> --b <integer>"), "{text}");
+
+    let output = run(&["serve", "--addr", "not-an-address"], None);
+    assert_eq!(output.status.code(), Some(2));
+
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_simple_tasks")).env("TASKFLOW_ADDR", "127.0.0.1:7777").output().unwrap();
+    assert!(stdout(&output).contains("http://127.0.0.1:7777"), "serve is the default and reads TASKFLOW_ADDR");
+
+    let output = run(&["token"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("arrives with the control plane"));
+}
+
+#[test]
+fn duplicate_titles_stop_the_app_naming_both_places() {
+    let output = run_binary(env!("CARGO_BIN_EXE_duplicate_titles"), &["list"], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("two tasks are titled `twin`"), "{text}");
+    assert!(text.matches("duplicate_titles.rs:").count() == 2, "both locations: {text}");
+}
+
+#[test]
+fn list_json_matches_the_schema_snapshot() {
+    let output = run(&["list", "--json"], None);
+    assert!(output.status.success());
+    let mut tasks: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // Paths differ between machines; the snapshot keeps the file name only.
+    for task in tasks.as_array_mut().unwrap() {
+        assert!(task["line"].as_u64().unwrap() > 0);
+        task["line"] = Value::Null;
+    }
+    let actual = serde_json::to_string_pretty(&tasks).unwrap() + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots/simple_tasks.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(path).expect("snapshot missing: run with UPDATE_SNAPSHOTS=1");
+    assert_eq!(actual, expected, "schemas changed; review the diff and run with UPDATE_SNAPSHOTS=1");
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of TaskFlow, in one binary (one link, one run).
+
+mod cli;
+mod executor;
+mod invoke;
+mod registry;
+mod tasks;

@@ -1,0 +1,137 @@
+//! Tasks defined by the test binary itself, in nested modules, covering the
+//! argument and return shapes `#[task]` accepts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use taskflow::{TaskContext, task};
+
+/// A point on a plane.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+pub struct Point {
+    /// Horizontal
+    pub x: i32,
+    /// Vertical
+    pub y: i32,
+}
+
+/// A colour by name.
+#[derive(Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Colour {
+    /// Warm
+    Red,
+    /// Cool
+    Blue,
+}
+
+/// Every kind of argument
+///
+/// More text that is not the summary.
+///
+/// # Arguments
+/// * `count` - how many
+/// * `ratio` - a fraction
+/// * `label` - a name
+/// * `point` - where
+#[allow(clippy::too_many_arguments)] // every argument shape in one task
+#[task(title = "tests.kitchen_sink", tags = ["test", "shapes"], retries = 3, timeout = "1h30m", defaults(label = "none", flag = false))]
+pub fn kitchen_sink(
+    count: u8,
+    ratio: f64,
+    flag: bool,
+    label: String,
+    maybe: Option<i64>,
+    list: Vec<Point>,
+    map: HashMap<String, u32>,
+    colour: Colour,
+    point: Point,
+) -> Result<String, String> {
+    Ok(format!(
+        "{count} {ratio} {flag} {label} {maybe:?} {} {} {colour:?} {},{}",
+        list.len(),
+        map.len(),
+        point.x,
+        point.y
+    ))
+}
+
+/// Returns what it was given, through the context's logger.
+#[task(title = "tests.echo_logged")]
+pub fn echo_logged(ctx: &TaskContext, text: String) -> String {
+    ctx.info(format!("echo {text}"));
+    ctx.progress(1, 1);
+    text
+}
+
+/// Panics with a message.
+#[task(title = "tests.panics")]
+pub fn panics(message: String) -> u8 {
+    panic!("{message}")
+}
+
+/// Fails with an error.
+#[task(title = "tests.fails")]
+pub fn fails() -> Result<(), std::io::Error> {
+    Err(std::io::Error::other("disk on fire"))
+}
+
+/// Returns nothing.
+#[task(title = "tests.unit")]
+pub fn unit() {}
+
+pub mod nested {
+    pub mod deeper {
+        /// An async task in a nested module.
+        #[taskflow::task(title = "tests.async_double")]
+        pub async fn async_double(n: i64) -> i64 {
+            tokio::task::yield_now().await;
+            n * 2
+        }
+
+        /// An async task that panics.
+        #[taskflow::task(title = "tests.async_panics")]
+        pub async fn async_panics() -> i64 {
+            tokio::task::yield_now().await;
+            panic!("async boom")
+        }
+    }
+}
+
+/// Spins until cancelled, checking the context; for timeout and cancel tests.
+#[task(title = "tests.spin_until_cancelled")]
+pub fn spin_until_cancelled(ctx: &TaskContext) -> Result<u64, taskflow::Cancelled> {
+    let mut spins = 0;
+    loop {
+        ctx.check_cancelled()?;
+        spins += 1;
+        std::thread::sleep(Duration::from_millis(5));
+        if spins > 200_000 {
+            return Ok(spins);
+        }
+    }
+}
+
+/// Sleeps asynchronously for a long time; for timeout tests.
+#[task(title = "tests.async_sleep", timeout = "50ms")]
+pub async fn async_sleep() -> u8 {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    0
+}
+
+/// How many `tests.gate` runs are inside the gate now, and the most ever.
+pub static INSIDE: AtomicUsize = AtomicUsize::new(0);
+pub static MOST_INSIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// Enters a gate, stays a moment, leaves; records how many were inside at once.
+#[task(title = "tests.gate")]
+pub fn gate() -> usize {
+    let now = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_INSIDE.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(20));
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
+    now
+}
