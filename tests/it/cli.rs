@@ -40,6 +40,7 @@ fn call_with_flags_prints_the_result() {
     let output = run(&["call", "add_numbers", "--a", "2", "--b", "3"], None);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "5\n");
+    assert!(stderr(&output).contains("adding 2 and 3"), "printed output goes to stderr: {}", stderr(&output));
 }
 
 #[test]
@@ -154,7 +155,8 @@ fn list_shows_title_signature_and_description() {
 fn worker_entry_writes_exactly_one_frame() {
     let output = run(&["__run", "add_numbers"], Some(r#"{"a": 1, "b": 2}"#));
     assert!(output.status.success());
-    assert_eq!(stdout(&output), "{\"ok\":3}\n");
+    assert_eq!(stdout(&output), "{\"ok\":3}\n", "the task's println! must not reach stdout");
+    assert!(stderr(&output).contains("adding 1 and 2"), "it goes to stderr: {}", stderr(&output));
 
     let output = run(&["__run", "add_numbers"], Some(r#"{"a": 1}"#));
     assert_eq!(output.status.code(), Some(1));

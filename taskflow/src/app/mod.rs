@@ -217,6 +217,7 @@ fn call(program: &str, args: CallArgs) -> Result<()> {
         return Ok(());
     }
     let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
+    let mut out = reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -224,16 +225,19 @@ fn call(program: &str, args: CallArgs) -> Result<()> {
     let ctx = TaskContext::new("cli");
     let result = runtime.block_on(ThreadExecutor::default().execute(def, ctx, payload, None))?;
     let text = serde_json::to_string_pretty(&result).map_err(|e| TaskError::Output { message: e.to_string() })?;
-    println!("{text}");
-    Ok(())
+    let _ = std::io::stdout().flush();
+    writeln!(out, "{text}").map_err(|source| Error::Io { context: "writing the result".to_owned(), source })
 }
 
 /// `__run <title>`: the worker entry of the process and Docker executors.
 fn worker_run(title: &str) -> Result<()> {
+    let io_error = |context: &str| {
+        let context = context.to_owned();
+        move |source| Error::Io { context, source }
+    };
     let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|source| Error::Io { context: "reading the payload from stdin".to_owned(), source })?;
+    std::io::stdin().read_to_string(&mut input).map_err(io_error("reading the payload from stdin"))?;
+    let mut frame_out = reserve_stdout().map_err(io_error("redirecting stdout to stderr"))?;
     let run_id = std::env::var("TASKFLOW_RUN_ID").unwrap_or_else(|_| "local".to_owned());
     let attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
     let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::context::StderrSink));
@@ -247,12 +251,27 @@ fn worker_run(title: &str) -> Result<()> {
         };
         def.invoke_blocking(&ctx, payload)
     });
+    // Whatever the task printed goes out (to stderr) before the frame.
+    let _ = std::io::stdout().flush();
     let frame = ResultFrame::from(result.clone());
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &frame)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out))
-        .and_then(|()| out.flush())
-        .map_err(|source| Error::Io { context: "writing the result frame".to_owned(), source })?;
+    let mut line = serde_json::to_vec(&frame).map_err(|e| TaskError::Output { message: e.to_string() })?;
+    line.push(b'\n');
+    frame_out.write_all(&line).and_then(|()| frame_out.flush()).map_err(io_error("writing the result frame"))?;
     result.map(|_| ()).map_err(Error::Task)
+}
+
+/// Reserves standard output for the result: returns a writer to it and
+/// points file descriptor 1 at standard error, so whatever a task prints
+/// becomes log output instead of corrupting the result (or `__run`'s frame).
+#[cfg(unix)]
+fn reserve_stdout() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let original = std::io::stdout().as_fd().try_clone_to_owned()?;
+    rustix::stdio::dup2_stdout(std::io::stderr().as_fd())?;
+    Ok(std::fs::File::from(original))
+}
+
+#[cfg(not(unix))]
+fn reserve_stdout() -> std::io::Result<std::io::Stdout> {
+    Ok(std::io::stdout())
 }
