@@ -55,6 +55,7 @@ impl TaskAttr {
         let span = meta.path.span();
         let Some(name) = meta.path.get_ident().map(Ident::to_string) else {
             errors.push(meta.error(format!("unknown option; expected one of {OPTIONS}")));
+            skip_rest(meta);
             return;
         };
         let result =
@@ -85,7 +86,9 @@ impl TaskAttr {
                     .value()
                     .and_then(|v| v.parse::<LitInt>())
                     .and_then(|lit| lit.base10_parse::<u32>())
-                    .map_err(|e| syn::Error::new(e.span(), "`retries` takes a whole number, e.g. `retries = 3`"))
+                    .map_err(|e| {
+                        syn::Error::new(e.span(), "`retries` takes a whole number of at least 0, e.g. `retries = 3`")
+                    })
                     .map(|n| set_once(errors, &mut self.retries, "retries", span, n)),
                 "executor" => parse_str(meta).and_then(|(value, lit)| {
                     if !EXECUTORS.contains(&value.as_str()) {
@@ -104,12 +107,17 @@ impl TaskAttr {
             };
         if let Err(error) = result {
             errors.push(error);
-            // Skip whatever is left of this option so the next one parses.
-            if meta.input.peek(syn::Token![=]) {
-                let _ = meta.value().and_then(|v| v.parse::<Expr>());
-            } else if meta.input.peek(syn::token::Paren) {
-                let _ = meta.input.parse::<proc_macro2::Group>();
-            }
+            skip_rest(meta);
+        }
+    }
+}
+
+/// Skips what is left of a malformed option, up to the next `,`, so the
+/// options after it still parse and no follow-on error appears.
+fn skip_rest(meta: &ParseNestedMeta<'_>) {
+    while !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+        if meta.input.parse::<proc_macro2::TokenTree>().is_err() {
+            break;
         }
     }
 }

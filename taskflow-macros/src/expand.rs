@@ -19,8 +19,13 @@ pub(crate) fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item: ItemFn = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {
-            let error = syn::Error::new_spanned(
-                &item,
+            // Point at the item's keyword (`struct`, `impl`, …), not its whole body.
+            let keyword = item.clone().into_iter().find_map(|token| match token {
+                proc_macro2::TokenTree::Ident(ident) if ident != "pub" => Some(ident.span()),
+                _ => None,
+            });
+            let error = syn::Error::new(
+                keyword.unwrap_or_else(proc_macro2::Span::call_site),
                 "#[task] goes on a function: `#[task] fn name(arg: Type) -> Output { … }`",
             );
             let error = error.to_compile_error();
@@ -81,7 +86,6 @@ fn generate(task: &TaskFn) -> TokenStream {
         Output::Value(ty) => (quote_spanned!(ty.span()=> #private::output_from_value::<#ty>(#call)), quote!(#ty)),
         Output::Result { ok } => (quote_spanned!(ok.span()=> #private::output_from_result(#call)), quote!(#ok)),
     };
-    let output_check = quote_spanned!(output_ty.span()=> #private::assert_output::<#output_ty>(););
 
     let invoke = if is_async {
         quote! {
@@ -173,7 +177,6 @@ fn generate(task: &TaskFn) -> TokenStream {
             #[allow(dead_code)]
             fn __checks() {
                 #(#arg_checks)*
-                #output_check
             }
 
             static __TASK: #private::TaskDef = #private::TaskDef::__new(#private::TaskDecl {

@@ -99,8 +99,10 @@ pub mod __private {
     pub trait TaskOutput: serde::Serialize + schemars::JsonSchema {}
     impl<T: serde::Serialize + schemars::JsonSchema> TaskOutput for T {}
 
+    /// Checked once per argument, spanned on its type, so a type that cannot
+    /// be an argument is underlined where the user wrote it. (Results are
+    /// checked by the bounds of `output_schema` and `output_from_*`.)
     pub const fn assert_argument<T: TaskArgument>() {}
-    pub const fn assert_output<T: TaskOutput>() {}
 
     pub fn deserialize_args<T: serde::de::DeserializeOwned>(payload: Value) -> Result<T, TaskError> {
         serde_json::from_value(payload).map_err(|e| TaskError::Payload(PayloadError::single("payload", e.to_string())))
@@ -110,11 +112,11 @@ pub mod __private {
         crate::schema::schema_of::<T>()
     }
 
-    pub fn output_schema<T: schemars::JsonSchema>() -> Value {
+    pub fn output_schema<T: TaskOutput>() -> Value {
         crate::schema::schema_of::<T>()
     }
 
-    pub fn output_from_value<T: serde::Serialize>(value: T) -> TaskResult {
+    pub fn output_from_value<T: TaskOutput>(value: T) -> TaskResult {
         serde_json::to_value(value).map_err(|e| TaskError::Output { message: e.to_string() })
     }
 
@@ -122,7 +124,7 @@ pub mod __private {
         Ok(Value::Null)
     }
 
-    pub fn output_from_result<T: serde::Serialize, E: Display>(result: Result<T, E>) -> TaskResult {
+    pub fn output_from_result<T: TaskOutput, E: Display>(result: Result<T, E>) -> TaskResult {
         match result {
             Ok(value) => output_from_value(value),
             Err(error) => Err(TaskError::Failed { message: error.to_string() }),

@@ -5,3 +5,5 @@ mod executor;
 mod invoke;
 mod registry;
 mod tasks;
+mod tidy;
+mod ui;

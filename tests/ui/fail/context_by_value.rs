@@ -1,0 +1,9 @@
+use taskflow::TaskContext;
+
+#[taskflow::task]
+fn work(ctx: TaskContext, a: i64) -> i64 {
+    ctx.info("working");
+    a
+}
+
+fn main() {}

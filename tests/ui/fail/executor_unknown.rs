@@ -1,0 +1,4 @@
+#[taskflow::task(executor = "gpu")]
+fn train() {}
+
+fn main() {}

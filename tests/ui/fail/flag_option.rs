@@ -1,0 +1,4 @@
+#[taskflow::task(retries, title = "ok")]
+fn flaky() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn echo<T>(value: T) -> T {
+    value
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+struct NotAFunction {
+    a: i64,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(task::retries = 2)]
+fn flaky() {}
+
+fn main() {}

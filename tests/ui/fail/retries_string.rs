@@ -1,0 +1,4 @@
+#[taskflow::task(retries = "2")]
+fn flaky() {}
+
+fn main() {}

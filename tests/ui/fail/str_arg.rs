@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn greet(name: &str) -> String {
+    format!("hello {name}")
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(tags = "x")]
+fn tagged() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(timeout = "ten")]
+fn slow() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(title = "has space")]
+fn spaced() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn ignore(_: i64) -> i64 {
+    0
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(retrys = 2)]
+fn flaky() {}
+
+fn main() {}

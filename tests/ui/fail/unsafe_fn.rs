@@ -1,0 +1,6 @@
+#[taskflow::task]
+unsafe fn danger(a: i64) -> i64 {
+    a
+}
+
+fn main() {}
