@@ -6,13 +6,17 @@
 extern crate self as taskflow;
 
 mod app;
+pub mod client;
 mod context;
+pub mod engine;
 mod error;
 pub mod executor;
 mod payload;
 pub mod protocol;
 pub mod registry;
+pub mod run;
 mod schema;
+pub mod store;
 
 pub use app::App;
 pub use context::{Cancelled, Level, LogLine, MemorySink, Progress, RunSink, StderrSink, TaskContext};

@@ -1,6 +1,8 @@
 //! End-to-end tests of TaskFlow, in one binary (one link, one run).
 
 mod cli;
+mod crash;
+mod engine;
 mod executor;
 mod invoke;
 mod registry;

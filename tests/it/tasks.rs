@@ -135,3 +135,16 @@ pub fn gate() -> usize {
     INSIDE.fetch_sub(1, Ordering::SeqCst);
     now
 }
+
+/// How many times each `tests.flaky` key has been attempted.
+static FLAKY_ATTEMPTS: std::sync::Mutex<Option<HashMap<String, u32>>> = std::sync::Mutex::new(None);
+
+/// Fails its first `failures` attempts for `key`, then returns the attempt.
+#[task(title = "tests.flaky", retries = 5)]
+pub fn flaky(ctx: &TaskContext, key: String, failures: u32) -> Result<u32, String> {
+    let mut map = FLAKY_ATTEMPTS.lock().unwrap();
+    let count = map.get_or_insert_with(HashMap::new).entry(key).or_insert(0);
+    *count += 1;
+    ctx.info(format!("attempt {} (context says {})", count, ctx.attempt()));
+    if *count <= failures { Err(format!("failure {count}")) } else { Ok(*count) }
+}

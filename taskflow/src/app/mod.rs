@@ -104,6 +104,9 @@ impl App {
     /// usage and exit (code 2), as command-line tools do.
     pub fn run(self) -> Result<()> {
         let cli = Cli::parse_from(&self.args);
+        // Background errors (the engine's) are reported through `tracing`;
+        // an app that installed its own subscriber keeps it.
+        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).try_init();
         registry::check()?;
         let program = self
             .args

@@ -1,0 +1,201 @@
+//! [`Client`]: the Rust API to submit runs and follow them — `submit`, `get`,
+//! `list`, `cancel`, `delete`, `logs`, `wait`. In-process today (over the
+//! engine and its store); the same methods will work over HTTP.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::engine::{Engine, RunEvent};
+use crate::error::{PayloadError, TaskError};
+use crate::registry::{self, ExecutorKind};
+use crate::run::{Run, RunId, RunStatus, Timestamp};
+use crate::store::{self, NewRun, Page, RunFilter, StoredLogLine};
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No task has this title.
+    #[error("unknown task `{0}`")]
+    UnknownTask(String),
+    /// The payload does not fit the task's arguments.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// `wait` gave up before the run finished.
+    #[error("run {id} did not finish within {after:?} (it is {status})")]
+    WaitTimedOut {
+        /// The run.
+        id: RunId,
+        /// How long was waited.
+        after: Duration,
+        /// Its status when the wait ended.
+        status: RunStatus,
+    },
+}
+
+/// Options of a submit beyond title and payload; the task's own options
+/// apply where these say nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SubmitOptions {
+    /// Higher runs first (default 0).
+    pub priority: i32,
+    /// Start no earlier than this from now.
+    pub delay: Option<Duration>,
+    /// Overrides the task's `retries`.
+    pub retries: Option<u32>,
+    /// Overrides the base of the retry back-off (default 1 s).
+    pub retry_delay: Option<Duration>,
+    /// Overrides the task's `timeout`.
+    pub timeout: Option<Duration>,
+    /// Overrides the task's `executor`.
+    pub executor: Option<ExecutorKind>,
+    /// `false` creates a new run even when the same title and payload is
+    /// pending or running (default: de-duplicate).
+    pub no_dedup: bool,
+    /// Makes a retried submit safe: the same key returns the same run.
+    pub idempotency_key: Option<String>,
+}
+
+/// Submits runs and follows them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    engine: Engine,
+}
+
+impl Client {
+    /// A client of the in-process engine.
+    pub fn new(engine: Engine) -> Client {
+        Client { engine }
+    }
+
+    /// Submits a run of `title` with `payload`; the payload is validated
+    /// (defaults applied) before anything is stored.
+    pub async fn submit(&self, title: &str, payload: Value) -> Result<Run, ClientError> {
+        self.submit_with(title, payload, SubmitOptions::default()).await
+    }
+
+    /// [`submit`](Self::submit) with options.
+    pub async fn submit_with(&self, title: &str, payload: Value, options: SubmitOptions) -> Result<Run, ClientError> {
+        let def = registry::task_def(title).ok_or_else(|| ClientError::UnknownTask(title.to_owned()))?;
+        let payload = def.prepare(payload)?;
+        let task = def.options();
+        let mut new = NewRun::new(title, payload);
+        new.max_attempts = options.retries.unwrap_or(task.retries).saturating_add(1);
+        new.executor = options.executor.unwrap_or(task.executor);
+        new.priority = options.priority;
+        new.not_before = options.delay.map(|delay| Timestamp::now().plus(delay));
+        new.timeout_ms = options.timeout.or(task.timeout).map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        if let Some(delay) = options.retry_delay {
+            new.retry_delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        }
+        new.unique = !options.no_dedup;
+        new.idempotency_key = options.idempotency_key;
+        let submitted = self.engine.store().submit(new).await?;
+        if submitted.created {
+            self.engine.publish(RunEvent::Status(Box::new(submitted.run.clone())));
+            self.engine.wake();
+        }
+        Ok(submitted.run)
+    }
+
+    /// One run.
+    pub async fn get(&self, id: RunId) -> Result<Run, ClientError> {
+        self.engine.store().get(id).await?.ok_or(ClientError::Store(store::Error::NotFound(id)))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub async fn list(&self, filter: RunFilter) -> Result<Page<Run>, ClientError> {
+        Ok(self.engine.store().list(filter).await?)
+    }
+
+    /// Cancels a pending or running run (a running one is told through its
+    /// context; a finished one is an error).
+    pub async fn cancel(&self, id: RunId) -> Result<Run, ClientError> {
+        let run = self.engine.store().cancel(id, Timestamp::now()).await?;
+        self.engine.cancel_local(id);
+        self.engine.publish(RunEvent::Status(Box::new(run.clone())));
+        Ok(run)
+    }
+
+    /// Deletes a run and its log; an active run only when `force` (it is
+    /// cancelled first).
+    pub async fn delete(&self, id: RunId, force: bool) -> Result<(), ClientError> {
+        self.engine.store().delete(id, force).await?;
+        self.engine.cancel_local(id);
+        self.engine.publish(RunEvent::Deleted(id));
+        Ok(())
+    }
+
+    /// A run's log lines after sequence number `after`.
+    pub async fn logs(&self, id: RunId, after: u64, limit: u32) -> Result<Vec<StoredLogLine>, ClientError> {
+        Ok(self.engine.store().logs(id, after, limit).await?)
+    }
+
+    /// Waits until the run is final and returns it; at most `timeout`.
+    pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<Run, ClientError> {
+        let mut events = self.engine.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let run = self.get(id).await?;
+            if run.status.is_final() {
+                return Ok(run);
+            }
+            // Wake on this run's next event; re-read at least every second
+            // in case it finished on another server.
+            let next = async {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.run_id() == id => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                    }
+                }
+            };
+            tokio::select! {
+                () = next => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    let run = self.get(id).await?;
+                    if run.status.is_final() {
+                        return Ok(run);
+                    }
+                    return Err(ClientError::WaitTimedOut { id, after: timeout, status: run.status });
+                }
+            }
+        }
+    }
+
+    /// Submits and waits: the run's result, or why it has none.
+    pub async fn call(&self, title: &str, payload: Value, timeout: Duration) -> Result<Value, CallError> {
+        let run = self.submit(title, payload).await?;
+        let run = self.wait(run.id, timeout).await?;
+        match run.status {
+            RunStatus::Completed => Ok(run.result.unwrap_or(Value::Null)),
+            _ => Err(CallError::Run(run.error.map_or_else(|| TaskError::Cancelled.to_string(), |e| e.message))),
+        }
+    }
+
+    /// Every status change and log line from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.engine.subscribe()
+    }
+}
+
+/// Why [`Client::call`] has no result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// Submitting or waiting failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The run failed or was cancelled, with this message.
+    #[error("{0}")]
+    Run(String),
+}

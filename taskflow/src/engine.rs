@@ -1,0 +1,394 @@
+//! The engine: the embedded worker of push mode. It claims pending runs from
+//! the [`Store`] under a lease, executes them on the thread executor,
+//! renews their leases by heartbeat, reports each attempt's outcome (with
+//! retries and back-off), re-queues runs whose worker died, prunes old runs,
+//! and publishes every status change and log line as a [`RunEvent`].
+//!
+//! The queue lives in the store, never in memory: a run is only ever taken
+//! from the store by a claim, so a crash loses nothing — the lease of a
+//! claimed run expires and the rescuer puts it back.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{LogLine, RunSink, TaskContext};
+use crate::error::TaskError;
+use crate::executor::{ThreadExecutor, ThreadExecutorConfig};
+use crate::registry::{self, ExecutorKind};
+use crate::run::{self, Run, RunError, RunId, Timestamp};
+use crate::store::{self, ClaimRequest, Outcome, Report, Store, StoredLogLine};
+
+/// Timings and limits of an [`Engine`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// This worker's name in leases; unique per process.
+    pub worker_id: String,
+    /// How many runs execute at once.
+    pub max_concurrency: usize,
+    /// How often an idle engine looks for runs (a local submit wakes it at
+    /// once).
+    pub poll_interval: Duration,
+    /// How long a claim holds a run without a heartbeat.
+    pub lease: Duration,
+    /// How often leases are renewed (well under `lease`).
+    pub heartbeat_interval: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// Final runs older than this are deleted with their logs; `None` keeps
+    /// them forever.
+    pub retention: Option<Duration>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            worker_id: default_worker_id(),
+            max_concurrency: 32,
+            poll_interval: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            rescue_interval: Duration::from_secs(5),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), random_u64() & 0xffff)
+}
+
+/// A random number for jitter and names; no cryptographic quality needed.
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+/// Something that happened to a run, for live views.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// The run changed status (or was created); the run as it is now.
+    Status(Box<Run>),
+    /// The run logged a line.
+    Log(StoredLogLine),
+    /// The run was deleted.
+    Deleted(RunId),
+}
+
+impl RunEvent {
+    /// The run the event is about.
+    pub fn run_id(&self) -> RunId {
+        match self {
+            RunEvent::Status(run) => run.id,
+            RunEvent::Log(line) => line.run_id,
+            RunEvent::Deleted(id) => *id,
+        }
+    }
+}
+
+/// The embedded worker. Cheap to clone; all clones drive one engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    executor: ThreadExecutor,
+    events: broadcast::Sender<RunEvent>,
+    /// Runs executing here: their attempt and context (to cancel them).
+    running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
+    /// Woken by local submits and finished runs, so claims need no polling.
+    wake: Notify,
+    /// Log lines on their way to the store.
+    logs: mpsc::UnboundedSender<(RunId, LogLine)>,
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    /// Starts the engine on the current Tokio runtime: the claim loop, the
+    /// heartbeat, the rescuer and the log writer.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
+        let (events, _) = broadcast::channel(4096);
+        let (logs, log_rx) = mpsc::unbounded_channel();
+        let executor = ThreadExecutor::new(ThreadExecutorConfig::with_max_concurrency(config.max_concurrency));
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                executor,
+                events,
+                running: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                logs,
+                shutdown: CancellationToken::new(),
+            }),
+        };
+        tokio::spawn(engine.clone().claim_loop());
+        tokio::spawn(engine.clone().heartbeat_loop());
+        tokio::spawn(engine.clone().rescue_loop());
+        tokio::spawn(engine.clone().log_writer(log_rx));
+        engine
+    }
+
+    /// The store the engine works on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Receives every status change and log line from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Publishes an event to subscribers (none listening is fine).
+    pub(crate) fn publish(&self, event: RunEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Wakes the claim loop: a run may be waiting.
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Signals the context of a run executing here, if it is.
+    pub(crate) fn cancel_local(&self, id: RunId) {
+        if let Some((_, ctx)) = self.lock_running().get(&id) {
+            ctx.cancel();
+        }
+    }
+
+    /// How many runs execute here now.
+    pub fn running_count(&self) -> usize {
+        self.lock_running().len()
+    }
+
+    /// Stops claiming, gives back runs still executing after `grace` (they
+    /// go back to pending at once for another worker), and stops the loops.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<TaskContext> = self.lock_running().values().map(|(_, ctx)| ctx.clone()).collect();
+        for ctx in left {
+            ctx.cancel();
+        }
+        // The cancelled runs report `Released` as they unwind.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, (u32, TaskContext)>> {
+        self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn claim_loop(self) {
+        let config = &self.inner.config;
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
+            let free = config.max_concurrency.saturating_sub(self.running_count());
+            let mut claimed = 0;
+            if free > 0 {
+                let request = ClaimRequest {
+                    worker_id: config.worker_id.clone(),
+                    limit: u32::try_from(free).unwrap_or(u32::MAX),
+                    lease: config.lease,
+                    executors: vec![ExecutorKind::Thread],
+                    now: Timestamp::now(),
+                };
+                match self.inner.store.claim(request).await {
+                    Ok(runs) => {
+                        claimed = runs.len();
+                        for run in runs {
+                            self.start_run(run);
+                        }
+                    }
+                    Err(error) => log_error("claiming runs", &error),
+                }
+            }
+            if claimed == 0 || claimed < free {
+                tokio::select! {
+                    () = self.inner.wake.notified() => {}
+                    () = tokio::time::sleep(config.poll_interval) => {}
+                    () = self.inner.shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    fn start_run(&self, run: Run) {
+        self.publish(RunEvent::Status(Box::new(run.clone())));
+        let sink = Arc::new(EngineSink { logs: self.inner.logs.clone() });
+        let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
+        self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let outcome = engine.execute(&run, ctx).await;
+            engine.lock_running().remove(&run.id);
+            engine.report(&run, outcome).await;
+            engine.wake();
+        });
+    }
+
+    async fn execute(&self, run: &Run, ctx: TaskContext) -> Result<Value, TaskError> {
+        let Some(def) = registry::task_def(&run.task_title) else {
+            return Err(TaskError::UnknownTask { title: run.task_title.clone() });
+        };
+        let timeout = run.timeout_ms.map(Duration::from_millis);
+        self.inner.executor.execute(def, ctx, run.payload.clone(), timeout).await
+    }
+
+    async fn report(&self, run: &Run, result: Result<Value, TaskError>) {
+        let now = Timestamp::now();
+        let outcome = match result {
+            Ok(value) => Outcome::Completed(value),
+            // Cancelled by shutdown: give the run back for another worker.
+            Err(TaskError::Cancelled) if self.inner.shutdown.is_cancelled() => Outcome::Released,
+            Err(error) => {
+                let retry_at = (is_retryable(&error) && run.attempt < run.max_attempts).then(|| {
+                    let jitter = (random_u64() % 1000) as f64 / 1000.0;
+                    run::retry_at(now, run.attempt, Duration::from_millis(run.retry_delay_ms), jitter)
+                });
+                Outcome::Failed {
+                    error: RunError { kind: error.kind().to_owned(), message: error.to_string() },
+                    retry_at,
+                }
+            }
+        };
+        let report =
+            Report { id: run.id, attempt: run.attempt, worker_id: self.inner.config.worker_id.clone(), outcome, now };
+        match self.inner.store.finish(report).await {
+            Ok(run) => self.publish(RunEvent::Status(Box::new(run))),
+            // Cancelled, re-queued or deleted meanwhile: the report changes
+            // nothing, as it must.
+            Err(store::Error::StaleAttempt { .. } | store::Error::NotFound(_)) => {}
+            Err(error) => log_error("reporting a run's outcome", &error),
+        }
+    }
+
+    async fn heartbeat_loop(self) {
+        let config = &self.inner.config;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(config.heartbeat_interval) => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+            let held: Vec<(RunId, u32)> =
+                self.lock_running().iter().map(|(id, (attempt, _))| (*id, *attempt)).collect();
+            if held.is_empty() {
+                continue;
+            }
+            let until = Timestamp::now().plus(config.lease);
+            match self.inner.store.heartbeat(config.worker_id.clone(), held, until).await {
+                // Runs this worker no longer holds (cancelled, re-queued) stop.
+                Ok(lost) => lost.into_iter().for_each(|id| self.cancel_local(id)),
+                Err(error) => log_error("renewing leases", &error),
+            }
+        }
+    }
+
+    async fn rescue_loop(self) {
+        let config = &self.inner.config;
+        loop {
+            match self.inner.store.rescue_expired(Timestamp::now()).await {
+                Ok(runs) => {
+                    if !runs.is_empty() {
+                        self.wake();
+                    }
+                    for run in runs {
+                        self.publish(RunEvent::Status(Box::new(run)));
+                    }
+                }
+                Err(error) => log_error("re-queuing runs of dead workers", &error),
+            }
+            if let Some(retention) = config.retention {
+                let before = Timestamp(Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(0));
+                if let Err(error) = self.inner.store.prune(before).await {
+                    log_error("pruning old runs", &error);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(config.rescue_interval) => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Writes log lines in batches: whatever arrived while the last batch was
+    /// being written goes in the next.
+    async fn log_writer(self, mut rx: mpsc::UnboundedReceiver<(RunId, LogLine)>) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 1024).await > 0 {
+            let lines: Vec<_> =
+                batch.drain(..).map(|(id, line)| (id, Timestamp::from(line.at), line.level, line.message)).collect();
+            let published: Vec<_> = lines.clone();
+            if let Err(error) = self.inner.store.append_logs(lines).await {
+                log_error("storing log lines", &error);
+                continue;
+            }
+            for (run_id, at, level, message) in published {
+                // Subscribers get the text; the sequence number is the store's.
+                self.publish(RunEvent::Log(StoredLogLine { run_id, seq: 0, at, level, message }));
+            }
+        }
+    }
+}
+
+/// Payload and lookup errors fail the same way every time: no retry.
+fn is_retryable(error: &TaskError) -> bool {
+    matches!(error, TaskError::Failed { .. } | TaskError::Panicked { .. } | TaskError::TimedOut { .. })
+}
+
+/// The engine has no caller to return background errors to; they go to the
+/// application's `tracing` subscriber (the app installs one).
+fn log_error(doing: &str, error: &store::Error) {
+    tracing::error!(%error, "taskflow engine: {doing} failed");
+}
+
+/// Sends a run's log lines to the engine's log writer.
+struct EngineSink {
+    logs: mpsc::UnboundedSender<(RunId, LogLine)>,
+}
+
+impl RunSink for EngineSink {
+    fn log(&self, run_id: &str, line: LogLine) {
+        if let Ok(id) = run_id.parse() {
+            let _ = self.logs.send((id, line));
+        }
+    }
+}
+
+impl From<std::time::SystemTime> for Timestamp {
+    fn from(at: std::time::SystemTime) -> Self {
+        let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+}

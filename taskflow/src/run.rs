@@ -1,0 +1,321 @@
+//! Runs: one execution request of a task, its status, and the one state
+//! machine every status change goes through ([`transition`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::registry::ExecutorKind;
+
+/// A run's id: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(uuid::Uuid);
+
+impl RunId {
+    /// A fresh id.
+    pub fn new() -> RunId {
+        RunId(uuid::Uuid::now_v7())
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        RunId::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(RunId).map_err(|_| format!("`{s}` is not a run id (a UUID)"))
+    }
+}
+
+/// A point in time: milliseconds since the Unix epoch, as the store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Now, by the system clock.
+    pub fn now() -> Timestamp {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// This time plus `duration`.
+    pub fn plus(self, duration: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)))
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Waiting to be claimed (new, or back for another attempt).
+    Pending,
+    /// Claimed by a worker, under a lease.
+    Running,
+    /// Finished with a result. Final.
+    Completed,
+    /// Finished with an error and no attempts left. Final.
+    Failed,
+    /// Cancelled before it finished. Final.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, for exhaustive tests and filters.
+    pub const ALL: [RunStatus; 5] =
+        [RunStatus::Pending, RunStatus::Running, RunStatus::Completed, RunStatus::Failed, RunStatus::Cancelled];
+
+    /// The name used in the store, the API and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the run has reached its one final state.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown status `{s}`; expected pending, running, completed, failed or cancelled"))
+    }
+}
+
+/// Why an attempt failed, as stored with the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// [`TaskError::kind`](crate::TaskError::kind): `failed`, `panicked`, `timeout`, `lease_expired`, …
+    pub kind: String,
+    /// The error's message.
+    pub message: String,
+}
+
+/// A run as the store records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Run {
+    /// Its id.
+    pub id: RunId,
+    /// The task it runs.
+    pub task_title: String,
+    /// The arguments, as validated at submit (defaults applied).
+    pub payload: Value,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// The current attempt, from 1.
+    pub attempt: u32,
+    /// How many attempts it may make (retries + 1).
+    pub max_attempts: u32,
+    /// Where it executes.
+    pub executor: ExecutorKind,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Not claimed before this time (delays and retry back-off).
+    pub not_before: Timestamp,
+    /// How long one attempt may run.
+    pub timeout_ms: Option<u64>,
+    /// The base of the exponential retry back-off.
+    pub retry_delay_ms: u64,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its current (or last) attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When it reached its final state.
+    pub finished_at: Option<Timestamp>,
+    /// The result, once completed.
+    pub result: Option<Value>,
+    /// The last attempt's error.
+    pub error: Option<RunError>,
+    /// The worker holding its lease while running.
+    pub worker_id: Option<String>,
+    /// When the lease ends unless renewed.
+    pub lease_until: Option<Timestamp>,
+    /// The caller's key that makes a retried submit safe.
+    pub idempotency_key: Option<String>,
+}
+
+/// What happens to a run; [`transition`] says what status follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A worker claims it.
+    Claim,
+    /// The attempt produced a result.
+    Complete,
+    /// The attempt failed; `retry` when attempts are left.
+    Fail {
+        /// Whether another attempt follows.
+        retry: bool,
+    },
+    /// The worker's lease ran out (it died or stalled); counted as an attempt.
+    LeaseExpired {
+        /// Whether another attempt follows.
+        retry: bool,
+    },
+    /// Someone cancelled it.
+    Cancel,
+    /// A worker shutting down gives back a run it has not finished; not
+    /// counted as an attempt.
+    Release,
+}
+
+/// A status change the state machine forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} run cannot {}", event_verb(*event))]
+pub struct IllegalTransition {
+    /// The status the run had.
+    pub from: RunStatus,
+    /// What was attempted.
+    pub event: Event,
+}
+
+fn event_verb(event: Event) -> &'static str {
+    match event {
+        Event::Claim => "be claimed",
+        Event::Complete => "complete",
+        Event::Fail { .. } => "fail",
+        Event::LeaseExpired { .. } => "have its lease expire",
+        Event::Cancel => "be cancelled",
+        Event::Release => "be released",
+    }
+}
+
+/// The one state machine: the status that follows `event` in `from`, or
+/// why it cannot happen. Every status change in every store goes through it.
+pub fn transition(from: RunStatus, event: Event) -> Result<RunStatus, IllegalTransition> {
+    use RunStatus::*;
+    let to = match (from, event) {
+        (Pending, Event::Claim) => Running,
+        (Running, Event::Complete) => Completed,
+        (Running, Event::Fail { retry: true } | Event::LeaseExpired { retry: true } | Event::Release) => Pending,
+        (Running, Event::Fail { retry: false } | Event::LeaseExpired { retry: false }) => Failed,
+        (Pending | Running, Event::Cancel) => Cancelled,
+        _ => return Err(IllegalTransition { from, event }),
+    };
+    Ok(to)
+}
+
+/// When attempt `attempt` (from 1) failed at `now`, the time of the next:
+/// `base * 2^(attempt - 1)`, capped at an hour, with up to 25% of jitter so
+/// that runs failing together do not retry together. `jitter` is in [0, 1).
+pub fn retry_at(now: Timestamp, attempt: u32, base: Duration, jitter: f64) -> Timestamp {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let delay = base.saturating_mul(1 << exponent).min(Duration::from_secs(3600));
+    let jitter = delay.mul_f64(0.25 * jitter.clamp(0.0, 1.0));
+    now.plus(delay + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENTS: [Event; 8] = [
+        Event::Claim,
+        Event::Complete,
+        Event::Fail { retry: true },
+        Event::Fail { retry: false },
+        Event::LeaseExpired { retry: true },
+        Event::LeaseExpired { retry: false },
+        Event::Cancel,
+        Event::Release,
+    ];
+
+    /// Every (status, event) pair, with the expected outcome written out.
+    #[test]
+    fn every_pair() {
+        use RunStatus::*;
+        for from in RunStatus::ALL {
+            for event in EVENTS {
+                let expected = match (from, event) {
+                    (Pending, Event::Claim) => Some(Running),
+                    (Pending, Event::Cancel) => Some(Cancelled),
+                    (Running, Event::Complete) => Some(Completed),
+                    (Running, Event::Fail { retry: true }) => Some(Pending),
+                    (Running, Event::Fail { retry: false }) => Some(Failed),
+                    (Running, Event::LeaseExpired { retry: true }) => Some(Pending),
+                    (Running, Event::LeaseExpired { retry: false }) => Some(Failed),
+                    (Running, Event::Cancel) => Some(Cancelled),
+                    (Running, Event::Release) => Some(Pending),
+                    _ => None,
+                };
+                assert_eq!(transition(from, event).ok(), expected, "{from} + {event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_accept_nothing() {
+        for from in RunStatus::ALL.into_iter().filter(|s| s.is_final()) {
+            for event in EVENTS {
+                assert_eq!(transition(from, event), Err(IllegalTransition { from, event }));
+            }
+        }
+        let error = transition(RunStatus::Completed, Event::Cancel).unwrap_err();
+        assert_eq!(error.to_string(), "a completed run cannot be cancelled");
+    }
+
+    #[test]
+    fn back_off_doubles_with_bounded_jitter() {
+        let now = Timestamp(1_000_000);
+        let base = Duration::from_secs(1);
+        assert_eq!(retry_at(now, 1, base, 0.0), Timestamp(1_001_000));
+        assert_eq!(retry_at(now, 2, base, 0.0), Timestamp(1_002_000));
+        assert_eq!(retry_at(now, 4, base, 0.0), Timestamp(1_008_000));
+        assert_eq!(retry_at(now, 1, base, 0.999).0, 1_001_249);
+        assert_eq!(retry_at(now, 40, base, 0.0), Timestamp(1_000_000 + 3_600_000));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for status in RunStatus::ALL {
+            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+        let id = RunId::new();
+        assert_eq!(id.to_string().parse::<RunId>(), Ok(id));
+        assert!(RunId::new() > id, "ids sort by creation");
+    }
+}

@@ -1,0 +1,296 @@
+//! The store: the durable record of runs and their log lines. One trait,
+//! [`Store`], and one honest implementation per database: SQLite
+//! ([`SqliteStore`], the embedded default) today, PostgreSQL next.
+//!
+//! **Only the store writes SQL**, and every status change it makes goes
+//! through [`run::transition`](crate::run::transition) inside the same
+//! transaction as the change's data.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use sqlite::SqliteStore;
+
+use crate::context::Level;
+use crate::registry::{BoxFuture, ExecutorKind};
+use crate::run::{IllegalTransition, Run, RunError, RunId, RunStatus, Timestamp};
+
+/// `Result` with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No run has this id.
+    #[error("no run with id {0}")]
+    NotFound(RunId),
+    /// The change is not allowed in the run's current status.
+    #[error("run {id}: {source}")]
+    IllegalTransition {
+        /// The run.
+        id: RunId,
+        /// What the state machine said.
+        #[source]
+        source: IllegalTransition,
+    },
+    /// A report came from an attempt or worker that no longer holds the run
+    /// (it was re-queued, cancelled or finished meanwhile); nothing changed.
+    #[error("run {id}: attempt {attempt} of worker `{worker_id}` no longer holds this run; the report was ignored")]
+    StaleAttempt {
+        /// The run.
+        id: RunId,
+        /// The attempt that reported.
+        attempt: u32,
+        /// The worker that reported.
+        worker_id: String,
+    },
+    /// The run is active and deleting it was not forced.
+    #[error("run {0} is still active; cancel it first, or delete with force")]
+    Active(RunId),
+    /// The idempotency key was used before for a different submit.
+    #[error("idempotency key `{key}` was already used for a different submit (run {existing})")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The run it belongs to.
+        existing: RunId,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store's writer stopped (the process is shutting down).
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A run to create. Build it with [`NewRun::new`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NewRun {
+    /// The task.
+    pub task_title: String,
+    /// The payload, already validated.
+    pub payload: Value,
+    /// How many attempts (retries + 1).
+    pub max_attempts: u32,
+    /// Where it executes.
+    pub executor: ExecutorKind,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Not claimed before this time.
+    pub not_before: Option<Timestamp>,
+    /// How long one attempt may run.
+    pub timeout_ms: Option<u64>,
+    /// The base of the retry back-off.
+    pub retry_delay_ms: u64,
+    /// Return the pending or running run with the same title and payload
+    /// instead of creating a new one.
+    pub unique: bool,
+    /// Makes a retried submit safe: the same key returns the same run.
+    pub idempotency_key: Option<String>,
+}
+
+impl NewRun {
+    /// A run of `task_title` with `payload`: one attempt, thread executor,
+    /// priority 0, de-duplicated.
+    pub fn new(task_title: impl Into<String>, payload: Value) -> NewRun {
+        NewRun {
+            task_title: task_title.into(),
+            payload,
+            max_attempts: 1,
+            executor: ExecutorKind::Thread,
+            priority: 0,
+            not_before: None,
+            timeout_ms: None,
+            retry_delay_ms: 1_000,
+            unique: true,
+            idempotency_key: None,
+        }
+    }
+
+    /// The key that de-duplicates active runs: the title and the payload in
+    /// canonical (sorted-key) JSON.
+    pub fn unique_key(&self) -> String {
+        format!("{}\u{0}{}", self.task_title, canonical_json(&self.payload))
+    }
+}
+
+/// JSON with object keys sorted, so equal payloads give equal text.
+pub(crate) fn canonical_json(value: &Value) -> String {
+    fn sort(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sort(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(value).to_string()
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The run: new, or the existing one a de-duplicated submit found.
+    pub run: Run,
+    /// Whether the run was created by this submit.
+    pub created: bool,
+}
+
+/// How a worker's attempt ended, as it reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The task produced a result.
+    Completed(Value),
+    /// The attempt failed; `retry_at` is when the next attempt may start,
+    /// `None` when no attempt is left.
+    Failed {
+        /// Why.
+        error: RunError,
+        /// When to retry, if attempts are left.
+        retry_at: Option<Timestamp>,
+    },
+    /// The worker gives the run back unfinished (shutdown); the attempt is
+    /// not counted.
+    Released,
+}
+
+/// A worker's report of one attempt, fenced by attempt number and worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The run.
+    pub id: RunId,
+    /// The attempt that ran.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker_id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When.
+    pub now: Timestamp,
+}
+
+/// Which runs `list` returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this task.
+    pub task_title: Option<String>,
+    /// Newest first; at most this many (default 50, at most 1000).
+    pub limit: Option<u32>,
+    /// Skip this many.
+    pub offset: Option<u32>,
+}
+
+/// One page of runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// How many match the filter in all.
+    pub total: u64,
+}
+
+/// A log line of a run, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLogLine {
+    /// The run.
+    pub run_id: RunId,
+    /// Its place in the run's log, from 1.
+    pub seq: u64,
+    /// When it was logged.
+    pub at: Timestamp,
+    /// Its level.
+    pub level: Level,
+    /// Its text.
+    pub message: String,
+}
+
+/// A claim of up to `limit` pending runs for `worker_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRequest {
+    /// Who claims.
+    pub worker_id: String,
+    /// At most this many runs.
+    pub limit: u32,
+    /// The lease each claimed run gets.
+    pub lease: Duration,
+    /// Only runs of these executors.
+    pub executors: Vec<ExecutorKind>,
+    /// The time of the claim.
+    pub now: Timestamp,
+}
+
+/// The durable record of runs. Implementations keep every change in one
+/// transaction with its status change, and decide status changes only
+/// through [`run::transition`](crate::run::transition).
+pub trait Store: Send + Sync + 'static {
+    /// Creates a run, or returns the existing one for a de-duplicated or
+    /// idempotent submit. Acknowledged only once committed.
+    fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>>;
+
+    /// Claims up to `limit` pending runs whose `not_before` has passed,
+    /// highest priority first, then oldest; each becomes `running` under a
+    /// lease for the worker.
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>>;
+
+    /// Renews the leases of the worker's runs (`(id, attempt)` pairs) until
+    /// `lease_until`; returns the ids it no longer holds (cancelled,
+    /// re-queued), so the worker can stop them.
+    fn heartbeat(
+        &self,
+        worker_id: String,
+        runs: Vec<(RunId, u32)>,
+        lease_until: Timestamp,
+    ) -> BoxFuture<Result<Vec<RunId>>>;
+
+    /// Records how an attempt ended. Refused with [`Error::StaleAttempt`]
+    /// unless the run is running this attempt for this worker.
+    fn finish(&self, report: Report) -> BoxFuture<Result<Run>>;
+
+    /// Cancels a pending or running run.
+    fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<Result<Run>>;
+
+    /// Deletes a run and its log; an active one only when `force`.
+    fn delete(&self, id: RunId, force: bool) -> BoxFuture<Result<()>>;
+
+    /// Re-queues (or fails, at max attempts) running runs whose lease ended
+    /// before `now`, counting the attempt; returns them as changed.
+    fn rescue_expired(&self, now: Timestamp) -> BoxFuture<Result<Vec<Run>>>;
+
+    /// Deletes final runs finished before `before`, with their logs;
+    /// returns how many.
+    fn prune(&self, before: Timestamp) -> BoxFuture<Result<u64>>;
+
+    /// Appends log lines; each gets the next sequence number of its run.
+    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<()>>;
+
+    /// One run.
+    fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>>;
+
+    /// Runs matching `filter`, newest first.
+    fn list(&self, filter: RunFilter) -> BoxFuture<Result<Page<Run>>>;
+
+    /// A run's log lines after sequence number `after`, at most `limit`.
+    fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>>;
+}
+
+/// Lets a status decision be reported as a store error for `id`.
+pub(crate) fn illegal(id: RunId) -> impl FnOnce(IllegalTransition) -> Error {
+    move |source| Error::IllegalTransition { id, source }
+}
+
+/// Whether a status is active (not final).
+pub(crate) fn is_active(status: RunStatus) -> bool {
+    !status.is_final()
+}

@@ -1,0 +1,265 @@
+//! The engine over a real SQLite file: submit, execute, retry, time out,
+//! cancel, delete, de-duplicate, and rescue runs of a dead worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use taskflow::ExecutorKind;
+use taskflow::client::{Client, ClientError, SubmitOptions};
+use taskflow::engine::{Engine, EngineConfig};
+use taskflow::run::{RunStatus, Timestamp};
+use taskflow::store::{self, ClaimRequest, RunFilter, SqliteStore, Store};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An engine with test timings over a fresh database file.
+struct Fixture {
+    client: Client,
+    engine: Engine,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    config.lease = Duration::from_secs(5);
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.rescue_interval = Duration::from_millis(100);
+    config
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let engine = Engine::start(store.clone(), config());
+    Fixture { client: Client::new(engine.clone()), engine, store, _dir: dir }
+}
+
+fn options(f: impl FnOnce(&mut SubmitOptions)) -> SubmitOptions {
+    let mut options = SubmitOptions::default();
+    f(&mut options);
+    options
+}
+
+#[tokio::test]
+async fn a_run_completes_with_its_result_and_logs() {
+    let fx = fixture();
+    let run = fx.client.submit("tests.echo_logged", json!({"text": "hello"})).await.unwrap();
+    assert_eq!(run.status, RunStatus::Pending);
+    assert_eq!(run.attempt, 1);
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.result, Some(json!("hello")));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    // Log lines are written in batches after the run; wait for them.
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = fx.client.logs(run.id, 0, 100).await.unwrap();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 1);
+    assert_eq!((lines[0].seq, lines[0].message.as_str()), (1, "echo hello"));
+}
+
+#[tokio::test]
+async fn bad_submits_store_nothing() {
+    let fx = fixture();
+    let error = fx.client.submit("tests.async_double", json!({"n": "two"})).await.unwrap_err();
+    assert_eq!(error.to_string(), r#"payload.n: expected integer, found string "two""#);
+    let error = fx.client.submit("no.such.task", json!({})).await.unwrap_err();
+    assert!(matches!(error, ClientError::UnknownTask(_)), "{error}");
+    assert_eq!(fx.client.list(RunFilter::default()).await.unwrap().total, 0);
+}
+
+#[tokio::test]
+async fn failed_attempts_retry_with_back_off_until_one_succeeds() {
+    let fx = fixture();
+    let payload = json!({"key": "retry-then-succeed", "failures": 2});
+    let run = fx
+        .client
+        .submit_with("tests.flaky", payload, options(|o| o.retry_delay = Some(Duration::from_millis(10))))
+        .await
+        .unwrap();
+    assert_eq!(run.max_attempts, 6, "the task's retries = 5");
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.attempt, 3);
+    assert_eq!(done.result, Some(json!(3)));
+}
+
+#[tokio::test]
+async fn a_run_fails_after_its_last_attempt() {
+    let fx = fixture();
+    let payload = json!({"key": "always-fails", "failures": 100});
+    let run = fx
+        .client
+        .submit_with(
+            "tests.flaky",
+            payload,
+            options(|o| {
+                o.retries = Some(2);
+                o.retry_delay = Some(Duration::from_millis(5));
+            }),
+        )
+        .await
+        .unwrap();
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.attempt, 3);
+    let error = done.error.unwrap();
+    assert_eq!((error.kind.as_str(), error.message.as_str()), ("failed", "failure 3"));
+}
+
+#[tokio::test]
+async fn panics_fail_without_harm_and_payload_errors_never_retry() {
+    let fx = fixture();
+    let run = fx
+        .client
+        .submit_with("tests.panics", json!({"message": "boom"}), options(|o| o.retries = Some(0)))
+        .await
+        .unwrap();
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.error.unwrap().kind, "panicked");
+}
+
+#[tokio::test]
+async fn a_run_times_out() {
+    let fx = fixture();
+    let run = fx
+        .client
+        .submit_with("tests.spin_until_cancelled", json!({}), options(|o| o.timeout = Some(Duration::from_millis(100))))
+        .await
+        .unwrap();
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.error.unwrap().kind, "timeout");
+}
+
+#[tokio::test]
+async fn pending_and_running_runs_cancel_and_final_ones_refuse() {
+    let fx = fixture();
+    let later = fx
+        .client
+        .submit_with("tests.unit", json!({}), options(|o| o.delay = Some(Duration::from_secs(3600))))
+        .await
+        .unwrap();
+    assert_eq!(fx.client.cancel(later.id).await.unwrap().status, RunStatus::Cancelled);
+
+    let spinning = fx.client.submit("tests.spin_until_cancelled", json!({})).await.unwrap();
+    wait_for_status(&fx.client, spinning.id, RunStatus::Running).await;
+    assert_eq!(fx.client.cancel(spinning.id).await.unwrap().status, RunStatus::Cancelled);
+    let done = fx.client.wait(spinning.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Cancelled, "the late report changes nothing");
+    // The task saw the cancellation and its thread is free again.
+    for _ in 0..200 {
+        if fx.engine.running_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fx.engine.running_count(), 0);
+
+    let error = fx.client.cancel(later.id).await.unwrap_err();
+    assert_eq!(error.to_string(), format!("run {}: a cancelled run cannot be cancelled", later.id));
+}
+
+#[tokio::test]
+async fn deleting_an_active_run_needs_force() {
+    let fx = fixture();
+    let run = fx
+        .client
+        .submit_with("tests.unit", json!({}), options(|o| o.delay = Some(Duration::from_secs(3600))))
+        .await
+        .unwrap();
+    let error = fx.client.delete(run.id, false).await.unwrap_err();
+    assert!(matches!(error, ClientError::Store(store::Error::Active(_))), "{error}");
+    fx.client.delete(run.id, true).await.unwrap();
+    assert!(matches!(fx.client.get(run.id).await, Err(ClientError::Store(store::Error::NotFound(_)))));
+}
+
+#[tokio::test]
+async fn equal_submits_share_an_active_run_unless_asked_not_to() {
+    let fx = fixture();
+    let delayed = || options(|o| o.delay = Some(Duration::from_secs(3600)));
+    let first = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
+    let second = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
+    assert_eq!(first.id, second.id);
+    let third = fx
+        .client
+        .submit_with(
+            "tests.async_double",
+            json!({"n": 1}),
+            options(|o| {
+                o.delay = Some(Duration::from_secs(3600));
+                o.no_dedup = true;
+            }),
+        )
+        .await
+        .unwrap();
+    assert_ne!(first.id, third.id);
+
+    let keyed = |n: i64| {
+        let client = fx.client.clone();
+        async move {
+            client
+                .submit_with("tests.async_double", json!({"n": n}), options(|o| o.idempotency_key = Some("k-1".into())))
+                .await
+        }
+    };
+    let a = keyed(5).await.unwrap();
+    let b = keyed(5).await.unwrap();
+    assert_eq!(a.id, b.id);
+    let error = keyed(6).await.unwrap_err();
+    assert!(matches!(error, ClientError::Store(store::Error::IdempotencyConflict { .. })), "{error}");
+}
+
+#[tokio::test]
+async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt() {
+    let fx = fixture();
+    let run = fx
+        .client
+        .submit_with(
+            "tests.async_double",
+            json!({"n": 21}),
+            options(|o| {
+                o.delay = Some(Duration::from_millis(300));
+                o.retries = Some(1); // the expired lease costs an attempt
+            }),
+        )
+        .await
+        .unwrap();
+    // Another worker claims it and dies: its lease simply runs out.
+    let claimed = fx
+        .store
+        .claim(ClaimRequest {
+            worker_id: "dead-worker".into(),
+            limit: 10,
+            lease: Duration::from_millis(200),
+            executors: vec![ExecutorKind::Thread],
+            now: Timestamp::now().plus(Duration::from_secs(1)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, run.id);
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.attempt, 2);
+    assert_eq!(done.result, Some(json!(42)));
+}
+
+async fn wait_for_status(client: &Client, id: taskflow::run::RunId, status: RunStatus) {
+    for _ in 0..1000 {
+        if client.get(id).await.unwrap().status == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {id} never became {status}");
+}
