@@ -10,7 +10,8 @@ use syn::{Expr, Ident, LitInt, LitStr};
 use crate::check::Errors;
 
 /// The options every `#[task]` accepts, listed in "unknown option" errors.
-const OPTIONS: &str = "`title`, `description`, `timeout`, `retries`, `executor`, `tags`, `defaults`";
+const OPTIONS: &str =
+    "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `tags`, `defaults`";
 
 /// The executors an option may name.
 const EXECUTORS: &[&str] = &["thread", "process", "docker"];
@@ -22,6 +23,8 @@ pub(crate) struct TaskAttr {
     pub(crate) description: Option<String>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retries: Option<u32>,
+    pub(crate) retry_delay_ms: Option<u64>,
+    pub(crate) concurrency: Option<u32>,
     pub(crate) executor: Option<String>,
     pub(crate) tags: Option<Vec<String>>,
     /// `defaults(name = value, ...)`: argument names with JSON-like values.
@@ -90,7 +93,29 @@ impl TaskAttr {
                         syn::Error::new(e.span(), "`retries` takes a whole number of at least 0, e.g. `retries = 3`")
                     })
                     .map(|n| set_once(errors, &mut self.retries, "retries", span, n)),
-                "executor" => parse_str(meta).and_then(|(value, lit)| {
+                "retry_delay" => parse_str(meta).and_then(|(text, lit)| {
+                let ms = parse_duration_ms(&text).ok_or_else(|| {
+                    syn::Error::new(
+                        lit.span(),
+                        format!("`{text}` is not a duration; write one such as \"500ms\", \"5s\" or \"1m\""),
+                    )
+                })?;
+                set_once(errors, &mut self.retry_delay_ms, "retry_delay", span, ms);
+                Ok(())
+            }),
+            "concurrency" => meta
+                .value()
+                .and_then(|v| v.parse::<LitInt>())
+                .and_then(|lit| lit.base10_parse::<u32>())
+                .and_then(|n| if n == 0 { Err(syn::Error::new(span, "")) } else { Ok(n) })
+                .map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`concurrency` takes how many runs of this task may run at once, at least 1, e.g. `concurrency = 4`",
+                    )
+                })
+                .map(|n| set_once(errors, &mut self.concurrency, "concurrency", span, n)),
+            "executor" => parse_str(meta).and_then(|(value, lit)| {
                     if !EXECUTORS.contains(&value.as_str()) {
                         return Err(syn::Error::new(
                             lit.span(),

@@ -128,6 +128,11 @@ fn generate(task: &TaskFn) -> TokenStream {
         .map(|(name, text)| quote!((#name, #text)));
     let timeout_ms = option_tokens(task.attr.timeout_ms.as_ref().copied());
     let retries = task.attr.retries.as_ref().copied().unwrap_or(0);
+    let retry_delay_ms = option_tokens(task.attr.retry_delay_ms);
+    let concurrency = match task.attr.concurrency {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
     let executor = match task.attr.executor.as_deref() {
         Some("process") => quote!(#private::ExecutorKind::Process),
         Some("docker") => quote!(#private::ExecutorKind::Docker),
@@ -194,6 +199,8 @@ fn generate(task: &TaskFn) -> TokenStream {
                     invoke: #invoke,
                     timeout_ms: #timeout_ms,
                     retries: #retries,
+                    retry_delay_ms: #retry_delay_ms,
+                    concurrency: #concurrency,
                     executor: #executor,
                     tags: &[#(#tags),*],
                 });

@@ -49,7 +49,7 @@ pub struct SubmitOptions {
     pub delay: Option<Duration>,
     /// Overrides the task's `retries`.
     pub retries: Option<u32>,
-    /// Overrides the base of the retry back-off (default 1 s).
+    /// Overrides the task's `retry_delay`, the base of the back-off.
     pub retry_delay: Option<Duration>,
     /// Overrides the task's `timeout`.
     pub timeout: Option<Duration>,
@@ -91,9 +91,8 @@ impl Client {
         new.priority = options.priority;
         new.not_before = options.delay.map(|delay| Timestamp::now().plus(delay));
         new.timeout_ms = options.timeout.or(task.timeout).map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
-        if let Some(delay) = options.retry_delay {
-            new.retry_delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        }
+        let retry_delay = options.retry_delay.unwrap_or(task.retry_delay);
+        new.retry_delay_ms = u64::try_from(retry_delay.as_millis()).unwrap_or(u64::MAX);
         new.unique = !options.no_dedup;
         new.idempotency_key = options.idempotency_key;
         let submitted = self.engine.store().submit(new).await?;

@@ -114,6 +114,8 @@ struct Inner {
     running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
     /// Woken by local submits and finished runs, so claims need no polling.
     wake: Notify,
+    /// The tasks with a concurrency limit, from the registry.
+    task_limits: Vec<(String, u32)>,
     /// Log lines on their way to the store.
     logs: mpsc::UnboundedSender<(RunId, LogLine)>,
     shutdown: CancellationToken,
@@ -137,6 +139,9 @@ impl Engine {
                 events,
                 running: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                task_limits: registry::tasks()
+                    .filter_map(|def| def.options().concurrency.map(|n| (def.title().to_owned(), n)))
+                    .collect(),
                 logs,
                 shutdown: CancellationToken::new(),
             }),
@@ -222,6 +227,7 @@ impl Engine {
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
                     executors: vec![ExecutorKind::Thread],
+                    task_limits: self.inner.task_limits.clone(),
                     now: Timestamp::now(),
                 };
                 match self.inner.store.claim(request).await {

@@ -57,6 +57,8 @@ pub use registry::{ExecutorKind, TaskDef, TaskOptions, task_def, tasks};
 /// | `description = "..."` | default: the doc comment's first paragraph |
 /// | `timeout = "30s"` | how long one attempt may run (`ms`, `s`, `m`, `h`, `d`) |
 /// | `retries = 2` | how often a failed run is retried |
+/// | `retry_delay = "5s"` | the base of the exponential back-off between attempts (default 1 s) |
+/// | `concurrency = 4` | at most this many runs of the task at once, across all workers |
 /// | `executor = "thread"` | `thread`, `process` or `docker` |
 /// | `tags = ["a", "b"]` | labels for filtering |
 /// | `defaults(b = 1, name = "x")` | values applied when an argument is absent, shown as `default` in the schema |

@@ -76,6 +76,12 @@ pub struct TaskOptions {
     pub timeout: Option<Duration>,
     /// How many times a failed run is retried (`retries = 2`).
     pub retries: u32,
+    /// The base of the exponential retry back-off (`retry_delay = "5s"`;
+    /// 1 s when not given).
+    pub retry_delay: Duration,
+    /// At most this many runs of the task at once, across all workers
+    /// (`concurrency = 4`).
+    pub concurrency: Option<u32>,
     /// Where runs execute by default (`executor = "thread"`).
     pub executor: ExecutorKind,
     /// Free-form labels for filtering (`tags = ["math"]`).
@@ -110,6 +116,8 @@ pub struct TaskDecl {
     pub invoke: Invoker,
     pub timeout_ms: Option<u64>,
     pub retries: u32,
+    pub retry_delay_ms: Option<u64>,
+    pub concurrency: Option<u32>,
     pub executor: ExecutorKind,
     pub tags: &'static [&'static str],
 }
@@ -149,7 +157,18 @@ impl TaskDef {
             Some(ms) => Some(Duration::from_millis(ms)),
             None => None,
         };
-        let options = TaskOptions { timeout, retries: decl.retries, executor: decl.executor, tags: decl.tags };
+        let retry_delay = match decl.retry_delay_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_secs(1),
+        };
+        let options = TaskOptions {
+            timeout,
+            retries: decl.retries,
+            retry_delay,
+            concurrency: decl.concurrency,
+            executor: decl.executor,
+            tags: decl.tags,
+        };
         TaskDef {
             decl,
             options,

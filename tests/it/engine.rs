@@ -242,6 +242,7 @@ async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt() {
             limit: 10,
             lease: Duration::from_millis(200),
             executors: vec![ExecutorKind::Thread],
+            task_limits: Vec::new(),
             now: Timestamp::now().plus(Duration::from_secs(1)),
         })
         .await
@@ -262,4 +263,18 @@ async fn wait_for_status(client: &Client, id: taskflow::run::RunId, status: RunS
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("run {id} never became {status}");
+}
+
+#[tokio::test]
+async fn a_task_concurrency_limit_holds_across_the_engine() {
+    let fx = fixture();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let run = fx.client.submit("tests.limited", json!({"n": n})).await.unwrap();
+        ids.push(run.id);
+    }
+    for id in ids {
+        assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
+    }
+    assert_eq!(crate::tasks::LIMITED_MOST_INSIDE.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -33,6 +33,10 @@ fn finds_a_task_and_describes_it() {
     assert_eq!(options.timeout, Some(Duration::from_secs(5400)));
     assert_eq!(options.executor, ExecutorKind::Thread);
     assert_eq!(options.tags, ["test", "shapes"]);
+    assert_eq!(options.retry_delay, Duration::from_secs(1), "the default back-off base");
+    assert_eq!(options.concurrency, None);
+    let limited = taskflow::task_def("tests.limited").unwrap().options();
+    assert_eq!((limited.concurrency, limited.retry_delay), (Some(1), Duration::from_millis(10)));
     assert!(taskflow::task_def("no.such.task").is_none());
 
     let nested = taskflow::task_def("tests.async_double").unwrap();

@@ -148,3 +148,17 @@ pub fn flaky(ctx: &TaskContext, key: String, failures: u32) -> Result<u32, Strin
     ctx.info(format!("attempt {} (context says {})", count, ctx.attempt()));
     if *count <= failures { Err(format!("failure {count}")) } else { Ok(*count) }
 }
+
+/// How many `tests.limited` runs are inside now, and the most ever.
+pub static LIMITED_INSIDE: AtomicUsize = AtomicUsize::new(0);
+pub static LIMITED_MOST_INSIDE: AtomicUsize = AtomicUsize::new(0);
+
+/// One at a time, whatever the engine's free slots.
+#[task(title = "tests.limited", concurrency = 1, retry_delay = "10ms")]
+pub fn limited(n: u32) -> u32 {
+    let now = LIMITED_INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    LIMITED_MOST_INSIDE.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(30));
+    LIMITED_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    n
+}

@@ -227,6 +227,9 @@ pub struct ClaimRequest {
     pub lease: Duration,
     /// Only runs of these executors.
     pub executors: Vec<ExecutorKind>,
+    /// Tasks with a concurrency limit (`#[task(concurrency = N)]`): no more
+    /// than N runs of each are running at once, across all workers.
+    pub task_limits: Vec<(String, u32)>,
     /// The time of the claim.
     pub now: Timestamp,
 }

@@ -22,6 +22,7 @@
 //! Reads (`get`, `list`, `logs`) use separate read-only connections on the
 //! blocking thread pool; under WAL they never wait for the writer.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -517,16 +518,48 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Run>> {
     if executors.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
+    // Room left under each task's concurrency limit; full tasks are skipped
+    // in the query, the others are capped while picking.
+    let mut room: HashMap<&str, u32> = HashMap::new();
+    for (title, limit) in &request.task_limits {
+        let running: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_title = ?")
+            .and_then(|mut statement| statement.query_row([title], |row| row.get(0)))
+            .map_err(db("cannot count running runs of a task"))?;
+        room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
+    }
+    let full: Vec<&str> = room.iter().filter(|(_, left)| **left == 0).map(|(title, _)| *title).collect();
     let placeholders = vec!["?"; executors.len()].join(", ");
+    let skip_full = if full.is_empty() {
+        String::new()
+    } else {
+        format!(" AND task_title NOT IN ({})", vec!["?"; full.len()].join(", "))
+    };
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'pending' AND not_before <= ? AND executor IN ({placeholders}) \
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'pending' AND not_before <= ? AND executor IN ({placeholders}){skip_full} \
          ORDER BY priority DESC, not_before, id LIMIT ?"
     );
-    let mut args = Vec::with_capacity(executors.len() + 2);
+    let mut args = Vec::with_capacity(executors.len() + full.len() + 2);
     args.push(SqlValue::Integer(request.now.0));
     args.extend(executors.iter().map(|executor| SqlValue::Text(executor.as_str().to_owned())));
-    args.push(SqlValue::Integer(i64::from(request.limit)));
-    let mut runs = query_runs(conn, &sql, params_from_iter(args), "cannot select runs to claim")?;
+    args.extend(full.iter().map(|title| SqlValue::Text((*title).to_owned())));
+    // Look a little further when limited tasks may have to be passed over.
+    let window = if room.is_empty() { request.limit } else { request.limit.saturating_add(64) };
+    args.push(SqlValue::Integer(i64::from(window)));
+    let candidates = query_runs(conn, &sql, params_from_iter(args), "cannot select runs to claim")?;
+    let mut runs = Vec::new();
+    for run in candidates {
+        if runs.len() >= request.limit as usize {
+            break;
+        }
+        if let Some(left) = room.get_mut(run.task_title.as_str()) {
+            if *left == 0 {
+                continue;
+            }
+            *left -= 1;
+        }
+        runs.push(run);
+    }
 
     let lease_until = request.now.plus(request.lease);
     for run in &mut runs {
@@ -953,6 +986,7 @@ mod tests {
             limit,
             lease: LEASE,
             executors: vec![ExecutorKind::Thread],
+            task_limits: Vec::new(),
             now: Timestamp(now),
         }
     }
