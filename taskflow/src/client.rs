@@ -1,7 +1,9 @@
 //! [`Client`]: the Rust API to submit runs and follow them — `submit`, `get`,
 //! `list`, `cancel`, `delete`, `logs`, `wait`. In-process today (over the
-//! engine and its store); the same methods will work over HTTP.
+//! engine and its store, or over a store alone, executed by whichever engine
+//! shares it); the same methods will work over HTTP.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,7 +13,7 @@ use crate::engine::{Engine, RunEvent};
 use crate::error::{PayloadError, TaskError};
 use crate::registry::{self, ExecutorKind};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
-use crate::store::{self, NewRun, Page, RunFilter, StoredLogLine};
+use crate::store::{self, NewRun, Page, RunFilter, Store, StoredLogLine};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +65,34 @@ pub struct SubmitOptions {
 }
 
 /// Submits runs and follows them. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
-    engine: Engine,
+    store: Arc<dyn Store>,
+    /// The engine of this process, told about submits and cancels at once.
+    engine: Option<Engine>,
+    events: broadcast::Sender<RunEvent>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("engine", &self.engine).finish_non_exhaustive()
+    }
 }
 
 impl Client {
     /// A client of the in-process engine.
     pub fn new(engine: Engine) -> Client {
-        Client { engine }
+        Client { store: engine.store().clone(), events: engine.events(), engine: Some(engine) }
+    }
+
+    /// A client of a store alone: runs it submits are executed by whichever
+    /// engine works on the same store (another process, or later this one).
+    pub fn for_store(store: Arc<dyn Store>) -> Client {
+        Client { store, engine: None, events: broadcast::channel(1024).0 }
+    }
+
+    fn publish(&self, event: RunEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Submits a run of `title` with `payload`; the payload is validated
@@ -95,58 +116,64 @@ impl Client {
         new.retry_delay_ms = u64::try_from(retry_delay.as_millis()).unwrap_or(u64::MAX);
         new.unique = !options.no_dedup;
         new.idempotency_key = options.idempotency_key;
-        let submitted = self.engine.store().submit(new).await?;
+        let submitted = self.store.submit(new).await?;
         if submitted.created {
-            self.engine.publish(RunEvent::Status(Box::new(submitted.run.clone())));
-            self.engine.wake();
+            self.publish(RunEvent::Status(Box::new(submitted.run.clone())));
+            if let Some(engine) = &self.engine {
+                engine.wake();
+            }
         }
         Ok(submitted.run)
     }
 
     /// One run.
     pub async fn get(&self, id: RunId) -> Result<Run, ClientError> {
-        self.engine.store().get(id).await?.ok_or(ClientError::Store(store::Error::NotFound(id)))
+        self.store.get(id).await?.ok_or(ClientError::Store(store::Error::NotFound(id)))
     }
 
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Page<Run>, ClientError> {
-        Ok(self.engine.store().list(filter).await?)
+        Ok(self.store.list(filter).await?)
     }
 
     /// Cancels a pending or running run (a running one is told through its
     /// context; a finished one is an error).
     pub async fn cancel(&self, id: RunId) -> Result<Run, ClientError> {
-        let run = self.engine.store().cancel(id, Timestamp::now()).await?;
-        self.engine.cancel_local(id);
-        self.engine.publish(RunEvent::Status(Box::new(run.clone())));
+        let run = self.store.cancel(id, Timestamp::now()).await?;
+        if let Some(engine) = &self.engine {
+            engine.cancel_local(id);
+        }
+        self.publish(RunEvent::Status(Box::new(run.clone())));
         Ok(run)
     }
 
     /// Deletes a run and its log; an active run only when `force` (it is
     /// cancelled first).
     pub async fn delete(&self, id: RunId, force: bool) -> Result<(), ClientError> {
-        self.engine.store().delete(id, force).await?;
-        self.engine.cancel_local(id);
-        self.engine.publish(RunEvent::Deleted(id));
+        self.store.delete(id, force).await?;
+        if let Some(engine) = &self.engine {
+            engine.cancel_local(id);
+        }
+        self.publish(RunEvent::Deleted(id));
         Ok(())
     }
 
     /// A run's log lines after sequence number `after`.
     pub async fn logs(&self, id: RunId, after: u64, limit: u32) -> Result<Vec<StoredLogLine>, ClientError> {
-        Ok(self.engine.store().logs(id, after, limit).await?)
+        Ok(self.store.logs(id, after, limit).await?)
     }
 
     /// Waits until the run is final and returns it; at most `timeout`.
     pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<Run, ClientError> {
-        let mut events = self.engine.subscribe();
+        let mut events = self.events.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let run = self.get(id).await?;
             if run.status.is_final() {
                 return Ok(run);
             }
-            // Wake on this run's next event; re-read at least every second
-            // in case it finished on another server.
+            // Wake on this run's next event; re-read at least every 250 ms
+            // in case it finished in another process.
             let next = async {
                 loop {
                     match events.recv().await {
@@ -159,7 +186,7 @@ impl Client {
             };
             tokio::select! {
                 () = next => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
                 () = tokio::time::sleep_until(deadline) => {
                     let run = self.get(id).await?;
                     if run.status.is_final() {
@@ -183,7 +210,7 @@ impl Client {
 
     /// Every status change and log line from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
-        self.engine.subscribe()
+        self.events.subscribe()
     }
 }
 

@@ -150,6 +150,9 @@ impl Engine {
         tokio::spawn(engine.clone().heartbeat_loop());
         tokio::spawn(engine.clone().rescue_loop());
         tokio::spawn(engine.clone().log_writer(log_rx));
+        if let Some(changes) = engine.inner.store.changes() {
+            tokio::spawn(engine.clone().follow_changes(changes));
+        }
         engine
     }
 
@@ -166,6 +169,11 @@ impl Engine {
     /// Receives every status change and log line from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// The sender of the engine's events, for a client sharing them.
+    pub(crate) fn events(&self) -> broadcast::Sender<RunEvent> {
+        self.inner.events.clone()
     }
 
     /// Publishes an event to subscribers (none listening is fine).
@@ -344,6 +352,37 @@ impl Engine {
             tokio::select! {
                 () = tokio::time::sleep(config.rescue_interval) => {}
                 () = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Follows runs changed by other processes sharing the store: publishes
+    /// them, claims new pending runs at once, and stops local runs that were
+    /// cancelled elsewhere without waiting for the next heartbeat.
+    async fn follow_changes(self, mut changes: broadcast::Receiver<RunId>) {
+        loop {
+            let id = tokio::select! {
+                received = changes.recv() => match received {
+                    Ok(id) => id,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.wake();
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                () = self.inner.shutdown.cancelled() => return,
+            };
+            match self.inner.store.get(id).await {
+                Ok(Some(run)) => {
+                    match run.status {
+                        run::RunStatus::Pending => self.wake(),
+                        run::RunStatus::Cancelled => self.cancel_local(run.id),
+                        _ => {}
+                    }
+                    self.publish(RunEvent::Status(Box::new(run)));
+                }
+                Ok(None) => self.publish(RunEvent::Deleted(id)),
+                Err(error) => log_error("reading a changed run", &error),
             }
         }
     }

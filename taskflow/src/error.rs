@@ -124,6 +124,12 @@ pub enum Error {
     /// The command line was wrong.
     #[error("{0}")]
     Usage(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// A client call failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
     /// Reading or writing failed.
     #[error("{context}")]
     Io {

@@ -178,22 +178,96 @@ fn worker_entry_writes_exactly_one_frame() {
     assert_eq!(frame["error"]["kind"], "unknown_task");
 }
 
+/// Starts `serve` (or the default command), reads its banner up to the
+/// line about stopping, and returns the child and the banner.
+fn start_serving(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_simple_tasks"));
+    command.args(args).env_remove("TASKFLOW_ADDR").stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("SIGTERM") {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("serve ended early: {banner}");
+        }
+        banner.push_str(&line);
+    }
+    (child, banner)
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+fn stop(child: std::process::Child) -> String {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "serve exits cleanly on SIGTERM: {}", stderr(&output));
+    stderr(&output)
+}
+
 #[test]
-fn serve_parses_its_options_and_token_is_reserved() {
-    let output = run(&["serve", "--addr", "127.0.0.1:9999", "--data-dir", "/tmp/tf-data"], None);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
-    assert!(text.contains("http://127.0.0.1:9999"), "{text}");
-    assert!(text.contains("/tmp/tf-data/taskflow.db"), "{text}");
-    assert!(text.contains("call add_numbers --a <integer> --b <integer>"), "{text}");
+fn serve_runs_the_engine_on_the_data_dir_until_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:9999", "--data-dir", data_dir], &[]);
+    assert!(banner.contains("http://127.0.0.1:9999"), "{banner}");
+    assert!(banner.contains(&format!("{data_dir}/taskflow.db")), "{banner}");
+    assert!(banner.contains("submit add_numbers --a <integer> --b <integer>"), "{banner}");
+    assert!(dir.path().join("taskflow.db").exists());
+    let log = stop(child);
+    assert!(log.contains("stopping: no new runs"), "{log}");
 
     let output = run(&["serve", "--addr", "not-an-address"], None);
     assert_eq!(output.status.code(), Some(2));
 
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_simple_tasks")).env("TASKFLOW_ADDR", "127.0.0.1:7777").output().unwrap();
-    assert!(stdout(&output).contains("http://127.0.0.1:7777"), "serve is the default and reads TASKFLOW_ADDR");
+    // `serve` is the default command and reads the environment.
+    let (child, banner) = start_serving(&[], &[("TASKFLOW_ADDR", "127.0.0.1:7777"), ("TASKFLOW_DATA_DIR", data_dir)]);
+    assert!(banner.contains("http://127.0.0.1:7777"), "{banner}");
+    stop(child);
+}
 
+#[test]
+fn submitted_runs_are_stored_and_executed_by_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let output = run(&["--data-dir", data_dir, "submit", "add_numbers", "--a", "20", "--b", "22"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(run_json["status"], "pending");
+    assert_eq!(run_json["payload"], json!({"a": 20, "b": 22}));
+    let id = run_json["id"].as_str().unwrap().to_owned();
+
+    let output = run(&["--data-dir", data_dir, "submit", "add_numbers", "--a", "x"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(r#"payload.a: expected integer, found string "x""#), "{}", stderr(&output));
+
+    let (child, _) = start_serving(&["serve", "--data-dir", data_dir], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let finished = loop {
+        let output = run(&["--data-dir", data_dir, "status", &id], None);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let run_json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        if run_json["status"] == "completed" {
+            break run_json;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never completed: {run_json}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let log = stop(child);
+    assert_eq!(finished["result"], 42);
+    assert!(log.contains("adding 20 and 22"), "what tasks print goes to serve's stderr: {log}");
+
+    let output = run(&["--data-dir", data_dir, "status", "not-a-run-id"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("is not a run id"), "{}", stderr(&output));
+}
+
+#[test]
+fn token_is_reserved() {
     let output = run(&["token"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("arrives with the control plane"));

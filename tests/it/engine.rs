@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use taskflow::ExecutorKind;
+
+use crate::backends::Backend;
 use taskflow::client::{Client, ClientError, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::run::{RunStatus, Timestamp};
@@ -18,6 +20,7 @@ struct Fixture {
     client: Client,
     engine: Engine,
     store: Arc<dyn Store>,
+    backend: Backend,
     _dir: tempfile::TempDir,
 }
 
@@ -30,11 +33,16 @@ fn config() -> EngineConfig {
     config
 }
 
-fn fixture() -> Fixture {
+/// The engine, on a fresh database of `backend`; `None` (after a loud
+/// `SKIPPED`) when that backend is not available here.
+async fn fixture(backend: Backend) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let store: Arc<dyn Store> = match backend {
+        Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).unwrap()),
+        Backend::Postgres => crate::backends::fresh_postgres().await?,
+    };
     let engine = Engine::start(store.clone(), config());
-    Fixture { client: Client::new(engine.clone()), engine, store, _dir: dir }
+    Some(Fixture { client: Client::new(engine.clone()), engine, store, backend, _dir: dir })
 }
 
 fn options(f: impl FnOnce(&mut SubmitOptions)) -> SubmitOptions {
@@ -43,9 +51,8 @@ fn options(f: impl FnOnce(&mut SubmitOptions)) -> SubmitOptions {
     options
 }
 
-#[tokio::test]
-async fn a_run_completes_with_its_result_and_logs() {
-    let fx = fixture();
+async fn a_run_completes_with_its_result_and_logs(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let run = fx.client.submit("tests.echo_logged", json!({"text": "hello"})).await.unwrap();
     assert_eq!(run.status, RunStatus::Pending);
     assert_eq!(run.attempt, 1);
@@ -66,9 +73,8 @@ async fn a_run_completes_with_its_result_and_logs() {
     assert_eq!((lines[0].seq, lines[0].message.as_str()), (1, "echo hello"));
 }
 
-#[tokio::test]
-async fn bad_submits_store_nothing() {
-    let fx = fixture();
+async fn bad_submits_store_nothing(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let error = fx.client.submit("tests.async_double", json!({"n": "two"})).await.unwrap_err();
     assert_eq!(error.to_string(), r#"payload.n: expected integer, found string "two""#);
     let error = fx.client.submit("no.such.task", json!({})).await.unwrap_err();
@@ -76,10 +82,9 @@ async fn bad_submits_store_nothing() {
     assert_eq!(fx.client.list(RunFilter::default()).await.unwrap().total, 0);
 }
 
-#[tokio::test]
-async fn failed_attempts_retry_with_back_off_until_one_succeeds() {
-    let fx = fixture();
-    let payload = json!({"key": "retry-then-succeed", "failures": 2});
+async fn failed_attempts_retry_with_back_off_until_one_succeeds(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
+    let payload = json!({"key": format!("retry-then-succeed-{:?}", fx.backend), "failures": 2});
     let run = fx
         .client
         .submit_with("tests.flaky", payload, options(|o| o.retry_delay = Some(Duration::from_millis(10))))
@@ -92,10 +97,9 @@ async fn failed_attempts_retry_with_back_off_until_one_succeeds() {
     assert_eq!(done.result, Some(json!(3)));
 }
 
-#[tokio::test]
-async fn a_run_fails_after_its_last_attempt() {
-    let fx = fixture();
-    let payload = json!({"key": "always-fails", "failures": 100});
+async fn a_run_fails_after_its_last_attempt(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
+    let payload = json!({"key": format!("always-fails-{:?}", fx.backend), "failures": 100});
     let run = fx
         .client
         .submit_with(
@@ -115,9 +119,8 @@ async fn a_run_fails_after_its_last_attempt() {
     assert_eq!((error.kind.as_str(), error.message.as_str()), ("failed", "failure 3"));
 }
 
-#[tokio::test]
-async fn panics_fail_without_harm_and_payload_errors_never_retry() {
-    let fx = fixture();
+async fn panics_fail_without_harm_and_payload_errors_never_retry(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let run = fx
         .client
         .submit_with("tests.panics", json!({"message": "boom"}), options(|o| o.retries = Some(0)))
@@ -128,9 +131,8 @@ async fn panics_fail_without_harm_and_payload_errors_never_retry() {
     assert_eq!(done.error.unwrap().kind, "panicked");
 }
 
-#[tokio::test]
-async fn a_run_times_out() {
-    let fx = fixture();
+async fn a_run_times_out(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let run = fx
         .client
         .submit_with("tests.spin_until_cancelled", json!({}), options(|o| o.timeout = Some(Duration::from_millis(100))))
@@ -141,9 +143,8 @@ async fn a_run_times_out() {
     assert_eq!(done.error.unwrap().kind, "timeout");
 }
 
-#[tokio::test]
-async fn pending_and_running_runs_cancel_and_final_ones_refuse() {
-    let fx = fixture();
+async fn pending_and_running_runs_cancel_and_final_ones_refuse(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let later = fx
         .client
         .submit_with("tests.unit", json!({}), options(|o| o.delay = Some(Duration::from_secs(3600))))
@@ -169,9 +170,8 @@ async fn pending_and_running_runs_cancel_and_final_ones_refuse() {
     assert_eq!(error.to_string(), format!("run {}: a cancelled run cannot be cancelled", later.id));
 }
 
-#[tokio::test]
-async fn deleting_an_active_run_needs_force() {
-    let fx = fixture();
+async fn deleting_an_active_run_needs_force(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let run = fx
         .client
         .submit_with("tests.unit", json!({}), options(|o| o.delay = Some(Duration::from_secs(3600))))
@@ -183,9 +183,8 @@ async fn deleting_an_active_run_needs_force() {
     assert!(matches!(fx.client.get(run.id).await, Err(ClientError::Store(store::Error::NotFound(_)))));
 }
 
-#[tokio::test]
-async fn equal_submits_share_an_active_run_unless_asked_not_to() {
-    let fx = fixture();
+async fn equal_submits_share_an_active_run_unless_asked_not_to(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let delayed = || options(|o| o.delay = Some(Duration::from_secs(3600)));
     let first = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
     let second = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
@@ -219,9 +218,8 @@ async fn equal_submits_share_an_active_run_unless_asked_not_to() {
     assert!(matches!(error, ClientError::Store(store::Error::IdempotencyConflict { .. })), "{error}");
 }
 
-#[tokio::test]
-async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt() {
-    let fx = fixture();
+async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let run = fx
         .client
         .submit_with(
@@ -265,16 +263,30 @@ async fn wait_for_status(client: &Client, id: taskflow::run::RunId, status: RunS
     panic!("run {id} never became {status}");
 }
 
-#[tokio::test]
-async fn a_task_concurrency_limit_holds_across_the_engine() {
-    let fx = fixture();
+async fn a_task_concurrency_limit_holds_across_the_engine(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
     let mut ids = Vec::new();
     for n in 0..4 {
-        let run = fx.client.submit("tests.limited", json!({"n": n})).await.unwrap();
+        let run =
+            fx.client.submit("tests.limited", json!({"n": n, "group": format!("{:?}", fx.backend)})).await.unwrap();
         ids.push(run.id);
     }
     for id in ids {
         assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
     }
-    assert_eq!(crate::tasks::LIMITED_MOST_INSIDE.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(crate::tasks::most_inside_limited(&format!("{:?}", fx.backend)), 1);
 }
+
+crate::backends::on_every_backend!(
+    a_run_completes_with_its_result_and_logs,
+    bad_submits_store_nothing,
+    failed_attempts_retry_with_back_off_until_one_succeeds,
+    a_run_fails_after_its_last_attempt,
+    panics_fail_without_harm_and_payload_errors_never_retry,
+    a_run_times_out,
+    pending_and_running_runs_cancel_and_final_ones_refuse,
+    deleting_an_active_run_needs_force,
+    equal_submits_share_an_active_run_unless_asked_not_to,
+    a_dead_workers_run_is_rescued_and_counted_as_an_attempt,
+    a_task_concurrency_limit_holds_across_the_engine,
+);

@@ -1,5 +1,6 @@
 //! End-to-end tests of TaskFlow, in one binary (one link, one run).
 
+mod backends;
 mod cli;
 mod crash;
 mod engine;

@@ -149,16 +149,24 @@ pub fn flaky(ctx: &TaskContext, key: String, failures: u32) -> Result<u32, Strin
     if *count <= failures { Err(format!("failure {count}")) } else { Ok(*count) }
 }
 
-/// How many `tests.limited` runs are inside now, and the most ever.
-pub static LIMITED_INSIDE: AtomicUsize = AtomicUsize::new(0);
-pub static LIMITED_MOST_INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// Per group: how many `tests.limited` runs are inside now, and the most ever.
+static LIMITED: std::sync::Mutex<Option<HashMap<String, (usize, usize)>>> = std::sync::Mutex::new(None);
 
-/// One at a time, whatever the engine's free slots.
+/// The most `tests.limited` runs of `group` that were inside at once.
+pub fn most_inside_limited(group: &str) -> usize {
+    LIMITED.lock().unwrap().as_ref().and_then(|map| map.get(group)).map_or(0, |(_, most)| *most)
+}
+
+/// One at a time per store, whatever the engine's free slots.
 #[task(title = "tests.limited", concurrency = 1, retry_delay = "10ms")]
-pub fn limited(n: u32) -> u32 {
-    let now = LIMITED_INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
-    LIMITED_MOST_INSIDE.fetch_max(now, Ordering::SeqCst);
+pub fn limited(n: u32, group: String) -> u32 {
+    {
+        let mut map = LIMITED.lock().unwrap();
+        let (inside, most) = map.get_or_insert_with(HashMap::new).entry(group.clone()).or_insert((0, 0));
+        *inside += 1;
+        *most = (*most).max(*inside);
+    }
     std::thread::sleep(Duration::from_millis(30));
-    LIMITED_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    LIMITED.lock().unwrap().as_mut().unwrap().get_mut(&group).unwrap().0 -= 1;
     n
 }

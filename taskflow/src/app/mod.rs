@@ -1,6 +1,6 @@
 //! [`App`]: the user's `main`. Parses the command line (`serve`, `list`,
-//! `call`, `token` and the hidden worker entry `__run`) with `TASKFLOW_*`
-//! environment equivalents, and runs the command.
+//! `call`, `submit`, `status`, `token` and the hidden worker entry `__run`)
+//! with `TASKFLOW_*` environment equivalents, and runs the command.
 
 mod flags;
 
@@ -8,27 +8,46 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::client::Client;
 use crate::context::TaskContext;
+use crate::engine::{Engine, EngineConfig};
 use crate::error::{Error, Result, TaskError};
 use crate::executor::ThreadExecutor;
 use crate::protocol::ResultFrame;
 use crate::registry::{self, TaskDef};
+use crate::run::RunId;
+use crate::store::{SqliteStore, Store};
 
 /// The command line of a TaskFlow app.
 #[derive(Debug, Parser)]
 #[command(about = "Run this binary's TaskFlow tasks", long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// Where runs are stored; given before a command's own arguments.
+#[derive(Debug, Clone, Args)]
+struct StoreArgs {
+    /// Directory of the SQLite store (`taskflow.db`)
+    #[arg(long, global = true, env = "TASKFLOW_DATA_DIR", default_value = ".")]
+    data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://…`) to use instead of SQLite
+    #[arg(long, global = true, env = "TASKFLOW_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the control plane (the default)
+    /// Run the engine on the store until stopped (the default); the control
+    /// plane joins it with the control-plane issue
     Serve(ServeArgs),
     /// List the tasks of this binary: title, signature, description
     List {
@@ -42,6 +61,15 @@ enum Command {
     /// task's arguments: `call add_numbers --a 2 --b 3`. `call <title> --help`
     /// lists a task's flags.
     Call(CallArgs),
+    /// Store a run for the engine of `serve` and print it as JSON
+    ///
+    /// Takes the same arguments as `call`: `submit add_numbers --a 2 --b 3`.
+    Submit(CallArgs),
+    /// Print a run as JSON
+    Status {
+        /// The run's id, as `submit` printed it
+        run_id: String,
+    },
     /// Issue an access token for the control plane
     Token,
     /// Worker entry: payload JSON on stdin, one result frame on stdout
@@ -57,9 +85,10 @@ struct ServeArgs {
     /// Address to listen on
     #[arg(long, env = "TASKFLOW_ADDR", default_value = "127.0.0.1:8000")]
     addr: SocketAddr,
-    /// Directory of the store (`taskflow.db`)
-    #[arg(long, env = "TASKFLOW_DATA_DIR", default_value = ".")]
-    data_dir: PathBuf,
+    /// How long running runs may finish after a stop signal before they are
+    /// handed back to the queue, in seconds
+    #[arg(long, env = "TASKFLOW_GRACE_SECONDS", default_value_t = 30)]
+    grace: u64,
 }
 
 #[derive(Debug, Args)]
@@ -113,11 +142,14 @@ impl App {
             .first()
             .and_then(|p| PathBuf::from(p).file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "app".to_owned());
+        let store = cli.store;
         match cli.command {
-            None => serve(&program, ServeArgs::parse_from_env()),
-            Some(Command::Serve(args)) => serve(&program, args),
+            None => serve(&program, &store, ServeArgs::parse_from_env()),
+            Some(Command::Serve(args)) => serve(&program, &store, args),
             Some(Command::List { json }) => list(json),
             Some(Command::Call(args)) => call(&program, args),
+            Some(Command::Submit(args)) => submit(&program, &store, args),
+            Some(Command::Status { run_id }) => status(&store, &run_id),
             Some(Command::Token) => Err(Error::Usage(
                 "`token` issues control-plane access tokens; it arrives with the control plane".to_owned(),
             )),
@@ -138,26 +170,130 @@ impl ServeArgs {
     }
 }
 
-fn serve(program: &str, args: ServeArgs) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    let result = (|| -> std::io::Result<()> {
-        writeln!(
-            out,
-            "TaskFlow: {} tasks registered; the store will live in {}.",
-            registry::tasks().len(),
-            args.data_dir.join("taskflow.db").display()
-        )?;
-        writeln!(
-            out,
-            "The web control plane (http://{}) arrives with the control-plane issue; until then, run tasks from the command line:\n",
-            args.addr
-        )?;
-        for def in registry::tasks() {
-            writeln!(out, "  {program} call {}", example_call(def))?;
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io { context: "starting the async runtime".to_owned(), source })
+}
+
+/// Opens the store the arguments name: PostgreSQL for a database URL, else
+/// SQLite in the data directory.
+async fn open_store(args: &StoreArgs) -> Result<(Arc<dyn Store>, String)> {
+    match &args.database_url {
+        Some(url) => open_postgres(url).await,
+        None => {
+            let store = SqliteStore::open_in(&args.data_dir)?;
+            let described = store.path().display().to_string();
+            Ok((Arc::new(store), described))
         }
-        writeln!(out, "\n`{program} list` describes every task; `{program} call <title> --help` lists its flags.")
-    })();
-    result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str) -> Result<(Arc<dyn Store>, String)> {
+    let store = crate::store::PostgresStore::connect(url).await?;
+    let described = store.url().to_owned();
+    Ok((Arc::new(store), described))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(url: &str) -> Result<(Arc<dyn Store>, String)> {
+    let _ = url;
+    Err(Error::Usage(
+        "TASKFLOW_DATABASE_URL names a PostgreSQL server, but this binary was built without taskflow's `postgres` feature; enable it in Cargo.toml or unset the URL to use SQLite".to_owned(),
+    ))
+}
+
+fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let (store, described) = open_store(store_args).await?;
+        let engine = Engine::start(store, EngineConfig::default());
+        let out = std::io::stdout();
+        let mut out = out.lock();
+        let result = (|| -> std::io::Result<()> {
+            writeln!(
+                out,
+                "TaskFlow: {} tasks; engine `{}` works on {described}.",
+                registry::tasks().len(),
+                engine.config().worker_id
+            )?;
+            writeln!(
+                out,
+                "The web control plane (http://{}) arrives with the control-plane issue. Meanwhile:",
+                args.addr
+            )?;
+            for def in registry::tasks() {
+                writeln!(out, "  {program} submit {}", example_call(def))?;
+            }
+            writeln!(
+                out,
+                "queues a run for this engine; `{program} status <id>` follows it; `{program} call` runs one here."
+            )?;
+            writeln!(out, "Ctrl-C (or SIGTERM) stops, letting running runs finish for {}s.", args.grace)?;
+            out.flush()
+        })();
+        drop(out);
+        result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })?;
+        // From here on, whatever tasks print is log output: it goes to
+        // stderr, and a closed stdout (a detached terminal) cannot fail a run.
+        drop(reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?);
+        stop_signal().await;
+        eprintln!("stopping: no new runs; waiting up to {}s for {} running", args.grace, engine.running_count());
+        engine.shutdown(std::time::Duration::from_secs(args.grace)).await;
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
+    let def = find(&args.title)?;
+    if args.args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", flags::help(program, def).replace(" call ", " submit "));
+        return Ok(());
+    }
+    let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
+    let run = runtime()?.block_on(async {
+        let (store, _) = open_store(store_args).await?;
+        Client::for_store(store).submit(def.title(), payload).await.map_err(Error::from)
+    })?;
+    print_json(&run)
+}
+
+fn status(store_args: &StoreArgs, run_id: &str) -> Result<()> {
+    let id: RunId = run_id.parse().map_err(Error::Usage)?;
+    let run = runtime()?.block_on(async {
+        let (store, _) = open_store(store_args).await?;
+        Client::for_store(store).get(id).await.map_err(Error::from)
+    })?;
+    print_json(&run)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| TaskError::Output { message: e.to_string() })?;
+    println!("{text}");
+    Ok(())
 }
 
 /// `add_numbers --a <integer> --b <integer>`: how to call a task.
@@ -221,10 +357,7 @@ fn call(program: &str, args: CallArgs) -> Result<()> {
     }
     let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
     let mut out = reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io { context: "starting the async runtime".to_owned(), source })?;
+    let runtime = runtime()?;
     let ctx = TaskContext::new("cli");
     let result = runtime.block_on(ThreadExecutor::default().execute(def, ctx, payload, None))?;
     let text = serde_json::to_string_pretty(&result).map_err(|e| TaskError::Output { message: e.to_string() })?;

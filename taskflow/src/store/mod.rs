@@ -1,11 +1,16 @@
 //! The store: the durable record of runs and their log lines. One trait,
 //! [`Store`], and one honest implementation per database: SQLite
-//! ([`SqliteStore`], the embedded default) today, PostgreSQL next.
+//! ([`SqliteStore`], the embedded default) and PostgreSQL (`PostgresStore`,
+//! feature `postgres`, for several servers sharing one database).
 //!
 //! **Only the store writes SQL**, and every status change it makes goes
 //! through [`run::transition`](crate::run::transition) inside the same
 //! transaction as the change's data.
 
+#[cfg(test)]
+mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -13,11 +18,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
 
 use crate::context::Level;
 use crate::registry::{BoxFuture, ExecutorKind};
 use crate::run::{IllegalTransition, Run, RunError, RunId, RunStatus, Timestamp};
+
+/// `list` returns this many runs unless told otherwise …
+pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
+/// … and never more than this.
+pub(crate) const MAX_LIST_LIMIT: u32 = 1000;
+/// `logs` returns at most this many lines.
+pub(crate) const MAX_LOG_LIMIT: u32 = 10_000;
 
 /// `Result` with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -286,6 +301,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// A run's log lines after sequence number `after`, at most `limit`.
     fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>>;
+
+    /// The ids of runs changed by any process sharing this store, this one
+    /// included: created, claimed, finished, released, cancelled, rescued
+    /// or deleted. Each id arrives after the change has committed; read the
+    /// run to see it. `None` when the store is used by this process only
+    /// (SQLite), where the process already knows every change.
+    ///
+    /// Best effort, so keep polling as well: lease renewals, log lines and
+    /// pruning are not announced, ids changed while the store's listening
+    /// connection was down are missed, and a receiver that falls too far
+    /// behind gets [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<RunId>> {
+        None
+    }
 }
 
 /// Lets a status decision be reported as a store error for `id`.

@@ -1,0 +1,52 @@
+//! The stores the end-to-end suites run on: a fresh SQLite file, and a fresh
+//! PostgreSQL database on the server `./scripts/test` starts
+//! (`TASKFLOW_TEST_DATABASE_URL`). `on_every_backend!` runs each case on both.
+
+use std::sync::Arc;
+
+use taskflow::store::{PostgresStore, Store};
+
+/// A store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `SqliteStore` on a temporary file.
+    Sqlite,
+    /// `PostgresStore` on a fresh database.
+    Postgres,
+}
+
+/// A store on a new, empty PostgreSQL database, or `None` after printing
+/// `SKIPPED` when no server is configured (the test command always
+/// configures one).
+pub async fn fresh_postgres() -> Option<Arc<dyn Store>> {
+    let Ok(server) = std::env::var("TASKFLOW_TEST_DATABASE_URL") else {
+        println!("SKIPPED: TASKFLOW_TEST_DATABASE_URL is not set (./scripts/test starts a server and sets it)");
+        return None;
+    };
+    let url = PostgresStore::create_test_database(&server).await.expect("a fresh test database");
+    Some(Arc::new(PostgresStore::connect(&url).await.expect("the test database opens")))
+}
+
+/// Expands `async fn case(backend: Backend)`s into one `#[tokio::test]` per
+/// backend, in modules `sqlite` and `postgres`.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::backends::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::backends::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_backend;
