@@ -155,7 +155,10 @@ fn generate(task: &TaskFn) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let helpers = typed_helpers(task, &output_ty);
     quote! {
+        #helpers
+
         #[doc(hidden)]
         const _: () = {
             // `schemars`' derive assumes the prelude; these bring what it uses
@@ -206,6 +209,72 @@ fn generate(task: &TaskFn) -> TokenStream {
                 });
             #private::inventory::submit! { #private::TaskEntry(&__TASK) }
         };
+    }
+}
+
+/// `mod add_numbers { pub async fn submit(client, a, b) }`: the typed client
+/// helper, in a module named like the function (modules and functions live
+/// in different namespaces, so both keep the name).
+///
+/// Argument types need only be `Deserialize` to be a task's arguments, so
+/// encoding them (and decoding the result) uses autoref specialization: a
+/// type without `Serialize` (`Deserialize` for the result) compiles and gets a
+/// clear error at run time instead of breaking every such task.
+fn typed_helpers(task: &TaskFn, output_ty: &TokenStream) -> TokenStream {
+    let private = quote!(::taskflow::__private);
+    let fn_name = &task.item.sig.ident;
+    let title = task.title();
+    // The helpers are reachable wherever the task function is.
+    let (mod_vis, fn_vis) = match &task.item.vis {
+        syn::Visibility::Inherited => (quote!(), quote!(pub(super))),
+        syn::Visibility::Restricted(r) if r.path.is_ident("self") => (quote!(), quote!(pub(super))),
+        syn::Visibility::Restricted(r) if r.path.is_ident("super") && r.in_token.is_none() => {
+            (quote!(pub(super)), quote!(pub(in super::super)))
+        }
+        vis => (quote!(#vis), quote!(#vis)),
+    };
+    let params = task.args.iter().map(|arg| {
+        let ident = &arg.ident;
+        let ty = &arg.ty;
+        quote!(#ident: #ty)
+    });
+    let inserts = task.args.iter().map(|arg| {
+        let ident = &arg.ident;
+        let key = ident.to_string();
+        let key = key.trim_start_matches("r#");
+        quote! {
+            __payload.insert(
+                <::std::string::String as ::core::convert::From<&str>>::from(#key),
+                (&#private::Encode(&#ident, #key)).encode()?,
+            );
+        }
+    });
+    let doc_mod = format!("The typed client helpers of the task `{title}`.");
+    let doc_submit = format!(
+        "Submits a run of `{title}` with these arguments; `.wait().await` gives its result.\n\nSee [`Client::submit`](::taskflow::client::Client::submit)."
+    );
+    quote! {
+        #[doc = #doc_mod]
+        #[allow(dead_code, unused_imports, clippy::too_many_arguments)]
+        #mod_vis mod #fn_name {
+            use super::*;
+            use #private::{DecodeFallback as _, DecodeViaSerde as _, EncodeFallback as _, EncodeViaSerde as _};
+
+            #[doc = #doc_submit]
+            #fn_vis async fn submit(
+                client: &::taskflow::client::Client,
+                #(#params),*
+            ) -> ::core::result::Result<::taskflow::client::TypedRun<#output_ty>, ::taskflow::client::ClientError> {
+                let mut __payload = #private::serde_json::Map::new();
+                #(#inserts)*
+                let __run = client.submit(#title, #private::Value::Object(__payload)).await?;
+                ::core::result::Result::Ok(::taskflow::client::TypedRun::new(__run, ::core::clone::Clone::clone(client), __decode))
+            }
+
+            fn __decode(value: #private::Value) -> ::core::result::Result<#output_ty, ::std::string::String> {
+                (&#private::Decode::<#output_ty>::new()).decode(value)
+            }
+        }
     }
 }
 

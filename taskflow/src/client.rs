@@ -28,6 +28,14 @@ pub enum ClientError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// A typed helper could not encode an argument.
+    #[error("argument `{argument}`: {message}")]
+    Encode {
+        /// The argument.
+        argument: String,
+        /// Why.
+        message: String,
+    },
     /// `wait` gave up before the run finished.
     #[error("run {id} did not finish within {after:?} (it is {status})")]
     WaitTimedOut {
@@ -224,4 +232,65 @@ pub enum CallError {
     /// The run failed or was cancelled, with this message.
     #[error("{0}")]
     Run(String),
+    /// The result could not be turned into the typed helper's output type.
+    #[error("{0}")]
+    Decode(String),
+}
+
+/// A run submitted through a task's typed helper (`add_numbers::submit`):
+/// its [`wait`](Self::wait) returns the task's own output type.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use taskflow::{client::Client, engine::{Engine, EngineConfig}, store::SqliteStore};
+///
+/// /// Add two numbers
+/// #[taskflow::task]
+/// fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// let dir = std::env::temp_dir().join(format!("taskflow-typed-{}", std::process::id()));
+/// let client = Client::new(Engine::start(Arc::new(SqliteStore::open_in(&dir).unwrap()), EngineConfig::default()));
+/// assert_eq!(add::submit(&client, 2, 3).await.unwrap().wait().await.unwrap(), 5);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # });
+/// ```
+pub struct TypedRun<T> {
+    run: Run,
+    client: Client,
+    decode: fn(Value) -> Result<T, String>,
+}
+
+impl<T> std::fmt::Debug for TypedRun<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedRun").field("run", &self.run).finish_non_exhaustive()
+    }
+}
+
+impl<T> TypedRun<T> {
+    #[doc(hidden)]
+    pub fn new(run: Run, client: Client, decode: fn(Value) -> Result<T, String>) -> TypedRun<T> {
+        TypedRun { run, client, decode }
+    }
+
+    /// The run as submitted.
+    pub fn run(&self) -> &Run {
+        &self.run
+    }
+
+    /// Waits (up to a day) for the run to finish and returns its result.
+    pub async fn wait(self) -> Result<T, CallError> {
+        self.wait_for(Duration::from_secs(24 * 3600)).await
+    }
+
+    /// Waits at most `timeout` for the run to finish and returns its result.
+    pub async fn wait_for(self, timeout: Duration) -> Result<T, CallError> {
+        let run = self.client.wait(self.run.id, timeout).await?;
+        match run.status {
+            RunStatus::Completed => (self.decode)(run.result.unwrap_or(Value::Null)).map_err(CallError::Decode),
+            _ => Err(CallError::Run(run.error.map_or_else(|| TaskError::Cancelled.to_string(), |e| e.message))),
+        }
+    }
 }

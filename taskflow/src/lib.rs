@@ -137,6 +137,75 @@ pub mod __private {
         }
     }
 
+    /// An argument on its way into a typed helper's payload.
+    #[allow(missing_debug_implementations)]
+    pub struct Encode<'a, T>(pub &'a T, pub &'static str);
+
+    /// Chosen when the argument implements `Serialize`.
+    pub trait EncodeViaSerde {
+        fn encode(&self) -> Result<Value, crate::client::ClientError>;
+    }
+    impl<T: serde::Serialize> EncodeViaSerde for Encode<'_, T> {
+        fn encode(&self) -> Result<Value, crate::client::ClientError> {
+            serde_json::to_value(self.0)
+                .map_err(|e| crate::client::ClientError::Encode { argument: self.1.to_owned(), message: e.to_string() })
+        }
+    }
+
+    /// Chosen (one autoref further) when it does not.
+    pub trait EncodeFallback {
+        fn encode(&self) -> Result<Value, crate::client::ClientError>;
+    }
+    impl<T> EncodeFallback for &Encode<'_, T> {
+        fn encode(&self) -> Result<Value, crate::client::ClientError> {
+            Err(crate::client::ClientError::Encode {
+                argument: self.1.to_owned(),
+                message: format!(
+                    "`{}` does not implement `Serialize`; derive it to submit through the typed helper, or use `Client::submit` with JSON",
+                    std::any::type_name::<T>()
+                ),
+            })
+        }
+    }
+
+    /// A typed helper's result on its way out of JSON.
+    #[allow(missing_debug_implementations)]
+    pub struct Decode<T>(std::marker::PhantomData<fn() -> T>);
+    impl<T> Decode<T> {
+        pub fn new() -> Self {
+            Decode(std::marker::PhantomData)
+        }
+    }
+    impl<T> Default for Decode<T> {
+        fn default() -> Self {
+            Decode::new()
+        }
+    }
+
+    /// Chosen when the result type implements `Deserialize`.
+    pub trait DecodeViaSerde<T> {
+        fn decode(&self, value: Value) -> Result<T, String>;
+    }
+    impl<T: serde::de::DeserializeOwned> DecodeViaSerde<T> for Decode<T> {
+        fn decode(&self, value: Value) -> Result<T, String> {
+            serde_json::from_value(value)
+                .map_err(|e| format!("the result does not fit `{}`: {e}", std::any::type_name::<T>()))
+        }
+    }
+
+    /// Chosen (one autoref further) when it does not.
+    pub trait DecodeFallback<T> {
+        fn decode(&self, value: Value) -> Result<T, String>;
+    }
+    impl<T> DecodeFallback<T> for &Decode<T> {
+        fn decode(&self, _: Value) -> Result<T, String> {
+            Err(format!(
+                "`{}` does not implement `Deserialize`, so the typed helper cannot return it; read `Run::result` as JSON instead",
+                std::any::type_name::<T>()
+            ))
+        }
+    }
+
     pub fn box_future<F: Future<Output = TaskResult> + Send + 'static>(future: F) -> BoxFuture<TaskResult> {
         Box::pin(future)
     }

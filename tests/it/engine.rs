@@ -277,7 +277,45 @@ async fn a_task_concurrency_limit_holds_across_the_engine(backend: Backend) {
     assert_eq!(crate::tasks::most_inside_limited(&format!("{:?}", fx.backend)), 1);
 }
 
+async fn typed_helpers_submit_and_return_the_tasks_own_types(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
+    use crate::tasks;
+    let run = tasks::nested::deeper::async_double::submit(&fx.client, 21).await.unwrap();
+    assert_eq!(run.run().task_title, "tests.async_double");
+    assert_eq!(run.wait().await.unwrap(), 42);
+
+    let points = vec![tasks::Point { x: 1, y: 2 }];
+    let sink = tasks::kitchen_sink::submit(
+        &fx.client,
+        7,
+        0.5,
+        true,
+        "typed".into(),
+        Some(1),
+        points,
+        Default::default(),
+        tasks::Colour::Blue,
+        tasks::Point { x: 3, y: 4 },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sink.wait().await.unwrap(), "7 0.5 true typed Some(1) 1 0 Blue 3,4");
+
+    let failing = tasks::fails::submit(&fx.client).await.unwrap();
+    assert_eq!(failing.wait().await.unwrap_err().to_string(), "disk on fire");
+
+    // Types that only go one way are told at run time, clearly.
+    let error = tasks::only_in::submit(&fx.client, tasks::OnlyIn { x: 1 }).await.unwrap_err();
+    assert!(
+        error.to_string().starts_with("argument `value`: `it::tasks::OnlyIn` does not implement `Serialize`"),
+        "{error}"
+    );
+    let error = tasks::only_out::submit(&fx.client, 5).await.unwrap().wait().await.unwrap_err();
+    assert!(error.to_string().contains("`it::tasks::OnlyOut` does not implement `Deserialize`"), "{error}");
+}
+
 crate::backends::on_every_backend!(
+    typed_helpers_submit_and_return_the_tasks_own_types,
     a_run_completes_with_its_result_and_logs,
     bad_submits_store_nothing,
     failed_attempts_retry_with_back_off_until_one_succeeds,

@@ -170,3 +170,29 @@ pub fn limited(n: u32, group: String) -> u32 {
     LIMITED.lock().unwrap().as_mut().unwrap().get_mut(&group).unwrap().0 -= 1;
     n
 }
+
+/// An argument type that can be read but not written.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct OnlyIn {
+    /// A number
+    pub x: i32,
+}
+
+/// A result type that can be written but not read.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OnlyOut {
+    /// A number
+    pub y: i32,
+}
+
+/// Takes a type without `Serialize`.
+#[task(title = "tests.only_in")]
+pub fn only_in(value: OnlyIn) -> i32 {
+    value.x
+}
+
+/// Returns a type without `Deserialize`.
+#[task(title = "tests.only_out")]
+pub fn only_out(y: i32) -> OnlyOut {
+    OnlyOut { y }
+}
