@@ -15,7 +15,7 @@ use taskflow::{TaskContext, task};
 /// * `b` - the second addend
 #[task(tags = ["math"])]
 pub fn add_numbers(a: i64, b: i64) -> i64 {
-    println!("adding {a} and {b}"); // printed output becomes the run's log
+    println!("adding {a} and {b}"); // printed output goes to stderr, never into the result
     a + b
 }
 

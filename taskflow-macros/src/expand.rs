@@ -262,13 +262,13 @@ fn typed_helpers(task: &TaskFn, output_ty: &TokenStream) -> TokenStream {
 
             #[doc = #doc_submit]
             #fn_vis async fn submit(
-                client: &::taskflow::client::Client,
+                __client: &::taskflow::client::Client,
                 #(#params),*
             ) -> ::core::result::Result<::taskflow::client::TypedRun<#output_ty>, ::taskflow::client::ClientError> {
                 let mut __payload = #private::serde_json::Map::new();
                 #(#inserts)*
-                let __run = client.submit(#title, #private::Value::Object(__payload)).await?;
-                ::core::result::Result::Ok(::taskflow::client::TypedRun::new(__run, ::core::clone::Clone::clone(client), __decode))
+                let __run = __client.submit(#title, #private::Value::Object(__payload)).await?;
+                ::core::result::Result::Ok(::taskflow::client::TypedRun::new(__run, ::core::clone::Clone::clone(__client), __decode))
             }
 
             fn __decode(value: #private::Value) -> ::core::result::Result<#output_ty, ::std::string::String> {

@@ -36,6 +36,9 @@ pub enum ClientError {
         /// Why.
         message: String,
     },
+    /// The run asks for an executor this version cannot run yet.
+    #[error("the {0} executor is not available yet; submit with executor `thread`")]
+    ExecutorUnavailable(ExecutorKind),
     /// `wait` gave up before the run finished.
     #[error("run {id} did not finish within {after:?} (it is {status})")]
     WaitTimedOut {
@@ -68,7 +71,9 @@ pub struct SubmitOptions {
     /// `false` creates a new run even when the same title and payload is
     /// pending or running (default: de-duplicate).
     pub no_dedup: bool,
-    /// Makes a retried submit safe: the same key returns the same run.
+    /// Makes a retried submit safe: the same key returns the same run (and
+    /// the same key with another title or payload is refused). A keyed
+    /// submit is not de-duplicated by payload.
     pub idempotency_key: Option<String>,
 }
 
@@ -117,12 +122,20 @@ impl Client {
         let mut new = NewRun::new(title, payload);
         new.max_attempts = options.retries.unwrap_or(task.retries).saturating_add(1);
         new.executor = options.executor.unwrap_or(task.executor);
+        // Only thread runs are claimed today: refuse the others rather than
+        // store runs that would stay pending forever.
+        if new.executor != ExecutorKind::Thread {
+            return Err(ClientError::ExecutorUnavailable(new.executor));
+        }
         new.priority = options.priority;
         new.not_before = options.delay.map(|delay| Timestamp::now().plus(delay));
         new.timeout_ms = options.timeout.or(task.timeout).map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
         let retry_delay = options.retry_delay.unwrap_or(task.retry_delay);
         new.retry_delay_ms = u64::try_from(retry_delay.as_millis()).unwrap_or(u64::MAX);
-        new.unique = !options.no_dedup;
+        // A keyed submit is governed by its key alone: de-duplicating it onto
+        // an unkeyed run would leave the key unrecorded, and a retry after
+        // that run finished would make a second run.
+        new.unique = !options.no_dedup && options.idempotency_key.is_none();
         new.idempotency_key = options.idempotency_key;
         let submitted = self.store.submit(new).await?;
         if submitted.created {
@@ -155,8 +168,8 @@ impl Client {
         Ok(run)
     }
 
-    /// Deletes a run and its log; an active run only when `force` (it is
-    /// cancelled first).
+    /// Deletes a run and its log; an active run only when `force` (a run
+    /// executing here is told to stop; its late report is ignored).
     pub async fn delete(&self, id: RunId, force: bool) -> Result<(), ClientError> {
         self.store.delete(id, force).await?;
         if let Some(engine) = &self.engine {
@@ -174,7 +187,9 @@ impl Client {
     /// Waits until the run is final and returns it; at most `timeout`.
     pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<Run, ClientError> {
         let mut events = self.events.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        // A timeout too long to add is as good as none: wait a century.
+        let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         loop {
             let run = self.get(id).await?;
             if run.status.is_final() {
@@ -252,7 +267,7 @@ pub enum CallError {
 /// }
 ///
 /// let dir = std::env::temp_dir().join(format!("taskflow-typed-{}", std::process::id()));
-/// let client = Client::new(Engine::start(Arc::new(SqliteStore::open_in(&dir).unwrap()), EngineConfig::default()));
+/// let client = Client::new(Engine::start(Arc::new(SqliteStore::open_in(&dir).unwrap()), EngineConfig::default()).unwrap());
 /// assert_eq!(add::submit(&client, 2, 3).await.unwrap().wait().await.unwrap(), 5);
 /// # std::fs::remove_dir_all(&dir).ok();
 /// # });

@@ -17,12 +17,16 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{LogLine, RunSink, TaskContext};
+use crate::context::{LogLine, Progress, RunSink, TaskContext};
 use crate::error::TaskError;
 use crate::executor::{ThreadExecutor, ThreadExecutorConfig};
 use crate::registry::{self, ExecutorKind};
 use crate::run::{self, Run, RunError, RunId, Timestamp};
 use crate::store::{self, ClaimRequest, Outcome, Report, Store, StoredLogLine};
+
+/// How long a failed report waits before it is tried again: first, and at
+/// most.
+const REPORT_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
 /// Timings and limits of an [`Engine`].
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +82,13 @@ pub enum RunEvent {
     Status(Box<Run>),
     /// The run logged a line.
     Log(StoredLogLine),
+    /// The run reported progress.
+    Progress {
+        /// The run.
+        run_id: RunId,
+        /// How far it has come.
+        progress: Progress,
+    },
     /// The run was deleted.
     Deleted(RunId),
 }
@@ -88,6 +99,7 @@ impl RunEvent {
         match self {
             RunEvent::Status(run) => run.id,
             RunEvent::Log(line) => line.run_id,
+            RunEvent::Progress { run_id, .. } => *run_id,
             RunEvent::Deleted(id) => *id,
         }
     }
@@ -127,7 +139,13 @@ impl Engine {
     ///
     /// # Panics
     /// Outside a Tokio runtime.
-    pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> Engine {
+    ///
+    /// # Errors
+    /// When the tasks linked in are inconsistent (two with one title): an
+    /// engine never runs with one silently shadowing the other.
+    pub fn start(store: Arc<dyn Store>, mut config: EngineConfig) -> Result<Engine, registry::RegistryError> {
+        registry::check()?;
+        config.max_concurrency = config.max_concurrency.max(1);
         let (events, _) = broadcast::channel(4096);
         let (logs, log_rx) = mpsc::unbounded_channel();
         let executor = ThreadExecutor::new(ThreadExecutorConfig::with_max_concurrency(config.max_concurrency));
@@ -153,7 +171,7 @@ impl Engine {
         if let Some(changes) = engine.inner.store.changes() {
             tokio::spawn(engine.clone().follow_changes(changes));
         }
-        engine
+        Ok(engine)
     }
 
     /// The store the engine works on.
@@ -193,7 +211,8 @@ impl Engine {
         }
     }
 
-    /// How many runs execute here now.
+    /// How many runs this engine holds now: executing, or storing the
+    /// outcome of their attempt.
     pub fn running_count(&self) -> usize {
         self.lock_running().len()
     }
@@ -202,7 +221,7 @@ impl Engine {
     /// go back to pending at once for another worker), and stops the loops.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = far_or(tokio::time::Instant::now(), grace);
         while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -260,14 +279,17 @@ impl Engine {
 
     fn start_run(&self, run: Run) {
         self.publish(RunEvent::Status(Box::new(run.clone())));
-        let sink = Arc::new(EngineSink { logs: self.inner.logs.clone() });
+        let sink = Arc::new(EngineSink { logs: self.inner.logs.clone(), events: self.inner.events.clone() });
         let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
         self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
         let engine = self.clone();
         tokio::spawn(async move {
             let outcome = engine.execute(&run, ctx).await;
-            engine.lock_running().remove(&run.id);
+            // Still held (its lease renewed by the heartbeat) until its
+            // outcome is stored, so a report retried through a database
+            // outage is not beaten by the rescuer.
             engine.report(&run, outcome).await;
+            engine.lock_running().remove(&run.id);
             engine.wake();
         });
     }
@@ -299,24 +321,55 @@ impl Engine {
         };
         let report =
             Report { id: run.id, attempt: run.attempt, worker_id: self.inner.config.worker_id.clone(), outcome, now };
-        match self.inner.store.finish(report).await {
-            Ok(run) => self.publish(RunEvent::Status(Box::new(run))),
-            // Cancelled, re-queued or deleted meanwhile: the report changes
-            // nothing, as it must.
-            Err(store::Error::StaleAttempt { .. } | store::Error::NotFound(_)) => {}
-            Err(error) => log_error("reporting a run's outcome", &error),
+        // A failed write (a dropped connection, the database restarting) is
+        // tried again, for as long as a lease lasts: losing the report would
+        // throw the attempt's work away, the run being re-queued and executed
+        // again once its lease ran out. Retrying is safe: the store fences
+        // reports by attempt and worker, so a report that did commit, with
+        // only its answer lost, is refused as stale the second time.
+        let give_up = tokio::time::Instant::now() + self.inner.config.lease;
+        let mut wait = REPORT_RETRY.0;
+        let mut retried = false;
+        loop {
+            match self.inner.store.finish(report.clone()).await {
+                Ok(run) => return self.publish(RunEvent::Status(Box::new(run))),
+                // Cancelled, re-queued or deleted meanwhile: the report
+                // changes nothing, as it must. After a failed try, the
+                // earlier one may have been stored: publish the run as it is.
+                Err(store::Error::StaleAttempt { .. } | store::Error::NotFound(_)) => {
+                    if retried {
+                        if let Ok(Some(run)) = self.inner.store.get(run.id).await {
+                            self.publish(RunEvent::Status(Box::new(run)));
+                        }
+                    }
+                    return;
+                }
+                Err(error @ store::Error::Database(_)) if tokio::time::Instant::now() + wait < give_up => {
+                    tracing::warn!(
+                        %error,
+                        run = %run.id,
+                        "taskflow engine: reporting a run's outcome failed; retrying in {wait:?}"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(REPORT_RETRY.1);
+                    retried = true;
+                }
+                Err(error) => return log_error("reporting a run's outcome", &error),
+            }
         }
     }
 
     async fn heartbeat_loop(self) {
         let config = &self.inner.config;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(config.heartbeat_interval) => {}
-                () = self.inner.shutdown.cancelled() => return,
-            }
+            // Leases are renewed through a shutdown's grace period too, or
+            // another worker would rescue runs still finishing here.
+            tokio::time::sleep(config.heartbeat_interval).await;
             let held: Vec<(RunId, u32)> =
                 self.lock_running().iter().map(|(id, (attempt, _))| (*id, *attempt)).collect();
+            if held.is_empty() && self.inner.shutdown.is_cancelled() {
+                return;
+            }
             if held.is_empty() {
                 continue;
             }
@@ -344,7 +397,8 @@ impl Engine {
                 Err(error) => log_error("re-queuing runs of dead workers", &error),
             }
             if let Some(retention) = config.retention {
-                let before = Timestamp(Timestamp::now().millis() - i64::try_from(retention.as_millis()).unwrap_or(0));
+                let age = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                let before = Timestamp(Timestamp::now().millis().saturating_sub(age));
                 if let Err(error) = self.inner.store.prune(before).await {
                     log_error("pruning old runs", &error);
                 }
@@ -407,6 +461,11 @@ impl Engine {
     }
 }
 
+/// `now + wait`, or a century from now when that does not fit.
+fn far_or(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
+    now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// Payload and lookup errors fail the same way every time: no retry.
 fn is_retryable(error: &TaskError) -> bool {
     matches!(error, TaskError::Failed { .. } | TaskError::Panicked { .. } | TaskError::TimedOut { .. })
@@ -421,12 +480,20 @@ fn log_error(doing: &str, error: &store::Error) {
 /// Sends a run's log lines to the engine's log writer.
 struct EngineSink {
     logs: mpsc::UnboundedSender<(RunId, LogLine)>,
+    events: broadcast::Sender<RunEvent>,
 }
 
 impl RunSink for EngineSink {
     fn log(&self, run_id: &str, line: LogLine) {
         if let Ok(id) = run_id.parse() {
             let _ = self.logs.send((id, line));
+        }
+    }
+
+    /// Progress is live-only: published to subscribers, not stored.
+    fn progress(&self, run_id: &str, progress: Progress) {
+        if let Ok(run_id) = run_id.parse() {
+            let _ = self.events.send(RunEvent::Progress { run_id, progress });
         }
     }
 }

@@ -1,5 +1,6 @@
-//! An app embedding the engine over the SQLite store in `$TASKFLOW_DATA_DIR`,
-//! for the kill-and-restart test:
+//! An app embedding the engine, for the kill-and-restart test. It works on
+//! the PostgreSQL database at `$TASKFLOW_DATABASE_URL` when that is set,
+//! else on the SQLite store in `$TASKFLOW_DATA_DIR`:
 //!
 //! - `engine_app submit N`: submits N runs of `crash.slow_effect`, prints
 //!   `submitted`, and works on them until killed;
@@ -7,7 +8,8 @@
 //!   line per run (`{"id", "status", "attempt"}`) and exits.
 //!
 //! Each attempt appends `start <id> <attempt>` and `done <id> <attempt>` to
-//! `effects.log` in the data directory, so the test can count executions.
+//! `effects.log` in `$TASKFLOW_DATA_DIR` (on either backend), so the test can
+//! count executions.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use serde_json::json;
 use taskflow::client::{Client, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::run::RunStatus;
-use taskflow::store::{RunFilter, SqliteStore};
+use taskflow::store::{PostgresStore, RunFilter, SqliteStore, Store};
 use taskflow::{TaskContext, task};
 
 fn data_dir() -> PathBuf {
@@ -44,14 +46,17 @@ fn slow_effect(ctx: &TaskContext, n: u32, millis: u64) -> u32 {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let store = Arc::new(SqliteStore::open_in(data_dir()).expect("the store opens"));
+    let store: Arc<dyn Store> = match std::env::var("TASKFLOW_DATABASE_URL") {
+        Ok(url) => Arc::new(PostgresStore::connect(&url).await.expect("the PostgreSQL store opens")),
+        Err(_) => Arc::new(SqliteStore::open_in(data_dir()).expect("the SQLite store opens")),
+    };
     let mut config = EngineConfig::default();
     config.max_concurrency = 4;
     config.poll_interval = Duration::from_millis(50);
     config.lease = Duration::from_secs(2);
     config.heartbeat_interval = Duration::from_millis(500);
     config.rescue_interval = Duration::from_millis(200);
-    let engine = Engine::start(store, config);
+    let engine = Engine::start(store, config).expect("the tasks are consistent");
     let client = Client::new(engine);
     match args.get(1).map(String::as_str) {
         Some("submit") => {

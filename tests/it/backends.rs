@@ -19,12 +19,27 @@ pub enum Backend {
 /// `SKIPPED` when no server is configured (the test command always
 /// configures one).
 pub async fn fresh_postgres() -> Option<Arc<dyn Store>> {
-    let Ok(server) = std::env::var("TASKFLOW_TEST_DATABASE_URL") else {
-        println!("SKIPPED: TASKFLOW_TEST_DATABASE_URL is not set (./scripts/test starts a server and sets it)");
-        return None;
-    };
+    let server = postgres_server()?;
     let url = PostgresStore::create_test_database(&server).await.expect("a fresh test database");
     Some(Arc::new(PostgresStore::connect(&url).await.expect("the test database opens")))
+}
+
+/// The PostgreSQL server of the test command, or `None` after a loud
+/// `SKIPPED`. Under `./scripts/test` (which sets `TASKFLOW_REQUIRE_POSTGRES`)
+/// a missing server fails the test instead: CI never passes by skipping.
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("TASKFLOW_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("TASKFLOW_REQUIRE_POSTGRES").is_some() => {
+            panic!(
+                "TASKFLOW_TEST_DATABASE_URL is not set, but TASKFLOW_REQUIRE_POSTGRES says PostgreSQL tests must run"
+            )
+        }
+        _ => {
+            println!("SKIPPED: TASKFLOW_TEST_DATABASE_URL is not set (./scripts/test starts a server and sets it)");
+            None
+        }
+    }
 }
 
 /// Expands `async fn case(backend: Backend)`s into one `#[tokio::test]` per

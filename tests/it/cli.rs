@@ -14,6 +14,7 @@ fn run_binary(binary: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .args(args)
         .env_remove("TASKFLOW_ADDR")
         .env_remove("TASKFLOW_DATA_DIR")
+        .env_remove("TASKFLOW_DATABASE_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -183,7 +184,12 @@ fn worker_entry_writes_exactly_one_frame() {
 fn start_serving(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut command = Command::new(env!("CARGO_BIN_EXE_simple_tasks"));
-    command.args(args).env_remove("TASKFLOW_ADDR").stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(args)
+        .env_remove("TASKFLOW_ADDR")
+        .env_remove("TASKFLOW_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }

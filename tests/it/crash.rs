@@ -1,17 +1,86 @@
 //! Crash safety with real processes: an app embedding the engine is killed
 //! with SIGKILL mid-run and started again; every run reaches exactly one
-//! final state, none is lost, none completes twice.
+//! final state, none is lost, none completes twice. On both backends: SQLite
+//! in the app's data directory, and a fresh PostgreSQL database.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use taskflow::store::PostgresStore;
 
 const APP: &str = env!("CARGO_BIN_EXE_engine_app");
+/// Generous: the whole suite shares two cores.
+const DEADLINE: Duration = Duration::from_secs(120);
 
-fn effects(dir: &std::path::Path) -> Vec<(String, String, u32)> {
+#[test]
+fn sqlite_killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_once() {
+    killed_mid_run_then_restarted(None);
+}
+
+#[test]
+fn postgres_killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_once() {
+    let Some(server) = crate::backends::postgres_server() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(PostgresStore::create_test_database(&server)).expect("a fresh test database");
+    killed_mid_run_then_restarted(Some(&url));
+    // Tidy up (only after a pass); a database left behind is swept later.
+    let _ = runtime.block_on(PostgresStore::drop_test_database(&server, &url));
+}
+
+/// The app, with its effects log in `dir`, on the PostgreSQL database
+/// `database_url` or else on SQLite in `dir`.
+fn app(dir: &Path, database_url: Option<&str>) -> Command {
+    let mut command = Command::new(APP);
+    command.env("TASKFLOW_DATA_DIR", dir);
+    match database_url {
+        Some(url) => command.env("TASKFLOW_DATABASE_URL", url),
+        None => command.env_remove("TASKFLOW_DATABASE_URL"),
+    };
+    command
+}
+
+/// A child process killed when the test ends, passed or not, so a failing
+/// test leaves no app working on forever.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` to exit, at most [`DEADLINE`]; its standard output and
+/// error, which must be piped.
+fn finish(child: Child) -> (ExitStatus, String, String) {
+    let mut child = Reaped(child);
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.0.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.0.stderr.take().unwrap()));
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the app did not finish within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
+}
+
+fn effects(dir: &Path) -> Vec<(String, String, u32)> {
     let text = std::fs::read_to_string(dir.join("effects.log")).unwrap_or_default();
     // A line still being written at the kill has no newline yet: skip it.
     let complete = match text.rfind('\n') {
@@ -27,28 +96,23 @@ fn effects(dir: &std::path::Path) -> Vec<(String, String, u32)> {
         .collect()
 }
 
-#[test]
-fn killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_once() {
+fn killed_mid_run_then_restarted(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut app = Command::new(APP)
-        .args(["submit", "10"])
-        .env("TASKFLOW_DATA_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(app.stdout.take().unwrap());
+    let mut app_process =
+        Reaped(app(dir.path(), database_url).args(["submit", "10"]).stdout(Stdio::piped()).spawn().unwrap());
+    let mut stdout = BufReader::new(app_process.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "submitted", "every submit was acknowledged");
 
     // Kill while the first runs are executing and none has finished.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     while !effects(dir.path()).iter().any(|(what, _, _)| what == "start") {
         assert!(Instant::now() < deadline, "no run started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    app.kill().unwrap(); // SIGKILL
-    app.wait().unwrap();
+    app_process.0.kill().unwrap(); // SIGKILL
+    app_process.0.wait().unwrap();
     let before = effects(dir.path());
     let interrupted: HashSet<String> =
         before.iter().filter(|(w, _, _)| w == "start").map(|(_, id, _)| id.clone()).collect();
@@ -56,10 +120,10 @@ fn killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_once() {
         before.iter().filter(|(w, _, _)| w == "done").map(|(_, id, _)| id.clone()).collect();
     assert!(!interrupted.is_empty());
 
-    let output = Command::new(APP).arg("drain").env("TASKFLOW_DATA_DIR", dir.path()).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let runs: Vec<Value> =
-        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let drain = app(dir.path(), database_url).arg("drain").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let (status, stdout, stderr) = finish(drain.unwrap());
+    assert!(status.success(), "{stderr}");
+    let runs: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(runs.len(), 10, "no run was lost");
 
     let after = effects(dir.path());

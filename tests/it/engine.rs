@@ -19,7 +19,6 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Fixture {
     client: Client,
     engine: Engine,
-    store: Arc<dyn Store>,
     backend: Backend,
     _dir: tempfile::TempDir,
 }
@@ -36,13 +35,24 @@ fn config() -> EngineConfig {
 /// The engine, on a fresh database of `backend`; `None` (after a loud
 /// `SKIPPED`) when that backend is not available here.
 async fn fixture(backend: Backend) -> Option<Fixture> {
+    let (store, dir) = fresh_store(backend).await?;
+    Some(start(store, dir, backend))
+}
+
+/// A fresh store with no engine yet, to arrange runs before any claim.
+async fn fresh_store(backend: Backend) -> Option<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = match backend {
         Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).unwrap()),
         Backend::Postgres => crate::backends::fresh_postgres().await?,
     };
-    let engine = Engine::start(store.clone(), config());
-    Some(Fixture { client: Client::new(engine.clone()), engine, store, backend, _dir: dir })
+    Some((store, dir))
+}
+
+/// Starts the engine on a store.
+fn start(store: Arc<dyn Store>, dir: tempfile::TempDir, backend: Backend) -> Fixture {
+    let engine = Engine::start(store.clone(), config()).unwrap();
+    Fixture { client: Client::new(engine.clone()), engine, backend, _dir: dir }
 }
 
 fn options(f: impl FnOnce(&mut SubmitOptions)) -> SubmitOptions {
@@ -119,16 +129,36 @@ async fn a_run_fails_after_its_last_attempt(backend: Backend) {
     assert_eq!((error.kind.as_str(), error.message.as_str()), ("failed", "failure 3"));
 }
 
-async fn panics_fail_without_harm_and_payload_errors_never_retry(backend: Backend) {
+async fn panics_fail_the_attempt_and_are_retried(backend: Backend) {
     let Some(fx) = fixture(backend).await else { return };
     let run = fx
         .client
-        .submit_with("tests.panics", json!({"message": "boom"}), options(|o| o.retries = Some(0)))
+        .submit_with(
+            "tests.panics",
+            json!({"message": "boom"}),
+            options(|o| {
+                o.retries = Some(1);
+                o.retry_delay = Some(Duration::from_millis(5));
+            }),
+        )
         .await
         .unwrap();
     let done = fx.client.wait(run.id, WAIT).await.unwrap();
     assert_eq!(done.status, RunStatus::Failed);
-    assert_eq!(done.error.unwrap().kind, "panicked");
+    assert_eq!(done.attempt, 2, "a panic may pass next time, so it is retried");
+    let error = done.error.unwrap();
+    assert_eq!((error.kind.as_str(), error.message.as_str()), ("panicked", "the task panicked: boom"));
+}
+
+async fn runs_for_executors_not_yet_available_are_refused(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
+    let error = fx
+        .client
+        .submit_with("tests.unit", json!({}), options(|o| o.executor = Some(ExecutorKind::Docker)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "the docker executor is not available yet; submit with executor `thread`");
+    assert_eq!(fx.client.list(RunFilter::default()).await.unwrap().total, 0, "nothing was stored");
 }
 
 async fn a_run_times_out(backend: Backend) {
@@ -216,40 +246,49 @@ async fn equal_submits_share_an_active_run_unless_asked_not_to(backend: Backend)
     assert_eq!(a.id, b.id);
     let error = keyed(6).await.unwrap_err();
     assert!(matches!(error, ClientError::Store(store::Error::IdempotencyConflict { .. })), "{error}");
+
+    // A keyed submit equal to an unkeyed active run gets a run of its own,
+    // so the key is recorded and a retry after that run ends is still safe.
+    let unkeyed = fx.client.submit_with("tests.async_double", json!({"n": 7}), delayed()).await.unwrap();
+    let keyed_run = fx
+        .client
+        .submit_with("tests.async_double", json!({"n": 7}), options(|o| o.idempotency_key = Some("k-2".into())))
+        .await
+        .unwrap();
+    assert_ne!(unkeyed.id, keyed_run.id);
+    fx.client.wait(keyed_run.id, WAIT).await.unwrap();
+    let retried = fx
+        .client
+        .submit_with("tests.async_double", json!({"n": 7}), options(|o| o.idempotency_key = Some("k-2".into())))
+        .await
+        .unwrap();
+    assert_eq!(retried.id, keyed_run.id, "the retry after completion returns the same run");
 }
 
 async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt(backend: Backend) {
-    let Some(fx) = fixture(backend).await else { return };
-    let run = fx
-        .client
-        .submit_with(
-            "tests.async_double",
-            json!({"n": 21}),
-            options(|o| {
-                o.delay = Some(Duration::from_millis(300));
-                o.retries = Some(1); // the expired lease costs an attempt
-            }),
-        )
-        .await
-        .unwrap();
-    // Another worker claims it and dies: its lease simply runs out.
-    let claimed = fx
-        .store
+    let Some((store, dir)) = fresh_store(backend).await else { return };
+    let submitter = Client::for_store(store.clone());
+    let run =
+        submitter.submit_with("tests.async_double", json!({"n": 21}), options(|o| o.retries = Some(1))).await.unwrap();
+    // Another worker claims it and dies: its lease simply runs out. No
+    // engine runs yet, so nothing can claim it first.
+    let claimed = store
         .claim(ClaimRequest {
             worker_id: "dead-worker".into(),
             limit: 10,
             lease: Duration::from_millis(200),
             executors: vec![ExecutorKind::Thread],
             task_limits: Vec::new(),
-            now: Timestamp::now().plus(Duration::from_secs(1)),
+            now: Timestamp::now(),
         })
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, run.id);
+    let fx = start(store, dir, backend);
     let done = fx.client.wait(run.id, WAIT).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed);
-    assert_eq!(done.attempt, 2);
+    assert_eq!(done.attempt, 2, "the expired lease cost an attempt");
     assert_eq!(done.result, Some(json!(42)));
 }
 
@@ -264,17 +303,20 @@ async fn wait_for_status(client: &Client, id: taskflow::run::RunId, status: RunS
 }
 
 async fn a_task_concurrency_limit_holds_across_the_engine(backend: Backend) {
-    let Some(fx) = fixture(backend).await else { return };
+    let Some((store, dir)) = fresh_store(backend).await else { return };
+    // All four are pending before the engine starts, so its first claim
+    // could take them all: the limit is what keeps them one at a time.
+    let submitter = Client::for_store(store.clone());
+    let group = format!("{backend:?}");
     let mut ids = Vec::new();
     for n in 0..4 {
-        let run =
-            fx.client.submit("tests.limited", json!({"n": n, "group": format!("{:?}", fx.backend)})).await.unwrap();
-        ids.push(run.id);
+        ids.push(submitter.submit("tests.limited", json!({"n": n, "group": group})).await.unwrap().id);
     }
+    let fx = start(store, dir, backend);
     for id in ids {
         assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
     }
-    assert_eq!(crate::tasks::most_inside_limited(&format!("{:?}", fx.backend)), 1);
+    assert_eq!(crate::tasks::most_inside_limited(&group), 1);
 }
 
 async fn typed_helpers_submit_and_return_the_tasks_own_types(backend: Backend) {
@@ -320,7 +362,8 @@ crate::backends::on_every_backend!(
     bad_submits_store_nothing,
     failed_attempts_retry_with_back_off_until_one_succeeds,
     a_run_fails_after_its_last_attempt,
-    panics_fail_without_harm_and_payload_errors_never_retry,
+    panics_fail_the_attempt_and_are_retried,
+    runs_for_executors_not_yet_available_are_refused,
     a_run_times_out,
     pending_and_running_runs_cancel_and_final_ones_refuse,
     deleting_an_active_run_needs_force,

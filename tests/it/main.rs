@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod engine;
 mod executor;
+mod faults;
 mod invoke;
 mod registry;
 mod tasks;

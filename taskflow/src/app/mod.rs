@@ -206,9 +206,13 @@ async fn open_postgres(url: &str) -> Result<(Arc<dyn Store>, String)> {
 }
 
 fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
-    runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let result = runtime.block_on(async {
         let (store, described) = open_store(store_args).await?;
-        let engine = Engine::start(store, EngineConfig::default());
+        let engine = Engine::start(store, EngineConfig::default())?;
+        // Listening from before the banner, which tells how to stop: a stop
+        // signal sent as soon as it is read must not kill the process.
+        let stop = stop_signal();
         let out = std::io::stdout();
         let mut out = out.lock();
         let result = (|| -> std::io::Result<()> {
@@ -238,31 +242,44 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         // From here on, whatever tasks print is log output: it goes to
         // stderr, and a closed stdout (a detached terminal) cannot fail a run.
         drop(reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?);
-        stop_signal().await;
+        stop.await;
         eprintln!("stopping: no new runs; waiting up to {}s for {} running", args.grace, engine.running_count());
         engine.shutdown(std::time::Duration::from_secs(args.grace)).await;
         Ok(())
-    })
+    });
+    // A sync task that ignored its cancellation still holds a blocking
+    // thread: do not wait for it past the grace period.
+    runtime.shutdown_background();
+    result
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+/// Completes on Ctrl-C (SIGINT) or SIGTERM. On Unix the handlers are
+/// installed at the call, not when the future is first polled, so a signal
+/// arriving in between is not lost (nor kills the process).
+#[cfg(unix)]
+fn stop_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -359,7 +376,10 @@ fn call(program: &str, args: CallArgs) -> Result<()> {
     let mut out = reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
     let runtime = runtime()?;
     let ctx = TaskContext::new("cli");
-    let result = runtime.block_on(ThreadExecutor::default().execute(def, ctx, payload, None))?;
+    let result = runtime.block_on(ThreadExecutor::default().execute(def, ctx, payload, None));
+    // A timed-out sync task may still hold a blocking thread: do not wait.
+    runtime.shutdown_background();
+    let result = result?;
     let text = serde_json::to_string_pretty(&result).map_err(|e| TaskError::Output { message: e.to_string() })?;
     let _ = std::io::stdout().flush();
     writeln!(out, "{text}").map_err(|source| Error::Io { context: "writing the result".to_owned(), source })

@@ -114,6 +114,10 @@ pub(super) mod pg {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(server) = std::env::var(SERVER).ok().filter(|url| !url.is_empty()) else {
+            assert!(
+                std::env::var_os("TASKFLOW_REQUIRE_POSTGRES").is_none(),
+                "{SERVER} is not set, but TASKFLOW_REQUIRE_POSTGRES says PostgreSQL tests must run"
+            );
             // Straight to stdout, past the test harness's capture, so the
             // skip shows (the one print in the test code).
             let _ = writeln!(std::io::stdout(), "SKIPPED: {SERVER} is not set");

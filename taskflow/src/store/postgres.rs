@@ -340,8 +340,11 @@ fn test_database_created(name: &str) -> Option<i64> {
 /// replaced by `***`, fit for messages and logs:
 /// `postgres://user:***@host/db`.
 pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = Url::parse(url) else {
-        // Not a URL: show it only if it cannot hold a password.
+    // Not a URL, or one without an authority (`user:secret@host/db` parses
+    // as the scheme `user` and an opaque path, so nothing marks the secret as
+    // a password): show it only if it cannot hold a password.
+    let parsed = Url::parse(url).ok().filter(|parsed| !parsed.cannot_be_a_base());
+    let Some(mut parsed) = parsed else {
         return if url.contains('@') || url.contains("password") {
             "(a URL that does not parse, not shown because it may hold a password)".to_owned()
         } else {
@@ -1262,6 +1265,9 @@ mod tests {
             ("postgres://host/db?user=u&password=secret&x=1", "postgres://host/db?user=u&password=***&x=1"),
             ("postgres://u:p%40ss@host/db", "postgres://u:***@host/db"),
             ("not a url with secret@host", "(a URL that does not parse, not shown because it may hold a password)"),
+            ("user:secret@host/db", "(a URL that does not parse, not shown because it may hold a password)"),
+            ("postgres:user:secret@host/db", "(a URL that does not parse, not shown because it may hold a password)"),
+            ("localhost:5432/db", "localhost:5432/db"),
             ("nonsense", "nonsense"),
         ];
         for (url, shown) in cases {
