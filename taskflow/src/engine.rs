@@ -124,8 +124,13 @@ struct Inner {
     events: broadcast::Sender<RunEvent>,
     /// Runs executing here: their attempt and context (to cancel them).
     running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
+    /// Whether a claim is in flight (shutdown waits for it to settle).
+    claiming: std::sync::atomic::AtomicBool,
     /// Woken by local submits and finished runs, so claims need no polling.
     wake: Notify,
+    /// The tasks this binary has, from the registry: only their runs are
+    /// claimed.
+    titles: Vec<String>,
     /// The tasks with a concurrency limit, from the registry.
     task_limits: Vec<(String, u32)>,
     /// Log lines on their way to the store.
@@ -156,7 +161,9 @@ impl Engine {
                 executor,
                 events,
                 running: Mutex::new(HashMap::new()),
+                claiming: std::sync::atomic::AtomicBool::new(false),
                 wake: Notify::new(),
+                titles: registry::tasks().map(|def| def.title().to_owned()).collect(),
                 task_limits: registry::tasks()
                     .filter_map(|def| def.options().concurrency.map(|n| (def.title().to_owned(), n)))
                     .collect(),
@@ -221,6 +228,11 @@ impl Engine {
     /// go back to pending at once for another worker), and stops the loops.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
+        // A claim in flight either starts its runs (counted below) or, seeing
+        // the shutdown, hands them back.
+        while self.inner.claiming.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let deadline = far_or(tokio::time::Instant::now(), grace);
         while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -254,18 +266,27 @@ impl Engine {
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
                     executors: vec![ExecutorKind::Thread],
+                    titles: self.inner.titles.clone(),
                     task_limits: self.inner.task_limits.clone(),
                     now: Timestamp::now(),
                 };
-                match self.inner.store.claim(request).await {
+                self.inner.claiming.store(true, std::sync::atomic::Ordering::SeqCst);
+                let result = self.inner.store.claim(request).await;
+                match result {
                     Ok(runs) => {
                         claimed = runs.len();
                         for run in runs {
-                            self.start_run(run);
+                            if self.inner.shutdown.is_cancelled() {
+                                // Claimed while shutting down: give it straight back.
+                                self.release(&run).await;
+                            } else {
+                                self.start_run(run);
+                            }
                         }
                     }
                     Err(error) => log_error("claiming runs", &error),
                 }
+                self.inner.claiming.store(false, std::sync::atomic::Ordering::SeqCst);
             }
             if claimed == 0 || claimed < free {
                 tokio::select! {
@@ -359,6 +380,22 @@ impl Engine {
         }
     }
 
+    /// Hands a claimed run back unexecuted (`Released`: pending again, the
+    /// attempt not counted).
+    async fn release(&self, run: &Run) {
+        let report = Report {
+            id: run.id,
+            attempt: run.attempt,
+            worker_id: self.inner.config.worker_id.clone(),
+            outcome: Outcome::Released,
+            now: Timestamp::now(),
+        };
+        match self.inner.store.finish(report).await {
+            Ok(run) => self.publish(RunEvent::Status(Box::new(run))),
+            Err(error) => log_error("handing back a run claimed during shutdown", &error),
+        }
+    }
+
     async fn heartbeat_loop(self) {
         let config = &self.inner.config;
         loop {
@@ -448,14 +485,11 @@ impl Engine {
         while rx.recv_many(&mut batch, 1024).await > 0 {
             let lines: Vec<_> =
                 batch.drain(..).map(|(id, line)| (id, Timestamp::from(line.at), line.level, line.message)).collect();
-            let published: Vec<_> = lines.clone();
-            if let Err(error) = self.inner.store.append_logs(lines).await {
-                log_error("storing log lines", &error);
-                continue;
-            }
-            for (run_id, at, level, message) in published {
-                // Subscribers get the text; the sequence number is the store's.
-                self.publish(RunEvent::Log(StoredLogLine { run_id, seq: 0, at, level, message }));
+            match self.inner.store.append_logs(lines).await {
+                // Subscribers get the lines as stored, with their sequence
+                // numbers, so a live view and `logs` agree.
+                Ok(stored) => stored.into_iter().for_each(|line| self.publish(RunEvent::Log(line))),
+                Err(error) => log_error("storing log lines", &error),
             }
         }
     }

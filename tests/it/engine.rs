@@ -51,8 +51,26 @@ async fn fresh_store(backend: Backend) -> Option<(Arc<dyn Store>, tempfile::Temp
 
 /// Starts the engine on a store.
 fn start(store: Arc<dyn Store>, dir: tempfile::TempDir, backend: Backend) -> Fixture {
-    let engine = Engine::start(store.clone(), config()).unwrap();
+    start_with(store, dir, backend, config())
+}
+
+/// Starts an engine with `config` on a store.
+fn start_with(store: Arc<dyn Store>, dir: tempfile::TempDir, backend: Backend, config: EngineConfig) -> Fixture {
+    let engine = Engine::start(store.clone(), config).unwrap();
     Fixture { client: Client::new(engine.clone()), engine, backend, _dir: dir }
+}
+
+/// The test timings changed by `f`.
+fn config_with(f: impl FnOnce(&mut EngineConfig)) -> EngineConfig {
+    let mut config = config();
+    f(&mut config);
+    config
+}
+
+/// An engine with `config` on a fresh database of `backend`.
+async fn fixture_with(backend: Backend, config: EngineConfig) -> Option<Fixture> {
+    let (store, dir) = fresh_store(backend).await?;
+    Some(start_with(store, dir, backend, config))
 }
 
 fn options(f: impl FnOnce(&mut SubmitOptions)) -> SubmitOptions {
@@ -278,6 +296,7 @@ async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt(backend: Backen
             limit: 10,
             lease: Duration::from_millis(200),
             executors: vec![ExecutorKind::Thread],
+            titles: vec!["tests.async_double".into()],
             task_limits: Vec::new(),
             now: Timestamp::now(),
         })
@@ -290,6 +309,17 @@ async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt(backend: Backen
     assert_eq!(done.status, RunStatus::Completed);
     assert_eq!(done.attempt, 2, "the expired lease cost an attempt");
     assert_eq!(done.result, Some(json!(42)));
+}
+
+/// Waits until the engine holds `count` runs.
+async fn wait_for_running_count(engine: &Engine, count: usize) {
+    for _ in 0..1000 {
+        if engine.running_count() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the engine never held {count} runs (it holds {})", engine.running_count());
 }
 
 async fn wait_for_status(client: &Client, id: taskflow::run::RunId, status: RunStatus) {
@@ -356,6 +386,179 @@ async fn typed_helpers_submit_and_return_the_tasks_own_types(backend: Backend) {
     assert!(error.to_string().contains("`it::tasks::OnlyOut` does not implement `Deserialize`"), "{error}");
 }
 
+async fn a_heartbeat_keeps_a_short_lease_alive_through_a_long_run(backend: Backend) {
+    let config = config_with(|c| {
+        c.lease = Duration::from_secs(1);
+        c.heartbeat_interval = Duration::from_millis(200);
+    });
+    let Some(fx) = fixture_with(backend, config).await else { return };
+    // Retries left, so a lost lease would show as a second attempt rather
+    // than only as a failure.
+    let run =
+        fx.client.submit_with("tests.sleep_ms", json!({"ms": 3000}), options(|o| o.retries = Some(3))).await.unwrap();
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    assert_eq!(done.attempt, 1, "the lease never ran out");
+    assert_eq!(done.result, Some(json!(3000)));
+}
+
+async fn an_engine_runs_at_most_max_concurrency_at_once(backend: Backend) {
+    let Some((store, dir)) = fresh_store(backend).await else { return };
+    // All six are pending before the engine starts, so only its slots
+    // bound how many it takes at once.
+    let submitter = Client::for_store(store.clone());
+    let group = format!("max-concurrency-{backend:?}");
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(submitter.submit("tests.overlap", json!({"n": n, "group": group})).await.unwrap().id);
+    }
+    let fx = start_with(store, dir, backend, config_with(|c| c.max_concurrency = 2));
+    for id in ids {
+        assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
+    }
+    let most = crate::tasks::most_inside_overlap(&group);
+    assert!((1..=2).contains(&most), "{most} runs were inside at once");
+}
+
+async fn higher_priority_runs_start_first(backend: Backend) {
+    let Some((store, dir)) = fresh_store(backend).await else { return };
+    let submitter = Client::for_store(store.clone());
+    let group = format!("priorities-{backend:?}");
+    let mut ids = Vec::new();
+    for (label, priority) in [("low", -5), ("high", 10), ("medium", 0)] {
+        let payload = json!({"group": group, "label": label});
+        let run =
+            submitter.submit_with("tests.record_start", payload, options(|o| o.priority = priority)).await.unwrap();
+        ids.push(run.id);
+    }
+    let fx = start_with(store, dir, backend, config_with(|c| c.max_concurrency = 1));
+    for id in ids {
+        assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
+    }
+    assert_eq!(crate::tasks::start_order(&group), ["high", "medium", "low"]);
+}
+
+async fn shutdown_gives_a_running_run_back_for_the_next_engine(backend: Backend) {
+    let Some((store, dir)) = fresh_store(backend).await else { return };
+    let first = Engine::start(store.clone(), config_with(|c| c.worker_id = "first-engine".into())).unwrap();
+    let client = Client::new(first.clone());
+    let key = format!("shutdown-{backend:?}");
+    let run = client.submit("tests.spin_until_released", json!({"key": key})).await.unwrap();
+    wait_for_status(&client, run.id, RunStatus::Running).await;
+    // Held by the engine, not only claimed in the store (see the report: a
+    // claim still in flight when shutdown begins is not given back).
+    wait_for_running_count(&first, 1).await;
+    first.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(first.running_count(), 0, "the cancelled task unwound");
+    let released = client.get(run.id).await.unwrap();
+    assert_eq!(released.status, RunStatus::Pending, "{released:?}");
+    assert_eq!(released.attempt, 1, "a released attempt is not counted");
+    // Nothing claims it while no engine runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.get(run.id).await.unwrap().status, RunStatus::Pending);
+
+    let fx = start_with(store, dir, backend, config_with(|c| c.worker_id = "second-engine".into()));
+    wait_for_status(&fx.client, run.id, RunStatus::Running).await;
+    let taken = fx.client.get(run.id).await.unwrap();
+    assert_eq!((taken.worker_id.as_deref(), taken.attempt), (Some("second-engine"), 1));
+    crate::tasks::release(&key);
+    let done = fx.client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    assert_eq!(done.attempt, 1);
+    assert_eq!(done.result, Some(json!(key)));
+}
+
+async fn a_forced_delete_stops_an_executing_run_for_good(backend: Backend) {
+    let Some(fx) = fixture(backend).await else { return };
+    let run = fx.client.submit("tests.spin_until_cancelled", json!({})).await.unwrap();
+    wait_for_status(&fx.client, run.id, RunStatus::Running).await;
+    fx.client.delete(run.id, true).await.unwrap();
+    assert!(matches!(fx.client.get(run.id).await, Err(ClientError::Store(store::Error::NotFound(_)))));
+    // The task was told to stop and its slot is free again.
+    for _ in 0..1000 {
+        if fx.engine.running_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fx.engine.running_count(), 0);
+    // Neither its late report, the heartbeat nor the rescuer brings it back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(fx.client.get(run.id).await, Err(ClientError::Store(store::Error::NotFound(_)))));
+    assert_eq!(fx.client.list(RunFilter::default()).await.unwrap().total, 0);
+    assert_eq!(fx.engine.running_count(), 0);
+}
+
+async fn subscribers_see_a_runs_status_changes_and_logs(backend: Backend) {
+    use taskflow::engine::RunEvent;
+    let Some(fx) = fixture(backend).await else { return };
+    let mut events = fx.client.subscribe();
+    let run = fx.client.submit("tests.echo_logged", json!({"text": "hello"})).await.unwrap();
+    let mut seen = Vec::new();
+    let collect = async {
+        loop {
+            match events.recv().await {
+                Ok(event) if event.run_id() == run.id => {
+                    seen.push(event);
+                    let completed =
+                        seen.iter().any(|e| matches!(e, RunEvent::Status(r) if r.status == RunStatus::Completed));
+                    let logged = seen.iter().any(|e| matches!(e, RunEvent::Log(_)));
+                    if completed && logged {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => panic!("the subscription failed: {error}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, collect).await.expect("the run's events within the deadline");
+    // Pending, running and completed. The submitter publishes `pending`
+    // after its commit and the engine may claim in between, so only running
+    // before completed is ordered, and completed is the last word.
+    let statuses: Vec<RunStatus> = seen
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Status(r) => Some(r.status),
+            _ => None,
+        })
+        .collect();
+    assert!(statuses.contains(&RunStatus::Pending), "{statuses:?}");
+    let running = statuses.iter().position(|s| *s == RunStatus::Running).expect("running seen");
+    let completed = statuses.iter().rposition(|s| *s == RunStatus::Completed).expect("completed seen");
+    assert!(running < completed, "running before completed: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&RunStatus::Completed), "{statuses:?}");
+    let logs: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Log(line) => Some(line.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logs, ["echo hello"]);
+}
+
+/// Two engines' worth of connections on one PostgreSQL database: a client
+/// of one store submits, an engine on another connection executes, and the
+/// first client sees the run finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_submitted_on_one_postgres_connection_is_executed_by_an_engine_on_another() {
+    use taskflow::store::PostgresStore;
+    let Some(server) = crate::backends::postgres_server() else { return };
+    let url = PostgresStore::create_test_database(&server).await.expect("a fresh test database");
+    let store_a: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("the test database opens"));
+    let store_b: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("the test database opens"));
+    // A never runs an engine: only B can execute the run.
+    let client_a = Client::for_store(store_a);
+    let engine_b = Engine::start(store_b, config_with(|c| c.worker_id = "engine-b".into())).unwrap();
+    let run = client_a.submit("tests.async_double", json!({"n": 21})).await.unwrap();
+    let done = client_a.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed, "{done:?}");
+    assert_eq!(done.result, Some(json!(42)));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    engine_b.shutdown(Duration::from_secs(1)).await;
+}
+
 crate::backends::on_every_backend!(
     typed_helpers_submit_and_return_the_tasks_own_types,
     a_run_completes_with_its_result_and_logs,
@@ -370,4 +573,10 @@ crate::backends::on_every_backend!(
     equal_submits_share_an_active_run_unless_asked_not_to,
     a_dead_workers_run_is_rescued_and_counted_as_an_attempt,
     a_task_concurrency_limit_holds_across_the_engine,
+    a_heartbeat_keeps_a_short_lease_alive_through_a_long_run,
+    an_engine_runs_at_most_max_concurrency_at_once,
+    higher_priority_runs_start_first,
+    shutdown_gives_a_running_run_back_for_the_next_engine,
+    a_forced_delete_stops_an_executing_run_for_good,
+    subscribers_see_a_runs_status_changes_and_logs,
 );

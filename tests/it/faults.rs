@@ -339,7 +339,10 @@ impl Store for FlakyReports {
     fn prune(&self, before: Timestamp) -> BoxFuture<store::Result<u64>> {
         self.inner.prune(before)
     }
-    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<store::Result<()>> {
+    fn append_logs(
+        &self,
+        lines: Vec<(RunId, Timestamp, Level, String)>,
+    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
         self.inner.append_logs(lines)
     }
     fn get(&self, id: RunId) -> BoxFuture<store::Result<Option<Run>>> {

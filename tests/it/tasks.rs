@@ -196,3 +196,70 @@ pub fn only_in(value: OnlyIn) -> i32 {
 pub fn only_out(y: i32) -> OnlyOut {
     OnlyOut { y }
 }
+
+/// Sleeps `ms` milliseconds on its thread, deaf to cancellation; outlives a
+/// short lease unless the heartbeat renews it.
+#[task(title = "tests.sleep_ms")]
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Per group: how many `tests.overlap` runs are inside now, and the most ever.
+static OVERLAP: std::sync::Mutex<Option<HashMap<String, (usize, usize)>>> = std::sync::Mutex::new(None);
+
+/// The most `tests.overlap` runs of `group` that were inside at once.
+pub fn most_inside_overlap(group: &str) -> usize {
+    OVERLAP.lock().unwrap().as_ref().and_then(|map| map.get(group)).map_or(0, |(_, most)| *most)
+}
+
+/// Stays inside a while; records how many runs of its group were inside at
+/// once. No limit of its own: only the engine's slots bound it.
+#[task(title = "tests.overlap")]
+pub fn overlap(n: u32, group: String) -> u32 {
+    {
+        let mut map = OVERLAP.lock().unwrap();
+        let (inside, most) = map.get_or_insert_with(HashMap::new).entry(group.clone()).or_insert((0, 0));
+        *inside += 1;
+        *most = (*most).max(*inside);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    OVERLAP.lock().unwrap().as_mut().unwrap().get_mut(&group).unwrap().0 -= 1;
+    n
+}
+
+/// Per group: the labels of `tests.record_start` runs, in the order they
+/// started.
+static STARTS: std::sync::Mutex<Option<HashMap<String, Vec<String>>>> = std::sync::Mutex::new(None);
+
+/// The labels of `group`'s `tests.record_start` runs in start order.
+pub fn start_order(group: &str) -> Vec<String> {
+    STARTS.lock().unwrap().as_ref().and_then(|map| map.get(group)).cloned().unwrap_or_default()
+}
+
+/// Records that it started, under its group.
+#[task(title = "tests.record_start")]
+pub fn record_start(group: String, label: String) -> String {
+    STARTS.lock().unwrap().get_or_insert_with(HashMap::new).entry(group).or_default().push(label.clone());
+    label
+}
+
+/// The keys `tests.spin_until_released` runs may finish on.
+static RELEASED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Lets the `tests.spin_until_released` runs of `key` finish.
+pub fn release(key: &str) {
+    RELEASED.lock().unwrap().push(key.to_owned());
+}
+
+/// Spins, checking the context, until cancelled or its key is released.
+#[task(title = "tests.spin_until_released")]
+pub fn spin_until_released(ctx: &TaskContext, key: String) -> Result<String, taskflow::Cancelled> {
+    loop {
+        ctx.check_cancelled()?;
+        if RELEASED.lock().unwrap().contains(&key) {
+            return Ok(key);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

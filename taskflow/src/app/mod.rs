@@ -89,6 +89,10 @@ struct ServeArgs {
     /// handed back to the queue, in seconds
     #[arg(long, env = "TASKFLOW_GRACE_SECONDS", default_value_t = 30)]
     grace: u64,
+    /// Finished runs older than this many days are deleted with their logs;
+    /// 0 keeps them forever
+    #[arg(long, env = "TASKFLOW_RETENTION_DAYS", default_value_t = 7)]
+    retention_days: u64,
 }
 
 #[derive(Debug, Args)]
@@ -209,7 +213,9 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         let (store, described) = open_store(store_args).await?;
-        let engine = Engine::start(store, EngineConfig::default())?;
+        let retention = (args.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+        let engine = Engine::start(store, EngineConfig { retention, ..EngineConfig::default() })?;
         // Listening from before the banner, which tells how to stop: a stop
         // signal sent as soon as it is read must not kill the process.
         let stop = stop_signal();

@@ -54,6 +54,7 @@ conformance!(
     idempotency_key,
     equal_submits_at_once_make_one_run,
     claim_order_and_limit,
+    claims_only_runs_of_known_tasks,
     claims_are_exclusive,
     task_concurrency_limits,
     task_concurrency_limits_hold_across_claimers,
@@ -139,6 +140,11 @@ pub(super) mod pg {
 
 const LEASE: Duration = Duration::from_secs(30);
 
+/// The tasks [`request`] claims runs of: every title the cases submit,
+/// as if the claiming binary had all of them.
+const TITLES: &str = "a add after at b before cancelled completed docker done even extreme free future high kept \
+     last limited low-new low-old odd once one-at-a-time other pending running t tie u";
+
 /// A run that may be claimed from `Timestamp(1_000)` on.
 fn new_run(title: &str, payload: Value) -> NewRun {
     let mut new = NewRun::new(title, payload);
@@ -158,6 +164,7 @@ fn request(worker: &str, limit: u32, now: i64) -> ClaimRequest {
         limit,
         lease: LEASE,
         executors: vec![ExecutorKind::Thread],
+        titles: TITLES.split_whitespace().map(str::to_owned).collect(),
         task_limits: Vec::new(),
         now: Timestamp(now),
     }
@@ -384,6 +391,27 @@ async fn claim_order_and_limit(store: Arc<dyn Store>) {
 }
 
 /// Eight claimers over a thousand runs: each run is claimed exactly once.
+/// A server claims only runs of the tasks it has; the others stay pending
+/// for a server that has them (rolling upgrades, mixed binaries).
+async fn claims_only_runs_of_known_tasks(store: Arc<dyn Store>) {
+    let store = &*store;
+    let unknown = submit_new(store, new_run("added-later", json!({}))).await;
+    let known = submit_new(store, new_run("t", json!({}))).await;
+
+    let claimed = store.claim(request("old", 10, 2_000)).await.unwrap();
+    assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [known.id]);
+    assert_eq!(get(store, unknown.id).await, unknown, "a run of a task this binary lacks stays pending");
+
+    let mut none = request("empty", 10, 2_000);
+    none.titles.clear();
+    assert!(store.claim(none).await.unwrap().is_empty(), "no titles, no claims");
+
+    let mut newer = request("new", 10, 2_000);
+    newer.titles = vec!["added-later".to_owned()];
+    let claimed = store.claim(newer).await.unwrap();
+    assert_eq!(claimed.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(), [(unknown.id, RunStatus::Running)]);
+}
+
 async fn claims_are_exclusive(store: Arc<dyn Store>) {
     let mut submits = JoinSet::new();
     for i in 0..1000 {
@@ -721,7 +749,7 @@ async fn log_sequence_numbers(store: Arc<dyn Store>) {
     let a = submit_new(store, new_run("a", json!({}))).await;
     let b = submit_new(store, new_run("b", json!({}))).await;
     let line = |id: RunId, at: i64, level: Level, text: &str| (id, Timestamp(at), level, text.to_owned());
-    store
+    let first = store
         .append_logs(vec![
             line(a.id, 1, Level::Debug, "a1"),
             line(b.id, 2, Level::Info, "b1"),
@@ -731,8 +759,29 @@ async fn log_sequence_numbers(store: Arc<dyn Store>) {
         ])
         .await
         .unwrap();
-    store.append_logs(vec![line(a.id, 6, Level::Info, "a4"), line(b.id, 7, Level::Info, "b2")]).await.unwrap();
-    store.append_logs(Vec::new()).await.unwrap();
+    let second =
+        store.append_logs(vec![line(a.id, 6, Level::Info, "a4"), line(b.id, 7, Level::Info, "b2")]).await.unwrap();
+    assert!(store.append_logs(Vec::new()).await.unwrap().is_empty());
+
+    // Each append answers its lines as stored, in the order given, without
+    // the dropped one.
+    let answered: Vec<_> = first.iter().map(|l| (l.run_id, l.seq, l.at.0, l.level, l.message.as_str())).collect();
+    assert_eq!(
+        answered,
+        [
+            (a.id, 1, 1, Level::Debug, "a1"),
+            (b.id, 1, 2, Level::Info, "b1"),
+            (a.id, 2, 4, Level::Warn, "a2"),
+            (a.id, 3, 5, Level::Error, "a3")
+        ]
+    );
+    let answered: Vec<_> = second.iter().map(|l| (l.run_id, l.seq, l.message.as_str())).collect();
+    assert_eq!(answered, [(a.id, 4, "a4"), (b.id, 2, "b2")]);
+    let mut stored = store.logs(a.id, 0, 100).await.unwrap();
+    stored.extend(store.logs(b.id, 0, 100).await.unwrap());
+    for line in first.iter().chain(&second) {
+        assert!(stored.contains(line), "{line:?} is what `logs` returns");
+    }
 
     let all = store.logs(a.id, 0, 100).await.unwrap();
     let seen: Vec<_> = all.iter().map(|l| (l.seq, l.at.0, l.level, l.message.as_str())).collect();

@@ -7,10 +7,12 @@
 //! through [`run::transition`](crate::run::transition) inside the same
 //! transaction as the change's data.
 
+mod apply;
 #[cfg(test)]
 mod conformance;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod row;
 mod sqlite;
 
 use std::time::Duration;
@@ -242,6 +244,11 @@ pub struct ClaimRequest {
     pub lease: Duration,
     /// Only runs of these executors.
     pub executors: Vec<ExecutorKind>,
+    /// Only runs of these tasks (the titles the claiming binary has): a
+    /// server that lacks a task leaves its runs for one that has it, so
+    /// binaries of different versions can share one database through a
+    /// rolling upgrade. Empty claims nothing.
+    pub titles: Vec<String>,
     /// Tasks with a concurrency limit (`#[task(concurrency = N)]`): no more
     /// than N runs of each are running at once, across all workers.
     pub task_limits: Vec<(String, u32)>,
@@ -257,9 +264,9 @@ pub trait Store: Send + Sync + 'static {
     /// idempotent submit. Acknowledged only once committed.
     fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>>;
 
-    /// Claims up to `limit` pending runs whose `not_before` has passed,
-    /// highest priority first, then oldest; each becomes `running` under a
-    /// lease for the worker.
+    /// Claims up to `limit` pending runs of the request's executors and
+    /// tasks whose `not_before` has passed, highest priority first, then
+    /// oldest; each becomes `running` under a lease for the worker.
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>>;
 
     /// Renews the leases of the worker's runs (`(id, attempt)` pairs) until
@@ -291,7 +298,10 @@ pub trait Store: Send + Sync + 'static {
     fn prune(&self, before: Timestamp) -> BoxFuture<Result<u64>>;
 
     /// Appends log lines; each gets the next sequence number of its run.
-    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<()>>;
+    /// Returns the lines as stored (with their sequence numbers and the text
+    /// as the database holds it), in the order given; lines of unknown
+    /// (deleted) runs are dropped.
+    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>>;
 
     /// One run.
     fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>>;

@@ -44,13 +44,14 @@ use sqlx_postgres::{
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::row::{RawRun, corrupt, level_name, log_line, parse_status, read_raw_run, to_i64};
 use super::{
     ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Outcome, Page, Report, Result,
-    RunFilter, Store, StoredLogLine, Submitted, illegal, is_active,
+    RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
 use crate::context::Level;
 use crate::registry::BoxFuture;
-use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
+use crate::run::{Run, RunError, RunId, Timestamp};
 
 /// The migrations, in order: version, name, SQL.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "0001_runs", include_str!("../../migrations/postgres/0001_runs.sql"))];
@@ -83,9 +84,9 @@ const RESCUE_BATCH: usize = 500;
 const PRUNE_BATCH: u64 = 1000;
 
 /// The columns a [`Run`] is read from, in the order [`read_run`] expects.
-const RUN_COLUMNS: &str = "id, task_title, payload::text, status, attempt, max_attempts, executor, priority, \
-     not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, error_kind, \
-     error_message, worker_id, lease_until, idempotency_key";
+const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt, max_attempts, executor, \
+     priority::bigint, not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, \
+     error_kind, error_message, worker_id, lease_until, idempotency_key";
 
 /// The store for several servers sharing one PostgreSQL database (feature
 /// `postgres`).
@@ -300,7 +301,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<()>> {
+    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>> {
         self.with_pool(move |pool| async move { append_logs(&pool, lines).await })
     }
 
@@ -515,28 +516,7 @@ async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted>
             }
         }
 
-        let run = Run {
-            id: RunId::new(),
-            task_title: new.task_title.clone(),
-            payload: new.payload.clone(),
-            status: RunStatus::Pending,
-            attempt: 1,
-            // At least the one attempt it is about to get.
-            max_attempts: new.max_attempts.max(1),
-            executor: new.executor,
-            priority: new.priority,
-            not_before: new.not_before.unwrap_or(now),
-            timeout_ms: new.timeout_ms,
-            retry_delay_ms: new.retry_delay_ms,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            result: None,
-            error: None,
-            worker_id: None,
-            lease_until: None,
-            idempotency_key: new.idempotency_key.clone(),
-        };
+        let run = apply::create(&new, now);
         // Nothing is inserted if an equal submit committed meanwhile (an
         // active de-duplicated run, or the idempotency key); the next round
         // finds its run.
@@ -578,13 +558,8 @@ async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted>
 }
 
 async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
-    let mut executors: Vec<&str> = Vec::with_capacity(request.executors.len());
-    for executor in &request.executors {
-        if !executors.contains(&executor.as_str()) {
-            executors.push(executor.as_str());
-        }
-    }
-    if executors.is_empty() || request.limit == 0 {
+    let executors: Vec<&str> = apply::distinct(&request.executors).into_iter().map(|e| e.as_str()).collect();
+    if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
     let mut tx = begin(pool).await?;
@@ -623,12 +598,13 @@ async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
             room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
         }
     }
-    let full: Vec<&str> = room.iter().filter(|(_, left)| **left == 0).map(|(title, _)| *title).collect();
+    let full = apply::full(&room);
     // Look a little further when limited tasks may have to be passed over.
-    let window = if room.is_empty() { request.limit } else { request.limit.saturating_add(64) };
+    let window = apply::window(request.limit, &room);
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM taskflow_runs \
-         WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND NOT task_title = ANY($3) \
+         WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND task_title = ANY($5) \
+         AND NOT task_title = ANY($3) \
          ORDER BY priority DESC, not_before, id LIMIT $4 FOR UPDATE SKIP LOCKED"
     );
     let rows = query(&sql)
@@ -636,30 +612,15 @@ async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
         .bind(&executors)
         .bind(&full)
         .bind(i64::from(window))
+        .bind(&request.titles)
         .fetch_all(&mut *tx)
         .await
         .map_err(db("cannot select runs to claim"))?;
-    let mut runs = Vec::new();
-    for row in &rows {
-        if runs.len() >= request.limit as usize {
-            break;
-        }
-        let run = read_run(row)?;
-        if let Some(left) = room.get_mut(run.task_title.as_str()) {
-            if *left == 0 {
-                continue;
-            }
-            *left -= 1;
-        }
-        runs.push(run);
-    }
+    let mut runs = apply::pick(rows.iter().map(read_run), request.limit, &mut room)?;
 
     let lease_until = request.now.plus(request.lease);
     for run in &mut runs {
-        run.status = transition(run.status, Event::Claim).map_err(illegal(run.id))?;
-        run.worker_id = Some(request.worker_id.clone());
-        run.lease_until = Some(lease_until);
-        run.started_at = Some(request.now);
+        apply::claim(run, &request.worker_id, lease_until, request.now)?;
     }
     save(&mut tx, &runs).await?;
     notify(&mut tx, &runs.iter().map(|run| run.id).collect::<Vec<_>>()).await?;
@@ -708,40 +669,14 @@ async fn heartbeat(
         .collect())
 }
 
-async fn finish(pool: &PgPool, report: Report) -> Result<Run> {
-    let Report { id, attempt, worker_id, outcome, now } = report;
+async fn finish(pool: &PgPool, mut report: Report) -> Result<Run> {
+    let id = report.id;
+    if let Outcome::Failed { error, .. } = &mut report.outcome {
+        *error = RunError { kind: storable(&error.kind), message: storable(&error.message) };
+    }
     let mut tx = begin(pool).await?;
     let mut run = load(&mut tx, id, "FOR UPDATE").await?.ok_or(Error::NotFound(id))?;
-    let holds = run.status == RunStatus::Running
-        && run.attempt == attempt
-        && run.worker_id.as_deref() == Some(worker_id.as_str());
-    if !holds {
-        return Err(Error::StaleAttempt { id, attempt, worker_id });
-    }
-    match outcome {
-        Outcome::Completed(value) => {
-            run.status = transition(run.status, Event::Complete).map_err(illegal(id))?;
-            run.result = Some(value);
-            run.finished_at = Some(now);
-        }
-        Outcome::Failed { error, retry_at } => {
-            let retry_at = retry_at.filter(|_| run.attempt < run.max_attempts);
-            run.status = transition(run.status, Event::Fail { retry: retry_at.is_some() }).map_err(illegal(id))?;
-            run.error = Some(RunError { kind: storable(&error.kind), message: storable(&error.message) });
-            match retry_at {
-                Some(at) => {
-                    run.attempt += 1;
-                    run.not_before = at;
-                }
-                None => run.finished_at = Some(now),
-            }
-        }
-        Outcome::Released => {
-            run.status = transition(run.status, Event::Release).map_err(illegal(id))?;
-        }
-    }
-    run.worker_id = None;
-    run.lease_until = None;
+    apply::finish(&mut run, report)?;
     save(&mut tx, std::slice::from_ref(&run)).await?;
     notify(&mut tx, &[id]).await?;
     commit(tx).await?;
@@ -751,11 +686,7 @@ async fn finish(pool: &PgPool, report: Report) -> Result<Run> {
 async fn cancel(pool: &PgPool, id: RunId, now: Timestamp) -> Result<Run> {
     let mut tx = begin(pool).await?;
     let mut run = load(&mut tx, id, "FOR UPDATE").await?.ok_or(Error::NotFound(id))?;
-    run.status = transition(run.status, Event::Cancel).map_err(illegal(id))?;
-    run.finished_at = Some(now);
-    run.worker_id = None;
-    run.lease_until = None;
-    run.error = Some(RunError { kind: "cancelled".to_owned(), message: "cancelled on request".to_owned() });
+    apply::cancel(&mut run, now)?;
     save(&mut tx, std::slice::from_ref(&run)).await?;
     notify(&mut tx, &[id]).await?;
     commit(tx).await?;
@@ -794,20 +725,7 @@ async fn rescue_batch(pool: &PgPool, now: Timestamp) -> Result<Vec<Run>> {
     let rows = query(&sql).bind(now.0).fetch_all(&mut *tx).await.map_err(db("cannot select expired leases"))?;
     let mut runs = rows.iter().map(read_run).collect::<Result<Vec<_>>>()?;
     for run in &mut runs {
-        let retry = run.attempt < run.max_attempts;
-        run.status = transition(run.status, Event::LeaseExpired { retry }).map_err(illegal(run.id))?;
-        let worker = run.worker_id.take().unwrap_or_default();
-        run.error = Some(RunError {
-            kind: "lease_expired".to_owned(),
-            message: format!("worker `{worker}` stopped renewing its lease"),
-        });
-        run.lease_until = None;
-        if retry {
-            run.attempt += 1;
-            run.not_before = now;
-        } else {
-            run.finished_at = Some(now);
-        }
+        apply::expire(run, now)?;
     }
     save(&mut tx, &runs).await?;
     notify(&mut tx, &runs.iter().map(|run| run.id).collect::<Vec<_>>()).await?;
@@ -831,9 +749,9 @@ async fn prune_batch(pool: &PgPool, before: Timestamp) -> Result<u64> {
 /// Appends log lines; each gets the next sequence number of its run. Lines
 /// of unknown (deleted) runs are dropped. Not announced: the run itself does
 /// not change.
-async fn append_logs(pool: &PgPool, lines: Vec<(RunId, Timestamp, Level, String)>) -> Result<()> {
+async fn append_logs(pool: &PgPool, lines: Vec<(RunId, Timestamp, Level, String)>) -> Result<Vec<StoredLogLine>> {
     if lines.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut counts: BTreeMap<uuid::Uuid, i64> = BTreeMap::new();
     for (id, ..) in &lines {
@@ -861,13 +779,17 @@ async fn append_logs(pool: &PgPool, lines: Vec<(RunId, Timestamp, Level, String)
     .map_err(db("cannot append log lines"))?;
 
     let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, at, level, message) in &lines {
-        let Some(seq) = next_seq.get_mut(&id.as_uuid()) else { continue };
-        columns.0.push(id.as_uuid());
+    let mut stored = Vec::with_capacity(lines.len());
+    for (run_id, at, level, message) in lines {
+        let Some(seq) = next_seq.get_mut(&run_id.as_uuid()) else { continue };
+        let message = storable(&message);
+        columns.0.push(run_id.as_uuid());
         columns.1.push(*seq);
         columns.2.push(at.0);
-        columns.3.push(level_name(*level));
-        columns.4.push(storable(message));
+        columns.3.push(level_name(level));
+        columns.4.push(message.clone());
+        let number = u64::try_from(*seq).map_err(|_| corrupt(&run_id.to_string(), "log sequence number", *seq))?;
+        stored.push(StoredLogLine { run_id, seq: number, at, level, message });
         *seq += 1;
     }
     query(
@@ -882,7 +804,8 @@ async fn append_logs(pool: &PgPool, lines: Vec<(RunId, Timestamp, Level, String)
     .execute(&mut *tx)
     .await
     .map_err(db("cannot append log lines"))?;
-    commit(tx).await
+    commit(tx).await?;
+    Ok(stored)
 }
 
 /// Locks the runs `ids` (those that exist) in id order: writers locking
@@ -1037,20 +960,13 @@ async fn logs(pool: &PgPool, id: RunId, after: u64, limit: u32) -> Result<Vec<St
     .fetch_all(pool)
     .await
     .map_err(db("cannot read log lines"))?;
-    let run_id = id.to_string();
     let mut lines = Vec::with_capacity(rows.len());
     for row in &rows {
         let read = |row: &PgRow| -> Result<(i64, i64, String, String), sqlx_core::Error> {
             Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?))
         };
         let (seq, at, level, message) = read(row).map_err(db("cannot read a log line"))?;
-        lines.push(StoredLogLine {
-            run_id: id,
-            seq: u64::try_from(seq).map_err(|_| corrupt(&run_id, "log sequence number", seq))?,
-            at: Timestamp(at),
-            level: parse_level(&level).ok_or_else(|| corrupt(&run_id, "log level", &level))?,
-            message,
-        });
+        lines.push(log_line(id, seq, at, &level, message)?);
     }
     Ok(lines)
 }
@@ -1061,88 +977,8 @@ async fn logs(pool: &PgPool, id: RunId, after: u64, limit: u32) -> Result<Vec<St
 /// Reads the [`RUN_COLUMNS`] of a row; a row that does not make a valid run
 /// is a [`Error::Database`], never a panic.
 fn read_run(row: &PgRow) -> Result<Run> {
-    let get = |row: &PgRow| -> Result<RawRun, sqlx_core::Error> {
-        Ok(RawRun {
-            id: row.try_get(0)?,
-            task_title: row.try_get(1)?,
-            payload: row.try_get(2)?,
-            status: row.try_get(3)?,
-            attempt: row.try_get(4)?,
-            max_attempts: row.try_get(5)?,
-            executor: row.try_get(6)?,
-            priority: row.try_get(7)?,
-            not_before: row.try_get(8)?,
-            timeout_ms: row.try_get(9)?,
-            retry_delay_ms: row.try_get(10)?,
-            created_at: row.try_get(11)?,
-            started_at: row.try_get(12)?,
-            finished_at: row.try_get(13)?,
-            result: row.try_get(14)?,
-            error_kind: row.try_get(15)?,
-            error_message: row.try_get(16)?,
-            worker_id: row.try_get(17)?,
-            lease_until: row.try_get(18)?,
-            idempotency_key: row.try_get(19)?,
-        })
-    };
-    let raw = get(row).map_err(db("cannot read a run"))?;
-    let id = raw.id.to_string();
-    let id = id.as_str();
-    let json = |what: &str, text: &str| -> Result<Value> {
-        serde_json::from_str(text).map_err(|e| corrupt(id, &format!("{what} (not valid JSON)"), e))
-    };
-    Ok(Run {
-        id: id.parse().map_err(|e: String| corrupt(id, "id", e))?,
-        task_title: raw.task_title,
-        payload: json("payload", &raw.payload)?,
-        status: parse_status(id, &raw.status)?,
-        attempt: u32::try_from(raw.attempt).map_err(|_| corrupt(id, "attempt", raw.attempt))?,
-        max_attempts: u32::try_from(raw.max_attempts).map_err(|_| corrupt(id, "max_attempts", raw.max_attempts))?,
-        executor: raw.executor.parse().map_err(|e: String| corrupt(id, "executor", e))?,
-        priority: raw.priority,
-        not_before: Timestamp(raw.not_before),
-        timeout_ms: raw
-            .timeout_ms
-            .map(|ms| u64::try_from(ms).map_err(|_| corrupt(id, "timeout_ms", ms)))
-            .transpose()?,
-        retry_delay_ms: u64::try_from(raw.retry_delay_ms)
-            .map_err(|_| corrupt(id, "retry_delay_ms", raw.retry_delay_ms))?,
-        created_at: Timestamp(raw.created_at),
-        started_at: raw.started_at.map(Timestamp),
-        finished_at: raw.finished_at.map(Timestamp),
-        result: raw.result.as_deref().map(|text| json("result", text)).transpose()?,
-        error: match (raw.error_kind, raw.error_message) {
-            (None, None) => None,
-            (kind, message) => Some(RunError { kind: kind.unwrap_or_default(), message: message.unwrap_or_default() }),
-        },
-        worker_id: raw.worker_id,
-        lease_until: raw.lease_until.map(Timestamp),
-        idempotency_key: raw.idempotency_key,
-    })
-}
-
-/// A `taskflow_runs` row as PostgreSQL holds it, before validation.
-struct RawRun {
-    id: uuid::Uuid,
-    task_title: String,
-    payload: String,
-    status: String,
-    attempt: i64,
-    max_attempts: i64,
-    executor: String,
-    priority: i32,
-    not_before: i64,
-    timeout_ms: Option<i64>,
-    retry_delay_ms: i64,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    result: Option<String>,
-    error_kind: Option<String>,
-    error_message: Option<String>,
-    worker_id: Option<String>,
-    lease_until: Option<i64>,
-    idempotency_key: Option<String>,
+    let get = |row: &PgRow| -> Result<RawRun, sqlx_core::Error> { Ok(read_raw_run!(row, try_get)) };
+    get(row).map_err(db("cannot read a run"))?.into_run()
 }
 
 /// A statement on the pool or a connection; binds follow.
@@ -1150,32 +986,10 @@ fn query(sql: &str) -> Query<'_, Postgres, PgArguments> {
     sqlx_core::query::query(sql)
 }
 
-fn parse_status(id: &str, status: &str) -> Result<RunStatus> {
-    status.parse().map_err(|e: String| corrupt(id, "status", e))
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-}
-
-fn parse_level(name: &str) -> Option<Level> {
-    [Level::Debug, Level::Info, Level::Warn, Level::Error].into_iter().find(|level| level_name(*level) == name)
-}
-
 /// Free text as PostgreSQL can store it: `text` cannot hold NUL, so a NUL
 /// in a log line or an error message becomes U+FFFD.
 fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
-}
-
-/// Milliseconds and counts above `i64::MAX` are stored as `i64::MAX`.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Maps a database error to [`Error::Database`], saying what was being done;
@@ -1185,11 +999,6 @@ fn db(context: &'static str) -> impl FnOnce(sqlx_core::Error) -> Error {
         sqlx_core::Error::PoolClosed => Error::Closed,
         error => Error::Database(format!("{context}: {error}")),
     }
-}
-
-/// A stored value that does not make a valid run.
-fn corrupt(id: &str, what: &str, detail: impl fmt::Display) -> Error {
-    Error::Database(format!("run {id}: the stored {what} is invalid: {detail}"))
 }
 
 #[cfg(test)]
@@ -1226,6 +1035,7 @@ mod tests {
             limit: 10,
             lease: Duration::from_secs(30),
             executors: vec![ExecutorKind::Thread],
+            titles: vec!["t".to_owned()],
             task_limits: Vec::new(),
             now: Timestamp(now),
         }
@@ -1460,7 +1270,8 @@ mod tests {
         with_store(|store| async move {
             let run = store.submit(run_at("t", json!({}))).await.unwrap().run;
             let claimed = store.claim(claim_request("w1", 2_000)).await.unwrap().remove(0);
-            store.append_logs(vec![(run.id, Timestamp(1), Level::Info, "a\0b".to_owned())]).await.unwrap();
+            let stored = store.append_logs(vec![(run.id, Timestamp(1), Level::Info, "a\0b".to_owned())]).await.unwrap();
+            assert_eq!(stored[0].message, "a\u{FFFD}b", "`append_logs` answers what it stored");
             assert_eq!(store.logs(run.id, 0, 10).await.unwrap()[0].message, "a\u{FFFD}b");
             let error = RunError { kind: "failed".to_owned(), message: "bad\0byte".to_owned() };
             let outcome = Outcome::Failed { error, retry_at: None };

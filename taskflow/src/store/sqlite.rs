@@ -22,7 +22,7 @@
 //! Reads (`get`, `list`, `logs`) use separate read-only connections on the
 //! blocking thread pool; under WAL they never wait for the writer.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -35,13 +35,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::row::{RawRun, corrupt, level_name, log_line, parse_status, read_raw_run, to_i64};
 use super::{
-    ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Outcome, Page, Report, Result,
-    RunFilter, Store, StoredLogLine, Submitted, illegal, is_active,
+    ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Page, Report, Result, RunFilter,
+    Store, StoredLogLine, Submitted, apply, is_active,
 };
 use crate::context::Level;
-use crate::registry::{BoxFuture, ExecutorKind};
-use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
+use crate::registry::BoxFuture;
+use crate::run::{Run, RunId, Timestamp};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[(&str, &str)] = &[("0001_runs", include_str!("../../migrations/sqlite/0001_runs.sql"))];
@@ -263,11 +264,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<()>> {
+    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>> {
         if lines.is_empty() {
-            return Box::pin(async { Ok(()) });
+            return Box::pin(async { Ok(Vec::new()) });
         }
-        self.write(move |conn| append_logs(conn, &lines))
+        self.write(move |conn| append_logs(conn, lines))
     }
 
     fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>> {
@@ -453,28 +454,7 @@ fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
         }
     }
 
-    let run = Run {
-        id: RunId::new(),
-        task_title: new.task_title,
-        payload: new.payload,
-        status: RunStatus::Pending,
-        attempt: 1,
-        // At least the one attempt it is about to get.
-        max_attempts: new.max_attempts.max(1),
-        executor: new.executor,
-        priority: new.priority,
-        not_before: new.not_before.unwrap_or(now),
-        timeout_ms: new.timeout_ms,
-        retry_delay_ms: new.retry_delay_ms,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        result: None,
-        error: None,
-        worker_id: None,
-        lease_until: None,
-        idempotency_key: new.idempotency_key,
-    };
+    let run = apply::create(&new, now);
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
@@ -503,18 +483,13 @@ fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
 }
 
 fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Run>> {
-    let mut executors: Vec<ExecutorKind> = Vec::with_capacity(request.executors.len());
-    for executor in &request.executors {
-        if !executors.contains(executor) {
-            executors.push(*executor);
-        }
-    }
-    if executors.is_empty() || request.limit == 0 {
+    let executors = apply::distinct(&request.executors);
+    if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
     // Room left under each task's concurrency limit; full tasks are skipped
     // in the query, the others are capped while picking.
-    let mut room: HashMap<&str, u32> = HashMap::new();
+    let mut room: BTreeMap<&str, u32> = BTreeMap::new();
     for (title, limit) in &request.task_limits {
         let running: i64 = conn
             .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_title = ?")
@@ -522,45 +497,32 @@ fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Run>> {
             .map_err(db("cannot count running runs of a task"))?;
         room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
     }
-    let full: Vec<&str> = room.iter().filter(|(_, left)| **left == 0).map(|(title, _)| *title).collect();
+    let full = apply::full(&room);
     let placeholders = vec!["?"; executors.len()].join(", ");
+    let title_placeholders = vec!["?"; request.titles.len()].join(", ");
     let skip_full = if full.is_empty() {
         String::new()
     } else {
         format!(" AND task_title NOT IN ({})", vec!["?"; full.len()].join(", "))
     };
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'pending' AND not_before <= ? AND executor IN ({placeholders}){skip_full} \
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'pending' AND not_before <= ? AND executor IN ({placeholders}) \
+         AND task_title IN ({title_placeholders}){skip_full} \
          ORDER BY priority DESC, not_before, id LIMIT ?"
     );
-    let mut args = Vec::with_capacity(executors.len() + full.len() + 2);
+    let mut args = Vec::with_capacity(executors.len() + request.titles.len() + full.len() + 2);
     args.push(SqlValue::Integer(request.now.0));
     args.extend(executors.iter().map(|executor| SqlValue::Text(executor.as_str().to_owned())));
+    args.extend(request.titles.iter().map(|title| SqlValue::Text(title.clone())));
     args.extend(full.iter().map(|title| SqlValue::Text((*title).to_owned())));
     // Look a little further when limited tasks may have to be passed over.
-    let window = if room.is_empty() { request.limit } else { request.limit.saturating_add(64) };
-    args.push(SqlValue::Integer(i64::from(window)));
+    args.push(SqlValue::Integer(i64::from(apply::window(request.limit, &room))));
     let candidates = query_runs(conn, &sql, params_from_iter(args), "cannot select runs to claim")?;
-    let mut runs = Vec::new();
-    for run in candidates {
-        if runs.len() >= request.limit as usize {
-            break;
-        }
-        if let Some(left) = room.get_mut(run.task_title.as_str()) {
-            if *left == 0 {
-                continue;
-            }
-            *left -= 1;
-        }
-        runs.push(run);
-    }
+    let mut runs = apply::pick(candidates.into_iter().map(Ok), request.limit, &mut room)?;
 
     let lease_until = request.now.plus(request.lease);
     for run in &mut runs {
-        run.status = transition(run.status, Event::Claim).map_err(illegal(run.id))?;
-        run.worker_id = Some(request.worker_id.clone());
-        run.lease_until = Some(lease_until);
-        run.started_at = Some(request.now);
+        apply::claim(run, &request.worker_id, lease_until, request.now)?;
         save(conn, run)?;
     }
     Ok(runs)
@@ -586,49 +548,16 @@ fn heartbeat(conn: &Connection, worker_id: &str, runs: &[(RunId, u32)], lease_un
 }
 
 fn finish(conn: &Connection, report: Report) -> Result<Run> {
-    let Report { id, attempt, worker_id, outcome, now } = report;
+    let id = report.id;
     let mut run = load(conn, id)?.ok_or(Error::NotFound(id))?;
-    let holds = run.status == RunStatus::Running
-        && run.attempt == attempt
-        && run.worker_id.as_deref() == Some(worker_id.as_str());
-    if !holds {
-        return Err(Error::StaleAttempt { id, attempt, worker_id });
-    }
-    match outcome {
-        Outcome::Completed(value) => {
-            run.status = transition(run.status, Event::Complete).map_err(illegal(id))?;
-            run.result = Some(value);
-            run.finished_at = Some(now);
-        }
-        Outcome::Failed { error, retry_at } => {
-            let retry_at = retry_at.filter(|_| run.attempt < run.max_attempts);
-            run.status = transition(run.status, Event::Fail { retry: retry_at.is_some() }).map_err(illegal(id))?;
-            run.error = Some(error);
-            match retry_at {
-                Some(at) => {
-                    run.attempt += 1;
-                    run.not_before = at;
-                }
-                None => run.finished_at = Some(now),
-            }
-        }
-        Outcome::Released => {
-            run.status = transition(run.status, Event::Release).map_err(illegal(id))?;
-        }
-    }
-    run.worker_id = None;
-    run.lease_until = None;
+    apply::finish(&mut run, report)?;
     save(conn, &run)?;
     Ok(run)
 }
 
 fn cancel(conn: &Connection, id: RunId, now: Timestamp) -> Result<Run> {
     let mut run = load(conn, id)?.ok_or(Error::NotFound(id))?;
-    run.status = transition(run.status, Event::Cancel).map_err(illegal(id))?;
-    run.finished_at = Some(now);
-    run.worker_id = None;
-    run.lease_until = None;
-    run.error = Some(RunError { kind: "cancelled".to_owned(), message: "cancelled on request".to_owned() });
+    apply::cancel(&mut run, now)?;
     save(conn, &run)?;
     Ok(run)
 }
@@ -662,20 +591,7 @@ fn rescue_batch(conn: &Connection, now: Timestamp) -> Result<Vec<Run>> {
     );
     let mut runs = query_runs(conn, &sql, [now.0], "cannot select expired leases")?;
     for run in &mut runs {
-        let retry = run.attempt < run.max_attempts;
-        run.status = transition(run.status, Event::LeaseExpired { retry }).map_err(illegal(run.id))?;
-        let worker = run.worker_id.take().unwrap_or_default();
-        run.error = Some(RunError {
-            kind: "lease_expired".to_owned(),
-            message: format!("worker `{worker}` stopped renewing its lease"),
-        });
-        run.lease_until = None;
-        if retry {
-            run.attempt += 1;
-            run.not_before = now;
-        } else {
-            run.finished_at = Some(now);
-        }
+        apply::expire(run, now)?;
         save(conn, run)?;
     }
     Ok(runs)
@@ -698,25 +614,28 @@ fn prune_batch(conn: &Connection, before: Timestamp) -> Result<usize> {
     Ok(ids.len())
 }
 
-fn append_logs(conn: &Connection, lines: &[(RunId, Timestamp, Level, String)]) -> Result<()> {
+fn append_logs(conn: &Connection, lines: Vec<(RunId, Timestamp, Level, String)>) -> Result<Vec<StoredLogLine>> {
     let mut next = conn
         .prepare_cached("UPDATE runs SET log_count = log_count + 1 WHERE id = ?1 RETURNING log_count")
         .map_err(db("cannot append log lines"))?;
     let mut insert = conn
         .prepare_cached("INSERT INTO run_logs (run_id, seq, at, level, message) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(db("cannot append log lines"))?;
-    for (id, at, level, message) in lines {
-        let id = id.to_string();
+    let mut stored = Vec::with_capacity(lines.len());
+    for (run_id, at, level, message) in lines {
+        let id = run_id.to_string();
         let seq: Option<i64> =
             next.query_row([&id], |row| row.get(0)).optional().map_err(db("cannot append a log line"))?;
         // A line of an unknown (deleted) run is dropped.
         if let Some(seq) = seq {
             insert
-                .execute(params![id, seq, at.0, level_name(*level), message])
+                .execute(params![id, seq, at.0, level_name(level), message])
                 .map_err(db("cannot append a log line"))?;
+            let seq = u64::try_from(seq).map_err(|_| corrupt(&id, "log sequence number", seq))?;
+            stored.push(StoredLogLine { run_id, seq, at, level, message });
         }
     }
-    Ok(())
+    Ok(stored)
 }
 
 // ---------------------------------------------------------------------------
@@ -772,13 +691,7 @@ fn logs(conn: &Connection, id: RunId, after: u64, limit: u32) -> Result<Vec<Stor
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         };
         let (seq, at, level, message) = read(row).map_err(db("cannot read a log line"))?;
-        lines.push(StoredLogLine {
-            run_id: id,
-            seq: u64::try_from(seq).map_err(|_| corrupt(&run_id, "log sequence number", seq))?,
-            at: Timestamp(at),
-            level: parse_level(&level).ok_or_else(|| corrupt(&run_id, "log level", &level))?,
-            message,
-        });
+        lines.push(log_line(id, seq, at, &level, message)?);
     }
     Ok(lines)
 }
@@ -828,119 +741,13 @@ fn save(conn: &Connection, run: &Run) -> Result<()> {
 /// Reads the [`RUN_COLUMNS`] of a row; a row that does not make a valid run
 /// is a [`Error::Database`], never a panic.
 fn read_run(row: &Row<'_>) -> Result<Run> {
-    let get = |row: &Row<'_>| -> rusqlite::Result<RawRun> {
-        Ok(RawRun {
-            id: row.get(0)?,
-            task_title: row.get(1)?,
-            payload: row.get(2)?,
-            status: row.get(3)?,
-            attempt: row.get(4)?,
-            max_attempts: row.get(5)?,
-            executor: row.get(6)?,
-            priority: row.get(7)?,
-            not_before: row.get(8)?,
-            timeout_ms: row.get(9)?,
-            retry_delay_ms: row.get(10)?,
-            created_at: row.get(11)?,
-            started_at: row.get(12)?,
-            finished_at: row.get(13)?,
-            result: row.get(14)?,
-            error_kind: row.get(15)?,
-            error_message: row.get(16)?,
-            worker_id: row.get(17)?,
-            lease_until: row.get(18)?,
-            idempotency_key: row.get(19)?,
-        })
-    };
-    let raw = get(row).map_err(db("cannot read a run"))?;
-    let id = raw.id.as_str();
-    let json = |what: &str, text: &str| -> Result<Value> {
-        serde_json::from_str(text).map_err(|e| corrupt(id, &format!("{what} (not valid JSON)"), e))
-    };
-    Ok(Run {
-        id: raw.id.parse().map_err(|e: String| corrupt(id, "id", e))?,
-        task_title: raw.task_title,
-        payload: json("payload", &raw.payload)?,
-        status: parse_status(id, &raw.status)?,
-        attempt: u32::try_from(raw.attempt).map_err(|_| corrupt(id, "attempt", raw.attempt))?,
-        max_attempts: u32::try_from(raw.max_attempts).map_err(|_| corrupt(id, "max_attempts", raw.max_attempts))?,
-        executor: raw.executor.parse().map_err(|e: String| corrupt(id, "executor", e))?,
-        priority: i32::try_from(raw.priority).map_err(|_| corrupt(id, "priority", raw.priority))?,
-        not_before: Timestamp(raw.not_before),
-        timeout_ms: raw
-            .timeout_ms
-            .map(|ms| u64::try_from(ms).map_err(|_| corrupt(id, "timeout_ms", ms)))
-            .transpose()?,
-        retry_delay_ms: u64::try_from(raw.retry_delay_ms)
-            .map_err(|_| corrupt(id, "retry_delay_ms", raw.retry_delay_ms))?,
-        created_at: Timestamp(raw.created_at),
-        started_at: raw.started_at.map(Timestamp),
-        finished_at: raw.finished_at.map(Timestamp),
-        result: raw.result.as_deref().map(|text| json("result", text)).transpose()?,
-        error: match (raw.error_kind, raw.error_message) {
-            (None, None) => None,
-            (kind, message) => Some(RunError { kind: kind.unwrap_or_default(), message: message.unwrap_or_default() }),
-        },
-        worker_id: raw.worker_id,
-        lease_until: raw.lease_until.map(Timestamp),
-        idempotency_key: raw.idempotency_key,
-    })
-}
-
-/// A `runs` row as SQLite holds it, before validation.
-struct RawRun {
-    id: String,
-    task_title: String,
-    payload: String,
-    status: String,
-    attempt: i64,
-    max_attempts: i64,
-    executor: String,
-    priority: i64,
-    not_before: i64,
-    timeout_ms: Option<i64>,
-    retry_delay_ms: i64,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    result: Option<String>,
-    error_kind: Option<String>,
-    error_message: Option<String>,
-    worker_id: Option<String>,
-    lease_until: Option<i64>,
-    idempotency_key: Option<String>,
-}
-
-fn parse_status(id: &str, status: &str) -> Result<RunStatus> {
-    status.parse().map_err(|e: String| corrupt(id, "status", e))
-}
-
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Debug => "debug",
-        Level::Info => "info",
-        Level::Warn => "warn",
-        Level::Error => "error",
-    }
-}
-
-fn parse_level(name: &str) -> Option<Level> {
-    [Level::Debug, Level::Info, Level::Warn, Level::Error].into_iter().find(|level| level_name(*level) == name)
-}
-
-/// Milliseconds and counts above `i64::MAX` are stored as `i64::MAX`.
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
+    let get = |row: &Row<'_>| -> rusqlite::Result<RawRun> { Ok(read_raw_run!(row, get)) };
+    get(row).map_err(db("cannot read a run"))?.into_run()
 }
 
 /// Maps a SQLite error to [`Error::Database`], saying what was being done.
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |error| Error::Database(format!("{context}: {error}"))
-}
-
-/// A stored value that does not make a valid run.
-fn corrupt(id: &str, what: &str, detail: impl fmt::Display) -> Error {
-    Error::Database(format!("run {id}: the stored {what} is invalid: {detail}"))
 }
 
 #[cfg(test)]
@@ -952,6 +759,7 @@ mod tests {
     use tokio::task::JoinSet;
 
     use super::*;
+    use crate::registry::ExecutorKind;
 
     fn fresh() -> (TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
