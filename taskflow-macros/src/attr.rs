@@ -61,75 +61,49 @@ impl TaskAttr {
             skip_rest(meta);
             return;
         };
-        let result =
-            match name.as_str() {
-                "title" => parse_str(meta).and_then(|(title, lit)| {
-                    check_title(&title, &lit)?;
-                    set_once(errors, &mut self.title, "title", span, title);
-                    Ok(())
-                }),
-                "description" => parse_str(meta)
-                    .map(|(value, _)| set_once(errors, &mut self.description, "description", span, value)),
-                "timeout" => parse_str(meta).and_then(|(text, lit)| {
-                    let ms = parse_duration_ms(&text).ok_or_else(|| {
-                        syn::Error::new(
-                            lit.span(),
-                            format!(
-                                "`{text}` is not a duration; write one such as \"30s\", \"5m\", \"1h30m\" or \"500ms\""
-                            ),
-                        )
-                    })?;
-                    if ms == 0 {
-                        return Err(syn::Error::new(lit.span(), "a timeout must be longer than zero"));
-                    }
-                    set_once(errors, &mut self.timeout_ms, "timeout", span, ms);
-                    Ok(())
-                }),
-                "retries" => meta
-                    .value()
-                    .and_then(|v| v.parse::<LitInt>())
-                    .and_then(|lit| lit.base10_parse::<u32>())
-                    .map_err(|e| {
-                        syn::Error::new(e.span(), "`retries` takes a whole number of at least 0, e.g. `retries = 3`")
-                    })
-                    .map(|n| set_once(errors, &mut self.retries, "retries", span, n)),
-                "retry_delay" => parse_str(meta).and_then(|(text, lit)| {
-                let ms = parse_duration_ms(&text).ok_or_else(|| {
-                    syn::Error::new(
-                        lit.span(),
-                        format!("`{text}` is not a duration; write one such as \"500ms\", \"5s\" or \"1m\""),
-                    )
-                })?;
-                set_once(errors, &mut self.retry_delay_ms, "retry_delay", span, ms);
+        let result = match name.as_str() {
+            "title" => parse_str(meta).and_then(|(title, lit)| {
+                check_title(&title, &lit)?;
+                set_once(errors, &mut self.title, "title", span, title);
                 Ok(())
             }),
-            "concurrency" => meta
-                .value()
-                .and_then(|v| v.parse::<LitInt>())
-                .and_then(|lit| lit.base10_parse::<u32>())
-                .and_then(|n| if n == 0 { Err(syn::Error::new(span, "")) } else { Ok(n) })
-                .map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "`concurrency` takes how many runs of this task may run at once, at least 1, e.g. `concurrency = 4`",
-                    )
-                })
-                .map(|n| set_once(errors, &mut self.concurrency, "concurrency", span, n)),
+            "description" => {
+                parse_str(meta).map(|(value, _)| set_once(errors, &mut self.description, "description", span, value))
+            }
+            "timeout" => parse_duration(meta).and_then(|(ms, lit)| {
+                if ms == 0 {
+                    return Err(syn::Error::new(lit.span(), "a timeout must be longer than zero"));
+                }
+                set_once(errors, &mut self.timeout_ms, "timeout", span, ms);
+                Ok(())
+            }),
+            "retries" => parse_count(meta, 0, "`retries` takes a whole number of at least 0, e.g. `retries = 3`")
+                .map(|n| set_once(errors, &mut self.retries, "retries", span, n)),
+            "retry_delay" => {
+                parse_duration(meta).map(|(ms, _)| set_once(errors, &mut self.retry_delay_ms, "retry_delay", span, ms))
+            }
+            "concurrency" => parse_count(
+                meta,
+                1,
+                "`concurrency` takes how many runs of this task may run at once, at least 1, e.g. `concurrency = 4`",
+            )
+            .map(|n| set_once(errors, &mut self.concurrency, "concurrency", span, n)),
             "executor" => parse_str(meta).and_then(|(value, lit)| {
-                    if !EXECUTORS.contains(&value.as_str()) {
-                        return Err(syn::Error::new(
-                            lit.span(),
-                            format!("unknown executor `{value}`; expected one of \"thread\", \"process\", \"docker\""),
-                        ));
-                    }
-                    set_once(errors, &mut self.executor, "executor", span, value);
-                    Ok(())
-                }),
-                "tags" => parse_tags(meta).map(|tags| set_once(errors, &mut self.tags, "tags", span, tags)),
-                "defaults" => parse_defaults(meta)
-                    .map(|defaults| set_once(errors, &mut self.defaults, "defaults", span, defaults)),
-                _ => Err(meta.error(format!("unknown option `{name}`; expected one of {OPTIONS}"))),
-            };
+                if !EXECUTORS.contains(&value.as_str()) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("unknown executor `{value}`; expected one of \"thread\", \"process\", \"docker\""),
+                    ));
+                }
+                set_once(errors, &mut self.executor, "executor", span, value);
+                Ok(())
+            }),
+            "tags" => parse_tags(meta).map(|tags| set_once(errors, &mut self.tags, "tags", span, tags)),
+            "defaults" => {
+                parse_defaults(meta).map(|defaults| set_once(errors, &mut self.defaults, "defaults", span, defaults))
+            }
+            _ => Err(meta.error(format!("unknown option `{name}`; expected one of {OPTIONS}"))),
+        };
         if let Err(error) = result {
             errors.push(error);
             skip_rest(meta);
@@ -150,11 +124,33 @@ fn skip_rest(meta: &ParseNestedMeta<'_>) {
 /// Parses `name = "string"`.
 fn parse_str(meta: &ParseNestedMeta<'_>) -> syn::Result<(String, LitStr)> {
     let name = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
-    let value = meta.value()?;
-    let lit: LitStr = value
-        .parse()
-        .map_err(|e| syn::Error::new(e.span(), format!("`{name}` takes a string, e.g. `{name} = \"...\"`")))?;
+    let hint = format!("`{name}` takes a string, e.g. `{name} = \"...\"`");
+    let value = meta.value().map_err(|_| syn::Error::new(meta.path.span(), &hint))?;
+    let lit: LitStr = value.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
     Ok((lit.value(), lit))
+}
+
+/// Parses `name = "30s"` into milliseconds, with the literal for errors.
+fn parse_duration(meta: &ParseNestedMeta<'_>) -> syn::Result<(u64, LitStr)> {
+    let (text, lit) = parse_str(meta)?;
+    match parse_duration_ms(&text) {
+        Some(ms) => Ok((ms, lit)),
+        None => Err(syn::Error::new(
+            lit.span(),
+            format!("`{text}` is not a duration; write one such as \"30s\", \"5m\", \"1h30m\" or \"500ms\""),
+        )),
+    }
+}
+
+/// Parses `name = N` with `N >= min`; `hint` says what to write instead.
+fn parse_count(meta: &ParseNestedMeta<'_>, min: u32, hint: &str) -> syn::Result<u32> {
+    // A missing `= N` is reported at the option's name, not the next token.
+    let value = meta.value().map_err(|_| syn::Error::new(meta.path.span(), hint))?;
+    let lit: LitInt = value.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    match lit.base10_parse::<u32>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(syn::Error::new(lit.span(), hint)),
+    }
 }
 
 /// Parses `tags = ["a", "b"]` or `tags("a", "b")`.
