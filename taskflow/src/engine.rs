@@ -340,15 +340,31 @@ impl Engine {
                 }
             }
         };
-        let report =
-            Report { id: run.id, attempt: run.attempt, worker_id: self.inner.config.worker_id.clone(), outcome, now };
+        self.store_outcome(run, outcome).await;
+    }
+
+    /// Hands a claimed run back unexecuted (`Released`: pending again, the
+    /// attempt not counted).
+    async fn release(&self, run: &Run) {
+        self.store_outcome(run, Outcome::Released).await;
+    }
+
+    /// Stores how this worker's attempt of `run` ended and publishes the run.
+    async fn store_outcome(&self, run: &Run, outcome: Outcome) {
+        let report = Report {
+            id: run.id,
+            attempt: run.attempt,
+            worker_id: self.inner.config.worker_id.clone(),
+            outcome,
+            now: Timestamp::now(),
+        };
         // A failed write (a dropped connection, the database restarting) is
         // tried again, for as long as a lease lasts: losing the report would
         // throw the attempt's work away, the run being re-queued and executed
         // again once its lease ran out. Retrying is safe: the store fences
         // reports by attempt and worker, so a report that did commit, with
         // only its answer lost, is refused as stale the second time.
-        let give_up = tokio::time::Instant::now() + self.inner.config.lease;
+        let give_up = far_or(tokio::time::Instant::now(), self.inner.config.lease);
         let mut wait = REPORT_RETRY.0;
         let mut retried = false;
         loop {
@@ -369,30 +385,14 @@ impl Engine {
                     tracing::warn!(
                         %error,
                         run = %run.id,
-                        "taskflow engine: reporting a run's outcome failed; retrying in {wait:?}"
+                        "taskflow engine: storing a run's outcome failed; retrying in {wait:?}"
                     );
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(REPORT_RETRY.1);
                     retried = true;
                 }
-                Err(error) => return log_error("reporting a run's outcome", &error),
+                Err(error) => return log_error("storing a run's outcome", &error),
             }
-        }
-    }
-
-    /// Hands a claimed run back unexecuted (`Released`: pending again, the
-    /// attempt not counted).
-    async fn release(&self, run: &Run) {
-        let report = Report {
-            id: run.id,
-            attempt: run.attempt,
-            worker_id: self.inner.config.worker_id.clone(),
-            outcome: Outcome::Released,
-            now: Timestamp::now(),
-        };
-        match self.inner.store.finish(report).await {
-            Ok(run) => self.publish(RunEvent::Status(Box::new(run))),
-            Err(error) => log_error("handing back a run claimed during shutdown", &error),
         }
     }
 
@@ -404,10 +404,10 @@ impl Engine {
             tokio::time::sleep(config.heartbeat_interval).await;
             let held: Vec<(RunId, u32)> =
                 self.lock_running().iter().map(|(id, (attempt, _))| (*id, *attempt)).collect();
-            if held.is_empty() && self.inner.shutdown.is_cancelled() {
-                return;
-            }
             if held.is_empty() {
+                if self.inner.shutdown.is_cancelled() {
+                    return;
+                }
                 continue;
             }
             let until = Timestamp::now().plus(config.lease);
@@ -529,12 +529,5 @@ impl RunSink for EngineSink {
         if let Ok(run_id) = run_id.parse() {
             let _ = self.events.send(RunEvent::Progress { run_id, progress });
         }
-    }
-}
-
-impl From<std::time::SystemTime> for Timestamp {
-    fn from(at: std::time::SystemTime) -> Self {
-        let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 }

@@ -55,8 +55,7 @@ pub struct Timestamp(pub i64);
 impl Timestamp {
     /// Now, by the system clock.
     pub fn now() -> Timestamp {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        Timestamp::from(SystemTime::now())
     }
 
     /// This time plus `duration`.
@@ -67,6 +66,14 @@ impl Timestamp {
     /// Milliseconds since the epoch.
     pub fn millis(self) -> i64 {
         self.0
+    }
+}
+
+/// Times before the epoch count as the epoch; past `i64::MAX` ms, as that.
+impl From<SystemTime> for Timestamp {
+    fn from(at: SystemTime) -> Self {
+        let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

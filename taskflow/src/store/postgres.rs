@@ -583,7 +583,8 @@ async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
         .await
         .map_err(db("cannot lock the concurrency limits of tasks"))?;
         let running: BTreeMap<String, i64> = query(
-            "SELECT task_title, count(*) FROM taskflow_runs              WHERE status = 'running' AND task_title = ANY($1) GROUP BY task_title",
+            "SELECT task_title, count(*) FROM taskflow_runs \
+             WHERE status = 'running' AND task_title = ANY($1) GROUP BY task_title",
         )
         .bind(&titles)
         .fetch_all(&mut *tx)
