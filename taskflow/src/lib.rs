@@ -8,6 +8,8 @@ extern crate self as taskflow;
 mod app;
 pub mod client;
 mod context;
+#[cfg(feature = "web")]
+pub mod control_plane;
 pub mod engine;
 mod error;
 pub mod executor;
@@ -22,6 +24,9 @@ pub use app::App;
 pub use context::{Cancelled, Level, LogLine, MemorySink, Progress, RunSink, StderrSink, TaskContext};
 pub use error::{Error, PayloadError, PayloadIssue, Result, TaskError};
 pub use registry::{ExecutorKind, TaskDef, TaskOptions, task_def, tasks};
+/// The control plane crate (REST API, web UI, auth), for embedding it.
+#[cfg(feature = "web")]
+pub use taskflow_web as web;
 
 /// Registers a function as a task.
 ///

@@ -222,7 +222,7 @@ fn serve_runs_the_engine_on_the_data_dir_until_stopped() {
     let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:9999", "--data-dir", data_dir], &[]);
     assert!(banner.contains("http://127.0.0.1:9999"), "{banner}");
     assert!(banner.contains(&format!("{data_dir}/taskflow.db")), "{banner}");
-    assert!(banner.contains("submit add_numbers --a <integer> --b <integer>"), "{banner}");
+    assert!(banner.contains("Log in: http://127.0.0.1:9999/login?token="), "{banner}");
     assert!(dir.path().join("taskflow.db").exists());
     let log = stop(child);
     assert!(log.contains("stopping: no new runs"), "{log}");
@@ -251,7 +251,7 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(r#"payload.a: expected integer, found string "x""#), "{}", stderr(&output));
 
-    let (child, _) = start_serving(&["serve", "--data-dir", data_dir], &[]);
+    let (child, _) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let finished = loop {
         let output = run(&["--data-dir", data_dir, "status", &id], None);
@@ -273,10 +273,23 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
 }
 
 #[test]
-fn token_is_reserved() {
-    let output = run(&["token"], None);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("arrives with the control plane"));
+fn token_prints_a_bearer_token_of_the_data_dirs_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let output = run(&["--data-dir", data_dir, "token", "--ttl-seconds", "60"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = stdout(&output).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let secret = std::fs::read_to_string(dir.path().join("secret")).unwrap();
+    assert_eq!(secret.len(), 64, "256 random bits, hex");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "only the owner reads the secret");
+    }
+    let output = run(&["--data-dir", data_dir, "token"], None);
+    assert_ne!(stdout(&output).trim(), token, "each token is new");
 }
 
 #[test]

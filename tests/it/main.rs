@@ -1,13 +1,18 @@
 //! End-to-end tests of TaskFlow, in one binary (one link, one run).
 
+mod api;
 mod backends;
+mod browser;
 mod cli;
 mod crash;
 mod engine;
 mod executor;
 mod faults;
 mod invoke;
+mod pages;
 mod registry;
+mod server;
 mod tasks;
 mod tidy;
 mod ui;
+mod websockets;

@@ -3,6 +3,7 @@
 //! with `TASKFLOW_*` environment equivalents, and runs the command.
 
 mod flags;
+mod web;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -46,8 +47,8 @@ struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the engine on the store until stopped (the default); the control
-    /// plane joins it with the control-plane issue
+    /// Serve the control plane (web UI and REST API) and run the engine on
+    /// the store until stopped (the default)
     Serve(ServeArgs),
     /// List the tasks of this binary: title, signature, description
     List {
@@ -70,8 +71,12 @@ enum Command {
         /// The run's id, as `submit` printed it
         run_id: String,
     },
-    /// Issue an access token for the control plane
-    Token,
+    /// Print a bearer token for the control plane's API, for scripts
+    Token {
+        /// How long the token is valid, in seconds
+        #[arg(long, default_value_t = 86_400)]
+        ttl_seconds: u64,
+    },
     /// Worker entry: payload JSON on stdin, one result frame on stdout
     #[command(name = "__run", hide = true)]
     Run {
@@ -93,6 +98,9 @@ struct ServeArgs {
     /// 0 keeps them forever
     #[arg(long, env = "TASKFLOW_RETENTION_DAYS", default_value_t = 7)]
     retention_days: u64,
+    /// The largest request body the control plane accepts, in bytes
+    #[arg(long, env = "TASKFLOW_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -154,9 +162,7 @@ impl App {
             Some(Command::Call(args)) => call(&program, args),
             Some(Command::Submit(args)) => submit(&program, &store, args),
             Some(Command::Status { run_id }) => status(&store, &run_id),
-            Some(Command::Token) => Err(Error::Usage(
-                "`token` issues control-plane access tokens; it arrives with the control plane".to_owned(),
-            )),
+            Some(Command::Token { ttl_seconds }) => token(&store, ttl_seconds),
             Some(Command::Run { title }) => worker_run(&title),
         }
     }
@@ -212,15 +218,20 @@ async fn open_postgres(url: &str) -> Result<(Arc<dyn Store>, String)> {
 fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
     let runtime = runtime()?;
     let result = runtime.block_on(async {
+        // Listening from before the banner, which tells how to stop: a stop
+        // signal sent as soon as it is read must not kill the process.
+        let stop = stop_signal();
+        // From here on, whatever tasks print is log output: it goes to
+        // stderr, and a closed stdout (a detached terminal) cannot fail a
+        // run. Reserved before the engine starts, which may run a task at
+        // once; the banner goes to the reserved writer.
+        let mut out =
+            reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
         let (store, described) = open_store(store_args).await?;
         let retention = (args.retention_days > 0)
             .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
         let engine = Engine::start(store, EngineConfig { retention, ..EngineConfig::default() })?;
-        // Listening from before the banner, which tells how to stop: a stop
-        // signal sent as soon as it is read must not kill the process.
-        let stop = stop_signal();
-        let out = std::io::stdout();
-        let mut out = out.lock();
+        let web = web::start(&engine, store_args, &args).await?;
         let result = (|| -> std::io::Result<()> {
             writeln!(
                 out,
@@ -228,28 +239,15 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
                 registry::tasks().len(),
                 engine.config().worker_id
             )?;
-            writeln!(
-                out,
-                "The web control plane (http://{}) arrives with the control-plane issue. Meanwhile:",
-                args.addr
-            )?;
-            for def in registry::tasks() {
-                writeln!(out, "  {program} submit {}", example_call(def))?;
-            }
-            writeln!(
-                out,
-                "queues a run for this engine; `{program} status <id>` follows it; `{program} call` runs one here."
-            )?;
+            web.banner(&mut out, program)?;
             writeln!(out, "Ctrl-C (or SIGTERM) stops, letting running runs finish for {}s.", args.grace)?;
             out.flush()
         })();
         drop(out);
         result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })?;
-        // From here on, whatever tasks print is log output: it goes to
-        // stderr, and a closed stdout (a detached terminal) cannot fail a run.
-        drop(reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?);
         stop.await;
         eprintln!("stopping: no new runs; waiting up to {}s for {} running", args.grace, engine.running_count());
+        web.stop().await;
         engine.shutdown(std::time::Duration::from_secs(args.grace)).await;
         Ok(())
     });
@@ -290,6 +288,13 @@ fn stop_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// `token`: a bearer token signed with this data directory's secret.
+fn token(store_args: &StoreArgs, ttl_seconds: u64) -> Result<()> {
+    let token = web::token(store_args, std::time::Duration::from_secs(ttl_seconds))?;
+    println!("{token}");
+    Ok(())
+}
+
 fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
     let def = find(&args.title)?;
     if args.args.iter().any(|a| a == "--help" || a == "-h") {
@@ -320,6 +325,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 }
 
 /// `add_numbers --a <integer> --b <integer>`: how to call a task.
+#[cfg_attr(feature = "web", allow(dead_code))]
 fn example_call(def: &TaskDef) -> String {
     let mut call = def.title().to_owned();
     for flag in flags::describe(def) {

@@ -1,0 +1,18 @@
+//! The REST API under `/api/v1`: task definitions (`functions`) and runs
+//! (`tasks`), each module a router merged here behind the API's auth gate.
+
+pub(crate) mod functions;
+pub(crate) mod tasks;
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Every `/api/v1` route.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .merge(functions::router())
+        .merge(tasks::router())
+        .merge(crate::ws::router())
+        .merge(crate::openapi::router())
+}

@@ -1,0 +1,327 @@
+//! `/api/v1/tasks`: runs — submit, list, get, download the result, logs,
+//! cancel, delete.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::port::{FieldIssue, ListQuery, LogLine, SubmitRequest, TaskPage, TaskRun};
+
+/// The largest page `list` returns.
+pub(crate) const MAX_PAGE: u32 = 500;
+/// The page `list` returns unless told.
+pub(crate) const DEFAULT_PAGE: u32 = 50;
+/// The most log lines one `logs` call returns.
+pub(crate) const MAX_LOG_PAGE: u32 = 10_000;
+
+/// Filters and page of `GET /api/v1/tasks`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    /// Only runs of this task.
+    pub task_title: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+    /// Runs to skip.
+    pub offset: Option<u32>,
+}
+
+impl ListParams {
+    /// Checks the filters and turns them into the port's query.
+    pub(crate) fn into_query(self) -> Result<ListQuery, ApiError> {
+        if let Some(status) = &self.status {
+            if !STATUSES.contains(&status.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown status `{status}`; expected one of {}",
+                    STATUSES.join(", ")
+                )));
+            }
+        }
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::bad_request(format!("limit={limit}: ask for 1 to {MAX_PAGE} runs a page")));
+        }
+        Ok(ListQuery {
+            status: self.status,
+            task_title: self.task_title.filter(|t| !t.is_empty()),
+            limit,
+            offset: self.offset.unwrap_or(0),
+        })
+    }
+}
+
+/// Every status a run can have.
+pub(crate) const STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+
+/// Which log lines `logs` returns.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Only lines after this sequence number (default 0: from the start).
+    pub after: Option<u64>,
+    /// At most this many (default and maximum 10000).
+    pub limit: Option<u32>,
+}
+
+/// A run's log lines.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    /// The run.
+    pub task_id: String,
+    /// The lines, in order.
+    pub items: Vec<LogLine>,
+    /// Pass as `after` to get the lines that follow.
+    pub next_after: u64,
+}
+
+/// `?force=true` deletes an active run as well.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Delete even a pending or running run (it is stopped).
+    pub force: Option<bool>,
+}
+
+/// `POST /api/v1/tasks`: validates and stores a run; 202 with it (or with
+/// the existing run a `unique` or idempotent submit found).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks",
+    operation_id = "submit_task",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe; same as `idempotency_key`")),
+    request_body = SubmitRequest,
+    responses(
+        (status = 202, description = "Stored (or found); it runs when a worker claims it", body = TaskRun),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The idempotency key was used for another submit", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "The payload does not fit the task's schema, or a field is wrong", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(mut request): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(value) = headers.get("idempotency-key") {
+        let key = value.to_str().map_err(|_| ApiError::bad_request("the Idempotency-Key header must be ASCII"))?;
+        match &request.idempotency_key {
+            Some(body_key) if body_key != key => {
+                return Err(ApiError::invalid(
+                    "the Idempotency-Key header and the body's idempotency_key differ; send one",
+                    &[FieldIssue { path: "idempotency_key".to_owned(), message: "differs from the header".to_owned() }],
+                ));
+            }
+            _ => request.idempotency_key = Some(key.to_owned()),
+        }
+    }
+    let submitted = state.plane.submit(request).await?;
+    let location = format!("/api/v1/tasks/{}", submitted.task_id);
+    let mut response = (StatusCode::ACCEPTED, Json(submitted)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /api/v1/tasks`: runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of runs", body = TaskPage),
+        (status = 400, description = "Unknown status or bad page", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<TaskPage>, ApiError> {
+    Ok(Json(state.plane.list(params.into_query()?).await?))
+}
+
+/// `GET /api/v1/tasks/{task_id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}",
+    operation_id = "get_task",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = TaskRun),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<String>,
+) -> Result<Json<TaskRun>, ApiError> {
+    Ok(Json(state.plane.get(&task_id).await?))
+}
+
+/// `GET /api/v1/tasks/{task_id}/download`: the result as a file — a string
+/// result as text, anything else as JSON.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}/download",
+    operation_id = "download_task_result",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The result as an attachment: JSON, or text for a string result", body = String, content_type = "application/json"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has no result (not completed)", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let run = state.plane.get(&task_id).await?;
+    let Some(result) = run.result.filter(|_| run.status == "completed") else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("task {task_id} has no result to download: it is {}", run.status),
+        ));
+    };
+    let stem: String = run
+        .task_title
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    let (body, content_type, extension) = match result {
+        serde_json::Value::String(text) => (text, "text/plain; charset=utf-8", "txt"),
+        other => (serde_json::to_string_pretty(&other).unwrap_or_default(), "application/json", "json"),
+    };
+    let disposition = format!("attachment; filename=\"{stem}-{}.{extension}\"", run.task_id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(ApiError::internal)?),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/tasks/{task_id}/logs`
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}/logs",
+    operation_id = "get_task_logs",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path, description = "The run's id"), LogParams),
+    responses(
+        (status = 200, description = "The run's log lines", body = LogPage),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<LogParams>,
+) -> Result<Json<LogPage>, ApiError> {
+    let after = params.after.unwrap_or(0);
+    let limit = params.limit.unwrap_or(MAX_LOG_PAGE);
+    if limit == 0 || limit > MAX_LOG_PAGE {
+        return Err(ApiError::bad_request(format!("limit={limit}: ask for 1 to {MAX_LOG_PAGE} lines")));
+    }
+    // A deleted or unknown run is a 404, not an empty log.
+    state.plane.get(&task_id).await?;
+    let items = state.plane.logs(&task_id, after, limit).await?;
+    let next_after = items.last().map_or(after, |l| l.seq);
+    Ok(Json(LogPage { task_id, items, next_after }))
+}
+
+/// `POST /api/v1/tasks/{task_id}/cancel`
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{task_id}/cancel",
+    operation_id = "cancel_task",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = TaskRun),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is already final", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<String>,
+) -> Result<Json<TaskRun>, ApiError> {
+    Ok(Json(state.plane.cancel(&task_id).await?))
+}
+
+/// `DELETE /api/v1/tasks/{task_id}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tasks/{task_id}",
+    operation_id = "delete_task",
+    tag = "tasks",
+    security(("bearer" = [])),
+    params(("task_id" = String, Path, description = "The run's id"), DeleteParams),
+    responses(
+        (status = 204, description = "Deleted with its log"),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run is active; cancel it first or pass force=true", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<DeleteParams>,
+) -> Result<StatusCode, ApiError> {
+    state.plane.delete(&task_id, params.force.unwrap_or(false)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `/api/v1/tasks` routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tasks", post(submit).get(list))
+        .route("/api/v1/tasks/{task_id}", get(show).delete(delete))
+        .route("/api/v1/tasks/{task_id}/download", get(download))
+        .route("/api/v1/tasks/{task_id}/logs", get(logs))
+        .route("/api/v1/tasks/{task_id}/cancel", post(cancel))
+}

@@ -1,0 +1,268 @@
+//! [`ApiError`]: the one error type at the HTTP edge. Every refusal renders
+//! as `{"error": {"code": "...", "message": "...", "details": ...}}` with
+//! the status that says whose fault it is; a server fault says only
+//! "internal error" and logs the detail.
+
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::port::{FieldIssue, PortError};
+
+/// A refused or failed request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable word: `bad_request`, `unauthorized`, `not_found`,
+    /// `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `invalid`, `too_many_requests`, `unavailable`, `internal`.
+    pub code: String,
+    /// What to fix, in one sentence.
+    pub message: String,
+    /// For `invalid`: `{"issues": [{"path": "payload.b", "message": "..."}]}`.
+    #[schema(value_type = Object, nullable)]
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: None }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: authenticated, but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404: no such route, task or run.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 422 with the issues at their paths.
+    pub fn invalid(message: impl Into<String>, issues: &[FieldIssue]) -> ApiError {
+        let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+        error.details = Some(json!({ "issues": issues }));
+        error
+    }
+
+    /// 429: too many failed attempts.
+    pub fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
+    /// 500: a fault of the server; `detail` is logged, never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "taskflow web: internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The issues of a 422, if any.
+    pub fn issues(&self) -> Vec<FieldIssue> {
+        self.details
+            .as_ref()
+            .and_then(|d| d.get("issues"))
+            .and_then(|i| serde_json::from_value(i.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(error: PortError) -> Self {
+        match error {
+            PortError::UnknownTask(_) | PortError::NotFound(_) => ApiError::not_found(error.to_string()),
+            PortError::Invalid { message, issues } => ApiError::invalid(message, &issues),
+            PortError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            PortError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            PortError::Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+/// Malformed JSON is 400, a wrong content type 415, a body over the limit
+/// 413, a body of the wrong shape 422.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::invalid(
+                format!("the body does not have the expected shape: {}", e.body_text()),
+                &[FieldIssue { path: "body".to_owned(), message: e.body_text() }],
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            other => from_status(other.status(), other.body_text()),
+        }
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        match rejection {
+            FormRejection::InvalidFormContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the form as `application/x-www-form-urlencoded`",
+            ),
+            other => from_status(other.status(), other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request(format!("bad path: {}", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(format!("bad query string: {}", rejection.body_text()))
+    }
+}
+
+/// An axum rejection we do not name: keep its status, never a 500 for a
+/// client's mistake.
+fn from_status(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "payload_too_large", "the body is larger than the server accepts")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(status, "unsupported_media_type", text),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid(text.clone(), &[]),
+        s if s.is_server_error() => ApiError::internal(text),
+        _ => ApiError::bad_request(text),
+    }
+}
+
+/// `axum::Json` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_errors_map_to_their_status() {
+        let cases = [
+            (PortError::UnknownTask("x".into()), StatusCode::NOT_FOUND),
+            (PortError::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (PortError::Invalid { message: "m".into(), issues: vec![] }, StatusCode::UNPROCESSABLE_ENTITY),
+            (PortError::Conflict("c".into()), StatusCode::CONFLICT),
+            (PortError::Unavailable("u".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (PortError::Internal("secret detail".into()), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (error, status) in cases {
+            assert_eq!(ApiError::from(error).status(), status);
+        }
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let error = ApiError::from(PortError::Internal("SELECT * FROM runs failed".into()));
+        assert_eq!(error.message(), "internal error");
+    }
+}

@@ -1,0 +1,160 @@
+// TaskFlow control plane: the little JavaScript the pages use. Everything
+// works without it; it adds the filter box, checks in the browser, and the
+// live updates over the WebSockets. No inline script (the CSP forbids it):
+// pages pass what it needs in data- attributes.
+"use strict";
+
+(function () {
+  function wsUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  function text(el, value) {
+    if (el) el.textContent = value;
+  }
+
+  // Task list: filter as you type.
+  var filter = document.getElementById("task-filter");
+  if (filter) {
+    var apply = function () {
+      var needle = filter.value.toLowerCase();
+      document.querySelectorAll("#task-list .card").forEach(function (card) {
+        card.hidden = card.getAttribute("data-search").indexOf(needle) === -1;
+      });
+    };
+    filter.addEventListener("input", apply);
+    filter.addEventListener("change", apply);
+    apply();
+  }
+
+  // Task form: the browser's own checks, shown beside each field.
+  var form = document.getElementById("task-form");
+  if (form) {
+    form.noValidate = true;
+    var errorOf = function (el) { return document.getElementById(el.id + "-error"); };
+    var clear = function (el) {
+      var slot = errorOf(el);
+      text(slot, "");
+      var field = el.closest(".field");
+      if (field) field.classList.remove("invalid");
+    };
+    var fail = function (el, message) {
+      text(errorOf(el), message);
+      var field = el.closest(".field");
+      if (field) field.classList.add("invalid");
+    };
+    form.querySelectorAll("input, select, textarea").forEach(function (el) {
+      el.addEventListener("input", function () { clear(el); });
+    });
+    form.addEventListener("submit", function (event) {
+      var first = null;
+      form.querySelectorAll("input, select, textarea").forEach(function (el) {
+        if (!el.id || el.type === "hidden") return;
+        clear(el);
+        var message = "";
+        if (!el.checkValidity()) {
+          message = el.validationMessage || "This value is not valid.";
+        } else if (el.getAttribute("data-json") === "true" && el.value.trim() !== "") {
+          try { JSON.parse(el.value); } catch (e) { message = "not valid JSON: " + e.message; }
+        }
+        if (message) {
+          fail(el, message);
+          if (!first) first = el;
+        }
+      });
+      if (first) {
+        event.preventDefault();
+        first.focus();
+      }
+    });
+  }
+
+  // Run page: status, timings, result and log lines as they happen.
+  var run = document.getElementById("run");
+  if (run) {
+    var id = run.getAttribute("data-task-id");
+    var log = document.getElementById("log");
+    var lastSeq = parseInt(log.getAttribute("data-last-seq") || "0", 10);
+    var final = function (status) { return status === "completed" || status === "failed" || status === "cancelled"; };
+    var show = function (task) {
+      var badge = document.getElementById("status");
+      badge.className = "badge " + task.status;
+      text(badge, task.status);
+      run.setAttribute("data-status", task.status);
+      text(document.getElementById("attempt"), task.attempt + " of " + task.max_attempts);
+      text(document.getElementById("started-at"), task.started_at || "—");
+      text(document.getElementById("finished-at"), task.finished_at || "—");
+      var result = document.getElementById("result");
+      var done = task.status === "completed";
+      result.hidden = !done;
+      if (done) text(result, JSON.stringify(task.result, null, 2));
+      var error = document.getElementById("error");
+      error.hidden = !task.error;
+      if (task.error) text(error, task.error.kind + ": " + task.error.message);
+      document.getElementById("waiting").hidden = final(task.status);
+      document.getElementById("cancel-form").hidden = final(task.status);
+      document.getElementById("download").hidden = !done;
+      if (final(task.status)) document.getElementById("progress").hidden = true;
+    };
+    var append = function (line) {
+      if (line.seq <= lastSeq) return;
+      lastSeq = line.seq;
+      var item = document.createElement("li");
+      item.className = line.level;
+      item.setAttribute("data-seq", line.seq);
+      var at = document.createElement("time");
+      at.textContent = line.at;
+      var level = document.createElement("span");
+      level.className = "level";
+      level.textContent = line.level;
+      var message = document.createElement("span");
+      message.className = "message";
+      message.textContent = line.message;
+      item.append(at, " ", level, " ", message);
+      log.appendChild(item);
+      document.getElementById("no-log").hidden = true;
+      log.scrollTop = log.scrollHeight;
+    };
+    var delay = 500;
+    var connect = function () {
+      var socket = new WebSocket(wsUrl("/api/v1/tasks/" + encodeURIComponent(id) + "/ws"));
+      socket.onopen = function () { delay = 500; };
+      socket.onmessage = function (message) {
+        var event = JSON.parse(message.data);
+        if (event.type === "status") show(event.task);
+        else if (event.type === "log") append(event.line);
+        else if (event.type === "progress") {
+          var bar = document.getElementById("progress");
+          bar.hidden = false;
+          bar.max = Math.max(event.total, 1);
+          bar.value = event.done;
+        } else if (event.type === "deleted") {
+          text(document.getElementById("waiting"), "This run was deleted.");
+          document.getElementById("waiting").hidden = false;
+        }
+      };
+      socket.onclose = function () {
+        if (!final(run.getAttribute("data-status"))) {
+          setTimeout(connect, delay);
+          delay = Math.min(delay * 2, 10000);
+        }
+      };
+    };
+    connect();
+  }
+
+  // History and recent runs: badges follow every run's status.
+  var rows = document.querySelectorAll("tr[data-task-id]");
+  if (rows.length && !run) {
+    var events = new WebSocket(wsUrl("/api/v1/events/ws"));
+    events.onmessage = function (message) {
+      var event = JSON.parse(message.data);
+      if (event.type !== "status") return;
+      var row = document.querySelector('tr[data-task-id="' + event.task.task_id + '"]');
+      if (!row) return;
+      var badge = row.querySelector("[data-role=status]");
+      badge.className = "badge " + event.task.status;
+      text(badge, event.task.status);
+    };
+  }
+})();

@@ -1,0 +1,267 @@
+//! [`Plane`]: `taskflow`'s implementation of the web layer's
+//! [`ControlPlane`] port, over a [`Client`] and the registry — the
+//! translation between the core's types and the wire's.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskflow_web::port::{
+    self, ControlPlane, Event, ExecutorHealth, FieldIssue, Function, FunctionOptions, Health, ListQuery, PortError,
+    SubmitRequest, TaskPage, TaskRun,
+};
+use taskflow_web::time::rfc3339;
+use tokio::sync::broadcast;
+
+use crate::client::{Client, ClientError, SubmitOptions};
+use crate::engine::RunEvent;
+use crate::registry::{self, ExecutorKind, TaskDef};
+use crate::run::{Run, RunId, RunStatus};
+use crate::store::{self, RunFilter, StoredLogLine};
+
+/// How many events a slow WebSocket may fall behind before it catches up
+/// from the store.
+const EVENT_BUFFER: usize = 4096;
+
+/// The control plane of this process: its client, its tasks, and its
+/// events in wire form.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    client: Client,
+    events: broadcast::Sender<Event>,
+}
+
+impl Plane {
+    /// The plane over `client`. Starts a task forwarding the client's
+    /// events, so it must be called inside a Tokio runtime.
+    pub fn new(client: Client) -> Arc<Plane> {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let mut source = client.subscribe();
+        let sink = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match source.recv().await {
+                    Ok(event) => {
+                        let _ = sink.send(wire_event(event));
+                    }
+                    // A lagging forwarder passes the lag on: subscribers
+                    // re-read what they follow.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Arc::new(Plane { client, events })
+    }
+}
+
+fn wire_event(event: RunEvent) -> Event {
+    match event {
+        RunEvent::Status(run) => Event::Status { task: Box::new(wire_run(*run)) },
+        RunEvent::Log(line) => Event::Log { line: wire_line(line) },
+        RunEvent::Progress { run_id, progress } => {
+            Event::Progress { task_id: run_id.to_string(), done: progress.done, total: progress.total }
+        }
+        RunEvent::Deleted(id) => Event::Deleted { task_id: id.to_string() },
+    }
+}
+
+/// A run as the wire shows it.
+pub fn wire_run(run: Run) -> TaskRun {
+    TaskRun {
+        task_id: run.id.to_string(),
+        task_title: run.task_title,
+        status: run.status.as_str().to_owned(),
+        payload: run.payload,
+        result: run.result,
+        error: run.error.map(|e| port::RunFailure { kind: e.kind, message: e.message }),
+        attempt: run.attempt,
+        max_attempts: run.max_attempts,
+        executor: run.executor.as_str().to_owned(),
+        priority: run.priority,
+        created_at: rfc3339(run.created_at.millis()),
+        started_at: run.started_at.map(|t| rfc3339(t.millis())),
+        finished_at: run.finished_at.map(|t| rfc3339(t.millis())),
+        idempotency_key: run.idempotency_key,
+        worker_id: run.worker_id,
+    }
+}
+
+fn wire_line(line: StoredLogLine) -> port::LogLine {
+    port::LogLine {
+        task_id: line.run_id.to_string(),
+        seq: line.seq,
+        at: rfc3339(line.at.millis()),
+        level: line.level.to_string(),
+        message: line.message,
+    }
+}
+
+/// A task definition as the wire shows it.
+pub fn wire_function(def: &TaskDef) -> Function {
+    let options = def.options();
+    Function {
+        title: def.title().to_owned(),
+        description: def.description().to_owned(),
+        signature: def.signature().to_owned(),
+        tags: options.tags.iter().map(|t| (*t).to_owned()).collect(),
+        is_async: def.is_async(),
+        options: FunctionOptions {
+            timeout_ms: options.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            retries: options.retries,
+            retry_delay_ms: u64::try_from(options.retry_delay.as_millis()).unwrap_or(u64::MAX),
+            concurrency: options.concurrency,
+            executor: options.executor.as_str().to_owned(),
+        },
+        args_schema: def.args_schema().clone(),
+        output_schema: def.output_schema().clone(),
+    }
+}
+
+fn parse_id(task_id: &str) -> Result<RunId, PortError> {
+    RunId::from_str(task_id).map_err(|_| PortError::NotFound(task_id.to_owned()))
+}
+
+fn port_error(error: ClientError) -> PortError {
+    match error {
+        ClientError::UnknownTask(title) => PortError::UnknownTask(title),
+        ClientError::Payload(payload) => PortError::Invalid {
+            message: payload.to_string(),
+            issues: payload.issues.into_iter().map(|i| FieldIssue { path: i.path, message: i.message }).collect(),
+        },
+        error @ ClientError::ExecutorUnavailable(_) => {
+            let message = error.to_string();
+            PortError::Invalid {
+                issues: vec![FieldIssue { path: "executor".to_owned(), message: message.clone() }],
+                message,
+            }
+        }
+        ClientError::Encode { argument, message } => PortError::Invalid {
+            message: format!("argument `{argument}`: {message}"),
+            issues: vec![FieldIssue { path: format!("payload.{argument}"), message }],
+        },
+        ClientError::Store(error) => store_error(error),
+        other => PortError::Internal(other.to_string()),
+    }
+}
+
+fn store_error(error: store::Error) -> PortError {
+    match error {
+        store::Error::NotFound(id) => PortError::NotFound(id.to_string()),
+        error @ (store::Error::IllegalTransition { .. }
+        | store::Error::Active(_)
+        | store::Error::IdempotencyConflict { .. }
+        | store::Error::StaleAttempt { .. }) => PortError::Conflict(error.to_string()),
+        store::Error::Database(detail) => {
+            // The database's own words stay in the server's log.
+            tracing::warn!(%detail, "taskflow control plane: the store failed");
+            PortError::Unavailable("the store is not available right now; try again shortly".to_owned())
+        }
+        store::Error::Closed => PortError::Unavailable("the server is shutting down".to_owned()),
+    }
+}
+
+#[async_trait::async_trait]
+impl ControlPlane for Plane {
+    fn functions(&self) -> Vec<Function> {
+        let mut functions: Vec<Function> = registry::tasks().map(wire_function).collect();
+        functions.sort_by(|a, b| a.title.cmp(&b.title));
+        functions
+    }
+
+    fn function(&self, title: &str) -> Option<Function> {
+        registry::task_def(title).map(wire_function)
+    }
+
+    async fn submit(&self, request: SubmitRequest) -> Result<TaskRun, PortError> {
+        let mut options = SubmitOptions { priority: request.priority, ..SubmitOptions::default() };
+        if let Some(executor) = &request.executor {
+            let kind = ExecutorKind::from_str(executor).map_err(|message| PortError::Invalid {
+                message: message.clone(),
+                issues: vec![FieldIssue { path: "executor".to_owned(), message }],
+            })?;
+            options.executor = Some(kind);
+        }
+        if !request.payload.is_object() {
+            let message = "payload: expected an object of the task's arguments".to_owned();
+            return Err(PortError::Invalid {
+                issues: vec![FieldIssue { path: "payload".to_owned(), message: "expected an object".to_owned() }],
+                message,
+            });
+        }
+        options.delay = request.delay_seconds.map(Duration::from_secs);
+        options.no_dedup = !request.unique;
+        options.idempotency_key = request.idempotency_key;
+        self.client.submit_with(&request.task_title, request.payload, options).await.map(wire_run).map_err(port_error)
+    }
+
+    async fn get(&self, task_id: &str) -> Result<TaskRun, PortError> {
+        let id = parse_id(task_id)?;
+        self.client.get(id).await.map(wire_run).map_err(port_error)
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<TaskPage, PortError> {
+        let status = match query.status.as_deref() {
+            Some(status) => Some(RunStatus::from_str(status).map_err(|message| PortError::Invalid {
+                message: message.clone(),
+                issues: vec![FieldIssue { path: "status".to_owned(), message }],
+            })?),
+            None => None,
+        };
+        let filter =
+            RunFilter { status, task_title: query.task_title, limit: Some(query.limit), offset: Some(query.offset) };
+        let page = self.client.list(filter).await.map_err(port_error)?;
+        Ok(TaskPage {
+            items: page.items.into_iter().map(wire_run).collect(),
+            total: page.total,
+            limit: query.limit,
+            offset: query.offset,
+        })
+    }
+
+    async fn cancel(&self, task_id: &str) -> Result<TaskRun, PortError> {
+        let id = parse_id(task_id)?;
+        self.client.cancel(id).await.map(wire_run).map_err(port_error)
+    }
+
+    async fn delete(&self, task_id: &str, force: bool) -> Result<(), PortError> {
+        let id = parse_id(task_id)?;
+        self.client.delete(id, force).await.map_err(port_error)
+    }
+
+    async fn logs(&self, task_id: &str, after: u64, limit: u32) -> Result<Vec<port::LogLine>, PortError> {
+        let id = parse_id(task_id)?;
+        let lines = self.client.logs(id, after, limit).await.map_err(port_error)?;
+        Ok(lines.into_iter().map(wire_line).collect())
+    }
+
+    async fn wait(&self, task_id: &str, timeout: Duration) -> Result<TaskRun, PortError> {
+        let id = parse_id(task_id)?;
+        match self.client.wait(id, timeout).await {
+            Ok(run) => Ok(wire_run(run)),
+            Err(ClientError::WaitTimedOut { .. }) => self.get(task_id).await,
+            Err(error) => Err(port_error(error)),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn health(&self) -> Health {
+        let probe = RunFilter { limit: Some(1), ..RunFilter::default() };
+        let store = match self.client.list(probe).await {
+            Ok(_) => port::Component { available: true, detail: "answers".to_owned() },
+            Err(error) => {
+                tracing::warn!(%error, "taskflow health: the store does not answer");
+                port::Component { available: false, detail: "does not answer".to_owned() }
+            }
+        };
+        let executors = crate::executor::availability()
+            .await
+            .into_iter()
+            .map(|a| ExecutorHealth { name: a.kind.as_str().to_owned(), available: a.available, detail: a.detail })
+            .collect();
+        Health { status: if store.available { "ok" } else { "unavailable" }.to_owned(), store, executors }
+    }
+}

@@ -1,0 +1,172 @@
+//! The web UI in a real headless Chromium, driven over WebDriver
+//! (`chromedriver`, Debian's `chromium-driver`): log in through the printed
+//! link, run `add_numbers` from its form and watch it finish without a
+//! reload, see a wrong value's message beside its field, cancel a
+//! `sleep_for_seconds`, read the history. The same run writes the README's
+//! screenshots into `resource/`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::server::Server;
+
+/// `chromedriver` on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| std::path::Path::new(dir).join(name)).find(|p| p.exists())
+}
+
+/// Starts `chromedriver`; `None` (after a loud SKIPPED) when the machine has
+/// no Chromium, unless the test command requires it.
+async fn driver() -> Option<Driver> {
+    let (Some(chromedriver), Some(_)) = (tool("chromedriver"), tool("chromium").or_else(|| tool("chromium-browser")))
+    else {
+        assert!(
+            std::env::var_os("TASKFLOW_REQUIRE_TOOLS").is_none(),
+            "chromium and chromedriver are required under the test command (apt-get install chromium chromium-driver)"
+        );
+        println!("SKIPPED: no chromium/chromedriver on PATH (./scripts/test installs them)");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(driver)
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1200,900"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector).capabilities(capabilities).connect(&driver.url).await.expect("a Chromium session")
+}
+
+/// Polls `check` until it holds (at most 30 s).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../resource").join(name);
+    std::fs::write(&path, png).unwrap();
+}
+
+async fn fill(client: &Client, css: &str, value: &str) {
+    let input = client.find(Locator::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(value).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start(&[]);
+    let client = browser(&driver).await;
+
+    // The printed link logs in and lands on the task list.
+    client.goto(&server.login_link).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/");
+    assert!(text(&client, "#task-list").await.contains("Add two numbers together"));
+    // The filter box narrows the list as one types.
+    screenshot(&client, "task-list.png").await;
+    fill(&client, "#task-filter", "math").await;
+    let shop_card = client.find(Locator::Css("li.card[data-search*='shop']")).await.unwrap();
+    assert!(!shop_card.is_displayed().await.unwrap(), "quote_order is filtered out");
+    let math_card = client.find(Locator::Css("li.card:first-child")).await.unwrap();
+    assert!(math_card.is_displayed().await.unwrap(), "add_numbers stays");
+
+    // add_numbers from its form; the run page turns `completed` and shows 5
+    // without a reload (a marker set on the page survives).
+    client.find(Locator::Css("a[href='/functions/add_numbers']")).await.unwrap().click().await.unwrap();
+    fill(&client, "#f-a", "2").await;
+    fill(&client, "#f-b", "3").await;
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("the run page opens", || async { client.current_url().await.unwrap().path().starts_with("/runs/") })
+        .await;
+    client.execute("window.__taskflow_marker = 42;", vec![]).await.unwrap();
+    eventually("the status turns completed", || async { text(&client, "#status").await == "completed" }).await;
+    eventually("the result appears", || async { text(&client, "#result").await == "5" }).await;
+    let marker = client.execute("return window.__taskflow_marker;", vec![]).await.unwrap();
+    assert_eq!(marker, json!(42), "the page updated live, not by reloading");
+
+    // A wrong value: the browser's message beside the field, nothing sent.
+    client.goto(&server.at("/functions/sleep_for_seconds")).await.unwrap();
+    fill(&client, "#f-seconds", "-5").await;
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("the message beside the field", || async { !text(&client, "#f-seconds-error").await.is_empty() }).await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/functions/sleep_for_seconds");
+    // And one only the server can judge: a message from the server.
+    client.goto(&server.at("/functions/quote_order")).await.unwrap();
+    fill(&client, "#f-address-street", "1 Main St").await;
+    fill(&client, "#f-address-city", "Springfield").await;
+    fill(&client, "#f-items", r#"[{"sku": "tea", "quantity": "two", "unit_price_cents": 350}]"#).await;
+    screenshot(&client, "task-form.png").await;
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("the server's message beside the field", || async {
+        text(&client, "#f-items-error").await.contains("items[0].quantity: expected integer")
+    })
+    .await;
+
+    // sleep_for_seconds, cancelled while it runs.
+    client.goto(&server.at("/functions/sleep_for_seconds")).await.unwrap();
+    fill(&client, "#f-seconds", "30").await;
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("it starts running", || async { text(&client, "#status").await == "running" }).await;
+    eventually("a log line streams in", || async { text(&client, "#log").await.contains("sleeping for 30s") }).await;
+    screenshot(&client, "run-page.png").await;
+    client.find(Locator::Id("cancel-button")).await.unwrap().click().await.unwrap();
+    eventually("it is cancelled", || async { text(&client, "#status").await == "cancelled" }).await;
+
+    // The history lists all three, with their status.
+    client.goto(&server.at("/runs")).await.unwrap();
+    let history = text(&client, "#history").await;
+    for needle in ["add_numbers", "sleep_for_seconds", "completed", "cancelled"] {
+        assert!(history.contains(needle), "the history shows {needle}: {history}");
+    }
+    screenshot(&client, "history.png").await;
+    client.close().await.unwrap();
+}

@@ -1,0 +1,137 @@
+//! A real `simple_tasks serve` on an ephemeral port with its own data
+//! directory, for the API, WebSocket and browser tests: started from the
+//! built example binary, its URL and login link read from the banner,
+//! stopped (SIGTERM, then kill) when dropped.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+/// A configured user of every test server.
+pub const USER: (&str, &str) = ("admin", "correct-horse-battery-staple");
+/// A configured API key of every test server.
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The one-click login link the banner printed.
+    pub login_link: String,
+    /// The data directory, removed with the server.
+    _dir: tempfile::TempDir,
+    /// A bearer token from `simple_tasks token`.
+    pub token: String,
+}
+
+impl Server {
+    /// Starts a server with the test user and key, and these extra
+    /// environment variables.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_simple_tasks"));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--grace", "2"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("TASKFLOW_ADDR")
+            .env_remove("TASKFLOW_DATABASE_URL")
+            .env_remove("TASKFLOW_SECRET")
+            .env("TASKFLOW_USERS", format!("{}:{}", USER.0, USER.1))
+            .env("TASKFLOW_API_KEYS", API_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        while !banner.contains("SIGTERM") {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("serve ended early: {banner}");
+            }
+            banner.push_str(&line);
+        }
+        let field = |prefix: &str| {
+            banner
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no `{prefix}` in the banner: {banner}"))
+                .trim()
+                .to_owned()
+        };
+        let url = field("Control plane: ");
+        let login_link = field("Log in: ");
+        let output = Command::new(env!("CARGO_BIN_EXE_simple_tasks"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("token")
+            .env_remove("TASKFLOW_SECRET")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));
+        let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        Server { child: Some(child), url, login_link, _dir: dir, token }
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// `ws://…` + `path`.
+    pub fn ws(&self, path: &str) -> String {
+        format!("{}{path}", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// A client sending the bearer token.
+    pub fn client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        terminate(&child);
+        child.wait().unwrap()
+    }
+}
+
+fn terminate(child: &Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&child);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls the run until it is final (at most 30 s) and returns it.
+pub async fn wait_final(client: &reqwest::Client, server: &Server, task_id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let run: serde_json::Value =
+            client.get(server.at(&format!("/api/v1/tasks/{task_id}"))).send().await.unwrap().json().await.unwrap();
+        if matches!(run["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never finished: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
