@@ -161,10 +161,47 @@ async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
     client.find(Locator::Id("cancel-button")).await.unwrap().click().await.unwrap();
     eventually("it is cancelled", || async { text(&client, "#status").await == "cancelled" }).await;
 
-    // The history lists all three, with their status.
+    // Every other example task, from its form to its end.
+    let finish = |title: &'static str, fields: &'static [(&'static str, &'static str)]| {
+        let client = &client;
+        let server = &server;
+        async move {
+            client.goto(&server.at(&format!("/functions/{title}"))).await.unwrap();
+            for (css, value) in fields {
+                fill(client, css, value).await;
+            }
+            client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+            eventually(title, || async { matches!(text(client, "#status").await.as_str(), "completed" | "failed") })
+                .await;
+            (text(client, "#status").await, text(client, "#result").await, text(client, "#error").await)
+        }
+    };
+    let (status, result, _) = finish("multiply_numbers", &[("#f-a", "3.5")]).await;
+    assert_eq!(status, "completed");
+    assert_eq!(result.parse::<f64>().ok(), Some(7.0), "{result}");
+    let (status, _, error) = finish("raise_exception", &[]).await;
+    assert_eq!((status.as_str(), error.as_str()), ("failed", "failed: This is a test exception"));
+    let (status, result, _) = finish(
+        "quote_order",
+        &[
+            ("#f-address-street", "1 Main St"),
+            ("#f-address-city", "Springfield"),
+            ("#f-items", r#"[{"sku": "tea", "quantity": 2, "unit_price_cents": 350}]"#),
+            ("#f-note", "ring twice"),
+        ],
+    )
+    .await;
+    assert_eq!(status, "completed");
+    let quote: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(quote["total_cents"], 1200, "{quote}");
+    assert_eq!(quote["note"], "ring twice");
+
+    // The history lists them all, with their status.
     client.goto(&server.at("/runs")).await.unwrap();
     let history = text(&client, "#history").await;
-    for needle in ["add_numbers", "sleep_for_seconds", "completed", "cancelled"] {
+    for needle in
+        ["add_numbers", "sleep_for_seconds", "quote_order", "raise_exception", "completed", "cancelled", "failed"]
+    {
         assert!(history.contains(needle), "the history shows {needle}: {history}");
     }
     screenshot(&client, "history.png").await;
