@@ -264,8 +264,12 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+/// Equality in time independent of where (or whether) the two differ and
+/// of their lengths: compares their SHA-256 digests.
 fn constant_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::Digest;
+    let (a, b) = (sha2::Sha256::digest(a.as_bytes()), sha2::Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Auth {
@@ -415,13 +419,16 @@ impl Auth {
 
     /// Who sent this request, from its bearer token or session cookie.
     fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, TokenError> {
-        if let Some(value) = headers.get(header::AUTHORIZATION) {
-            let text = value.to_str().map_err(|_| TokenError::Malformed)?;
-            let Some(token) = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")) else {
-                return Err(TokenError::Malformed);
-            };
-            let token = token.trim();
-            if !token.contains('.') && self.check_api_key(token) {
+        // A bearer token decides; another scheme (a proxy's `Basic`) is
+        // not ours and leaves the session cookie to decide.
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|value| {
+            let text = value.to_str().ok()?;
+            let (scheme, token) = text.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+        if let Some(token) = bearer {
+            let token = token.as_str();
+            if self.check_api_key(token) {
                 return Ok(Some(Principal { subject: "api-key".to_owned(), session: None }));
             }
             let claims = self.signer.verify(token, Purpose::Access)?;

@@ -41,7 +41,6 @@ pub struct ErrorDetail {
     /// What to fix, in one sentence.
     pub message: String,
     /// For `invalid`: `{"issues": [{"path": "payload.b", "message": "..."}]}`.
-    #[schema(value_type = Object, nullable)]
     pub details: Option<Value>,
 }
 
@@ -140,10 +139,19 @@ impl From<PortError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(e) => ApiError::invalid(
-                format!("the body does not have the expected shape: {}", e.body_text()),
-                &[FieldIssue { path: "body".to_owned(), message: e.body_text() }],
-            ),
+            JsonRejection::JsonDataError(e) => {
+                let text = e.body_text();
+                let detail = text.split_once("target type: ").map_or(text.as_str(), |(_, rest)| rest);
+                // `serde_path_to_error` puts the field's path first: `task_title: invalid type…`.
+                let (path, message) = match detail.split_once(": ") {
+                    Some((path, message)) if !path.contains(' ') && path != "." => (path.to_owned(), message),
+                    _ => ("body".to_owned(), detail),
+                };
+                ApiError::invalid(
+                    format!("the body does not have the expected shape: {detail}"),
+                    &[FieldIssue { path, message: message.to_owned() }],
+                )
+            }
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
             }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+mod body;
 pub mod error;
 pub mod jwt;
 pub mod openapi;
@@ -21,10 +22,11 @@ pub mod ui;
 pub mod ws;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,11 +46,18 @@ pub const API_VERSION: &str = "v1";
 pub struct WebConfig {
     /// The largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// Requests handled at once by the API and the pages; more are refused
+    /// at once with 503 rather than queued (`/health` is never limited).
+    pub max_concurrent_requests: usize,
+    /// How long a client may take to send a request's headers, and then
+    /// its body, before the connection is cut (a slow client holds nothing
+    /// for long).
+    pub read_timeout: Duration,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { max_body_bytes: 1024 * 1024 }
+        WebConfig { max_body_bytes: 1024 * 1024, max_concurrent_requests: 512, read_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -73,29 +82,87 @@ pub fn router(plane: Arc<dyn ControlPlane>, auth: Arc<Auth>, config: &WebConfig)
     let state = AppState { plane, auth };
     let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api));
     let pages = ui::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
+    // Beyond the cap, refuse at once: a queue would only make every
+    // request slow, `/health` included.
+    let shed = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is at capacity; retry shortly")
+        }))
+        .load_shed()
+        // One semaphore for all routes (a plain `concurrency_limit` would
+        // give each route its own).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests.max(1)));
+    let limited = Router::new().merge(auth::router()).merge(api).merge(pages).merge(ui::public_router()).layer(shed);
     Router::new()
         .route("/health", get(health))
-        .merge(auth::router())
-        .merge(api)
-        .merge(pages)
-        .merge(ui::public_router())
+        .merge(limited)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(config.read_timeout, body::deadline))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// requests in flight finish (the caller bounds how long it waits).
+///
+/// An HTTP/1.1 server of our own over `hyper` rather than `axum::serve`,
+/// for the one thing the latter lacks: a deadline on reading a request's
+/// headers (`read_timeout`), so a client trickling bytes is cut off.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    config: &WebConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    // Each connection holds a sender; when all are gone, all have closed.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let read_timeout = config.read_timeout;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(%error, "taskflow web: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut stopping = stopping.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let mut router = router.clone();
+                async move { tower::Service::call(&mut router, request).await }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(read_timeout);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    let _ = all_closed.recv().await;
+    Ok(())
 }
 
 /// `GET /health`: no auth; 200 when the store answers, 503 otherwise.

@@ -2,8 +2,10 @@
 //! generated from the handlers' `#[utoipa::path]` annotations and the wire
 //! types, so it cannot drift from the code.
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use serde_json::{Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -54,11 +56,103 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document.
+/// The OpenAPI document of the routes, for any set of tasks.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
+}
+
+/// The document of a server with these tasks: the routes, plus one
+/// `POST /api/v1/functions/<title>/call` per task whose request body is the
+/// task's own argument schema, so clients and fuzzers know each payload.
+///
+/// The generic `{title}` call and the submit body are replaced by what each
+/// task takes — a payload that fits the document then fits the server — and
+/// `executor` lists the executors this server can use now (`available`).
+pub fn document_for(functions: &[crate::port::Function], available: &[String]) -> Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    let generic = doc["paths"]["/api/v1/functions/{title}/call"]["post"].clone();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        paths.remove("/api/v1/functions/{title}/call");
+    }
+    doc["components"]["schemas"]["ExecutorName"]["enum"] = json!(available);
+    let submit = doc["components"]["schemas"]["SubmitRequest"].clone();
+    let mut variants = Vec::new();
+    for function in functions {
+        let mut operation = generic.clone();
+        let prefix = component_name(&function.title);
+        let (schema, defs) = lift_defs(&function.args_schema, &prefix);
+        for (name, def) in defs {
+            doc["components"]["schemas"][name] = def;
+        }
+        operation["operationId"] = json!(format!("call_{}", function.title));
+        operation["summary"] = json!(function.description);
+        operation["description"] =
+            json!(format!("`{}`: submits the body as the payload and waits.", function.signature));
+        operation["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": schema.clone()}}
+        });
+        // The submit of this task: its title, its payload, the options.
+        let mut variant = submit.clone();
+        variant["description"] = json!(format!("A run of `{}`.", function.title));
+        variant["properties"]["task_title"] = json!({"type": "string", "const": function.title});
+        variant["properties"]["payload"] = schema.clone();
+        let needs_payload = schema.get("required").and_then(Value::as_array).is_some_and(|r| !r.is_empty());
+        if needs_payload {
+            variant["required"] = json!(["task_title", "payload"]);
+        }
+        variants.push(variant);
+        if let Some(Value::Array(params)) = operation.get_mut("parameters") {
+            params.retain(|p| p["name"] != "title");
+        }
+        doc["paths"][format!("/api/v1/functions/{}/call", function.title)] = json!({ "post": operation });
+    }
+    if !variants.is_empty() {
+        doc["paths"]["/api/v1/tasks"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            json!({ "oneOf": variants });
+    }
+    doc
+}
+
+/// A component name from a title (`a.b-c` → `a_b_c`).
+fn component_name(title: &str) -> String {
+    title.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// The schema with its `$defs` moved out (to become components named
+/// `<prefix>.<name>`) and its references rewritten to them.
+fn lift_defs(schema: &Value, prefix: &str) -> (Value, Vec<(String, Value)>) {
+    let mut schema = schema.clone();
+    let mut defs = Vec::new();
+    if let Value::Object(map) = &mut schema {
+        map.remove("$schema");
+        if let Some(Value::Object(found)) = map.remove("$defs") {
+            defs = found.into_iter().map(|(name, def)| (format!("{prefix}.{name}"), def)).collect();
+        }
+    }
+    let rewrite = |value: &mut Value| rewrite_refs(value, prefix);
+    rewrite(&mut schema);
+    for (_, def) in &mut defs {
+        rewrite(def);
+    }
+    (schema, defs)
+}
+
+fn rewrite_refs(value: &mut Value, prefix: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get_mut("$ref") {
+                if let Some(name) = target.strip_prefix("#/$defs/") {
+                    *target = format!("#/components/schemas/{prefix}.{name}");
+                }
+            }
+            map.values_mut().for_each(|v| rewrite_refs(v, prefix));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, prefix)),
+        _ => {}
+    }
 }
 
 /// `GET /api/v1/openapi.json`
@@ -73,8 +167,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (status = 401, description = "No valid token", body = ErrorBody),
     )
 )]
-pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+pub(crate) async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
+    let health = state.plane.health().await;
+    let available: Vec<String> = health.executors.into_iter().filter(|e| e.available).map(|e| e.name).collect();
+    Json(document_for(&state.plane.functions(), &available))
 }
 
 /// The document's route.

@@ -145,9 +145,10 @@ pub struct SubmitRequest {
     pub payload: Value,
     /// `thread`, `process` or `docker`; the task's default when absent.
     #[serde(default)]
+    #[schema(value_type = Option<ExecutorName>)]
     pub executor: Option<String>,
     /// Higher runs first (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral::i32")]
     pub priority: i32,
     /// Return the pending or running run with the same title and payload
     /// instead of making another (default true).
@@ -156,9 +157,93 @@ pub struct SubmitRequest {
     /// The same key returns the same run, so a retried request is safe.
     #[serde(default)]
     pub idempotency_key: Option<String>,
-    /// Start no earlier than this many seconds from now.
-    #[serde(default)]
+    /// Start no earlier than this many seconds from now (at most ten
+    /// years).
+    #[serde(default, deserialize_with = "integral::delay")]
+    #[schema(minimum = 0, maximum = 315_360_000)]
     pub delay_seconds: Option<u64>,
+}
+
+/// Integers that JSON may write as `5.0` (JSON Schema counts those as
+/// integers; serde alone would refuse them).
+mod integral {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    /// The longest delay a submit may ask for: ten years.
+    pub(super) const MAX_DELAY_SECONDS: u64 = 315_360_000;
+
+    fn exact<E: Error>(n: serde_json::Number) -> Result<i128, E> {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            // Floats are exact integers only up to 2^53.
+            .or_else(|| {
+                n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).map(|f| f as i128)
+            })
+            .ok_or_else(|| E::custom(format!("expected an integer, found {n}")))
+    }
+
+    fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i128>, D::Error> {
+        Option::<serde_json::Number>::deserialize(deserializer)?.map(exact).transpose()
+    }
+
+    pub(super) fn i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+        let n = exact(serde_json::Number::deserialize(deserializer)?)?;
+        i32::try_from(n)
+            .map_err(|_| D::Error::custom(format!("expected an integer from {} to {}, found {n}", i32::MIN, i32::MAX)))
+    }
+
+    pub(super) fn delay<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        integer(deserializer)?
+            .map(|n| {
+                u64::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= MAX_DELAY_SECONDS)
+                    .ok_or_else(|| D::Error::custom(format!("expected 0 to {MAX_DELAY_SECONDS} seconds, found {n}")))
+            })
+            .transpose()
+    }
+}
+
+/// The executors a run can ask for (documentation of the wire's strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorName {
+    /// A thread of the server's process.
+    Thread,
+    /// A child process of the app binary.
+    Process,
+    /// A container of the task's worker image.
+    Docker,
+}
+
+/// A run's status, as filters name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusName {
+    /// Waiting to be claimed.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl StatusName {
+    /// The wire's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusName::Pending => "pending",
+            StatusName::Running => "running",
+            StatusName::Completed => "completed",
+            StatusName::Failed => "failed",
+            StatusName::Cancelled => "cancelled",
+        }
+    }
 }
 
 fn empty_object() -> Value {
@@ -192,12 +277,12 @@ pub struct TaskRun {
     /// The task it runs.
     pub task_title: String,
     /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    #[schema(value_type = StatusName)]
     pub status: String,
     /// The arguments, as validated (defaults applied).
     #[schema(value_type = Object)]
     pub payload: Value,
-    /// The result, once completed.
-    #[schema(value_type = Object, nullable)]
+    /// The result, once completed: any JSON value.
     pub result: Option<Value>,
     /// Why the last attempt failed.
     pub error: Option<RunFailure>,
@@ -306,6 +391,9 @@ pub enum Event {
         /// The run.
         task_id: String,
     },
+    /// Events were lost (a slow consumer fell behind): re-read what you
+    /// follow.
+    Resync,
 }
 
 impl Event {
@@ -315,6 +403,7 @@ impl Event {
             Event::Status { task } => &task.task_id,
             Event::Log { line } => &line.task_id,
             Event::Progress { task_id, .. } | Event::Deleted { task_id } => task_id,
+            Event::Resync => "",
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::response::Response;
 use axum::routing::get;
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -15,6 +16,8 @@ use crate::port::{Event, TaskRun};
 
 /// How many stored lines one catch-up read takes.
 const LOG_PAGE: u32 = 1000;
+/// Clients have nothing to say on these sockets but pings and closes.
+const MAX_CLIENT_MESSAGE: usize = 4096;
 
 fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|rejection| ApiError::bad_request(format!("this route speaks WebSocket: {rejection}")))
@@ -40,9 +43,11 @@ pub(crate) async fn task_ws(
     ApiPath(task_id): ApiPath<String>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ws = upgrade(ws)?;
+    let ws = upgrade(ws)?.max_message_size(MAX_CLIENT_MESSAGE);
+    // Subscribed before the run is read, so no change falls in between.
+    let events = state.plane.subscribe();
     let run = state.plane.get(&task_id).await?;
-    Ok(ws.on_upgrade(move |socket| follow_run(state, run, socket)))
+    Ok(ws.on_upgrade(move |socket| follow_run(state, run, events, socket)))
 }
 
 /// `GET /api/v1/events/ws`
@@ -62,7 +67,8 @@ pub(crate) async fn events_ws(
     State(state): State<AppState>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(upgrade(ws)?.on_upgrade(move |socket| follow_all(state, socket)))
+    let events = state.plane.subscribe();
+    Ok(upgrade(ws)?.max_message_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| follow_all(events, socket)))
 }
 
 async fn send(socket: &mut WebSocket, event: &Event) -> bool {
@@ -94,10 +100,9 @@ async fn catch_up(state: &AppState, socket: &mut WebSocket, run: TaskRun, mut af
     }
 }
 
-async fn follow_run(state: AppState, run: TaskRun, mut socket: WebSocket) {
+async fn follow_run(state: AppState, run: TaskRun, mut events: Receiver<Event>, mut socket: WebSocket) {
     // Subscribed before the catch-up read, so nothing falls in between;
     // lines the read already sent are skipped by sequence number.
-    let mut events = state.plane.subscribe();
     let task_id = run.task_id.clone();
     let Some(mut last_seq) = catch_up(&state, &mut socket, run, 0).await else { return };
     loop {
@@ -115,8 +120,7 @@ async fn follow_run(state: AppState, run: TaskRun, mut socket: WebSocket) {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
+                Ok(Event::Resync) | Err(RecvError::Lagged(_)) => {
                     // Missed events: read the run and its new lines again.
                     let Ok(run) = state.plane.get(&task_id).await else { return };
                     match catch_up(&state, &mut socket, run, last_seq).await {
@@ -124,6 +128,7 @@ async fn follow_run(state: AppState, run: TaskRun, mut socket: WebSocket) {
                         None => return,
                     }
                 }
+                Ok(_) => {}
                 Err(RecvError::Closed) => return,
             },
             incoming = socket.recv() => match incoming {
@@ -134,8 +139,7 @@ async fn follow_run(state: AppState, run: TaskRun, mut socket: WebSocket) {
     }
 }
 
-async fn follow_all(state: AppState, mut socket: WebSocket) {
-    let mut events = state.plane.subscribe();
+async fn follow_all(mut events: Receiver<Event>, mut socket: WebSocket) {
     loop {
         tokio::select! {
             received = events.recv() => match received {
@@ -144,7 +148,12 @@ async fn follow_all(state: AppState, mut socket: WebSocket) {
                         return;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {}
+                // Tell the client it missed events; it re-reads.
+                Err(RecvError::Lagged(_)) => {
+                    if !send(&mut socket, &Event::Resync).await {
+                        return;
+                    }
+                }
                 Err(RecvError::Closed) => return,
             },
             incoming = socket.recv() => match incoming {

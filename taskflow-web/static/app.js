@@ -116,6 +116,7 @@
       log.scrollTop = log.scrollHeight;
     };
     var delay = 500;
+    var gone = false;
     var connect = function () {
       var socket = new WebSocket(wsUrl("/api/v1/tasks/" + encodeURIComponent(id) + "/ws"));
       socket.onopen = function () { delay = 500; };
@@ -129,12 +130,13 @@
           bar.max = Math.max(event.total, 1);
           bar.value = event.done;
         } else if (event.type === "deleted") {
+          gone = true;
           text(document.getElementById("waiting"), "This run was deleted.");
           document.getElementById("waiting").hidden = false;
         }
       };
       socket.onclose = function () {
-        if (!final(run.getAttribute("data-status"))) {
+        if (!gone && !final(run.getAttribute("data-status"))) {
           setTimeout(connect, delay);
           delay = Math.min(delay * 2, 10000);
         }
@@ -149,6 +151,8 @@
     var events = new WebSocket(wsUrl("/api/v1/events/ws"));
     events.onmessage = function (message) {
       var event = JSON.parse(message.data);
+      // Events were missed: the page, read again, is right.
+      if (event.type === "resync") { location.reload(); return; }
       if (event.type !== "status") return;
       var row = document.querySelector('tr[data-task-id="' + event.task.task_id + '"]');
       if (!row) return;

@@ -2,6 +2,7 @@
 //! [`ControlPlane`] port, over a [`Client`] and the registry — the
 //! translation between the core's types and the wire's.
 
+use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,19 +40,72 @@ impl Plane {
         let mut source = client.subscribe();
         let sink = events.clone();
         tokio::spawn(async move {
+            let mut order = StatusOrder::default();
             loop {
                 match source.recv().await {
                     Ok(event) => {
-                        let _ = sink.send(wire_event(event));
+                        if order.is_current(&event) {
+                            let _ = sink.send(wire_event(event));
+                        }
                     }
                     // A lagging forwarder passes the lag on: subscribers
                     // re-read what they follow.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let _ = sink.send(Event::Resync);
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
         Arc::new(Plane { client, events })
+    }
+}
+
+/// Drops status events that arrive after a later one of the same run.
+///
+/// Events are published by different tasks after their commits — a
+/// submit's `pending` can reach the channel after the engine's `running`
+/// of the same run — so the order on the channel is not the order in the
+/// store. Within the state machine a run only moves forward in
+/// `(attempt, pending < running < final)`, so an event below the last one
+/// seen is stale. (A run released at shutdown goes back to `pending` in the
+/// same attempt; that one event is dropped, and the next claim is shown.)
+/// Remembers the last [`ORDER_MEMORY`] runs.
+#[derive(Default)]
+struct StatusOrder {
+    last: HashMap<RunId, (u32, u8)>,
+    seen: VecDeque<RunId>,
+}
+
+/// How many runs [`StatusOrder`] remembers.
+const ORDER_MEMORY: usize = 65_536;
+
+impl StatusOrder {
+    fn is_current(&mut self, event: &RunEvent) -> bool {
+        let RunEvent::Status(run) = event else { return true };
+        let rank = match run.status {
+            RunStatus::Pending => 0,
+            RunStatus::Running => 1,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => 2,
+        };
+        let key = (run.attempt, rank);
+        match self.last.get_mut(&run.id) {
+            Some(last) if key < *last => false,
+            Some(last) => {
+                *last = key;
+                true
+            }
+            None => {
+                if self.seen.len() >= ORDER_MEMORY {
+                    if let Some(old) = self.seen.pop_front() {
+                        self.last.remove(&old);
+                    }
+                }
+                self.seen.push_back(run.id);
+                self.last.insert(run.id, key);
+                true
+            }
+        }
     }
 }
 
@@ -249,9 +303,12 @@ impl ControlPlane for Plane {
     }
 
     async fn health(&self) -> Health {
-        let probe = RunFilter { limit: Some(1), ..RunFilter::default() };
-        let store = match self.client.list(probe).await {
-            Ok(_) => port::Component { available: true, detail: "answers".to_owned() },
+        // A lookup by primary key: cheap however many runs there are.
+        let nobody = RunId::from_str("00000000-0000-0000-0000-000000000000").unwrap_or_default();
+        let store = match self.client.get(nobody).await {
+            Ok(_) | Err(ClientError::Store(store::Error::NotFound(_))) => {
+                port::Component { available: true, detail: "answers".to_owned() }
+            }
             Err(error) => {
                 tracing::warn!(%error, "taskflow health: the store does not answer");
                 port::Component { available: false, detail: "does not answer".to_owned() }
@@ -263,5 +320,47 @@ impl ControlPlane for Plane {
             .map(|a| ExecutorHealth { name: a.kind.as_str().to_owned(), available: a.available, detail: a.detail })
             .collect();
         Health { status: if store.available { "ok" } else { "unavailable" }.to_owned(), store, executors }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Timestamp;
+
+    fn event(id: RunId, status: RunStatus, attempt: u32) -> RunEvent {
+        RunEvent::Status(Box::new(Run {
+            id,
+            task_title: "t".into(),
+            payload: serde_json::json!({}),
+            status,
+            attempt,
+            max_attempts: 3,
+            executor: ExecutorKind::Thread,
+            priority: 0,
+            not_before: Timestamp(0),
+            timeout_ms: None,
+            retry_delay_ms: 0,
+            created_at: Timestamp(0),
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            worker_id: None,
+            lease_until: None,
+            idempotency_key: None,
+        }))
+    }
+
+    #[test]
+    fn late_status_events_are_dropped() {
+        let mut order = StatusOrder::default();
+        let id = RunId::new();
+        assert!(order.is_current(&event(id, RunStatus::Running, 1)));
+        assert!(!order.is_current(&event(id, RunStatus::Pending, 1)), "a pending after running is stale");
+        assert!(order.is_current(&event(id, RunStatus::Failed, 1)));
+        assert!(order.is_current(&event(id, RunStatus::Pending, 2)), "a retry moves forward");
+        assert!(!order.is_current(&event(id, RunStatus::Completed, 1)));
+        assert!(order.is_current(&event(RunId::new(), RunStatus::Pending, 1)), "another run");
     }
 }

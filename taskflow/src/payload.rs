@@ -268,6 +268,35 @@ impl<'a> Validator<'a> {
 
 fn check_number(schema: &Map<String, Value>, value: &Value, path: &Path, issues: &mut Vec<PayloadIssue>) {
     let Some(n) = value.as_f64() else { return };
+    let format = schema.get("format").and_then(Value::as_str);
+    if format.and_then(integer_range_exact).is_some() && exact_integer(value).is_none() && n.fract() == 0.0 {
+        let format = format.unwrap_or_default();
+        return issues.push(path.issue(format!(
+            "expected an integer that fits {format} exactly, found {value}; write it without a fraction or exponent"
+        )));
+    }
+    // Integers are compared exactly: as floats, i64::MAX + 1 equals i64::MAX.
+    if let Some(exact) = exact_integer(value) {
+        for (key, below) in [("minimum", true), ("maximum", false)] {
+            let bound = schema.get(key).and_then(exact_integer);
+            let format = schema.get("format").and_then(Value::as_str).and_then(integer_range_exact);
+            let bound = match (bound, format) {
+                (Some(b), Some((lo, hi))) => Some(if below { b.max(lo) } else { b.min(hi) }),
+                (Some(b), None) => Some(b),
+                (None, Some((lo, hi))) => Some(if below { lo } else { hi }),
+                (None, None) => None,
+            };
+            match bound {
+                Some(b) if below && exact < b => {
+                    return issues.push(path.issue(format!("expected a number >= {b}, found {value}")));
+                }
+                Some(b) if !below && exact > b => {
+                    return issues.push(path.issue(format!("expected a number <= {b}, found {value}")));
+                }
+                _ => {}
+            }
+        }
+    }
     let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
     let format_range = schema.get("format").and_then(Value::as_str).and_then(integer_range);
     let (mut min, mut max) = (bound("minimum"), bound("maximum"));
@@ -299,19 +328,61 @@ fn check_number(schema: &Map<String, Value>, value: &Value, path: &Path, issues:
     }
 }
 
-/// The range of schemars' integer formats.
-fn integer_range(format: &str) -> Option<(f64, f64)> {
+/// The largest integer every larger one of which a float may have rounded
+/// to: 2^53.
+const MAX_EXACT_FLOAT: f64 = 9_007_199_254_740_992.0;
+
+/// An integral JSON number exactly, whether written `5` or `5.0`.
+fn exact_integer(value: &Value) -> Option<i128> {
+    let Value::Number(n) = value else { return None };
+    if let Some(i) = n.as_i64() {
+        return Some(i128::from(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(i128::from(u));
+    }
+    // Floats are exact integers only up to 2^53.
+    n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT).map(|f| f as i128)
+}
+
+/// The range of schemars' integer formats, exactly.
+fn integer_range_exact(format: &str) -> Option<(i128, i128)> {
     Some(match format {
-        "int8" => (i8::MIN as f64, i8::MAX as f64),
-        "int16" => (i16::MIN as f64, i16::MAX as f64),
-        "int32" => (i32::MIN as f64, i32::MAX as f64),
-        "int64" => (i64::MIN as f64, i64::MAX as f64),
-        "uint8" => (0.0, u8::MAX as f64),
-        "uint16" => (0.0, u16::MAX as f64),
-        "uint32" => (0.0, u32::MAX as f64),
-        "uint64" | "uint" => (0.0, u64::MAX as f64),
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" => (i64::MIN.into(), i64::MAX.into()),
+        "uint8" => (0, u8::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "uint64" | "uint" => (0, u64::MAX.into()),
         _ => return None,
     })
+}
+
+/// Integral floats written as integers (`2.0` → `2`), exactly when they
+/// fit `i64` or `u64`: JSON Schema counts `2.0` as an integer, serde does
+/// not, so a payload the schema accepts must deserialize too.
+///
+/// Only up to 2^53: beyond, a float may already be a rounded neighbour of
+/// the number that was written (`-9223372036854775809` parses as
+/// `i64::MIN`), and the validator refuses it for integer formats instead.
+pub(crate) fn normalize_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_FLOAT) {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_integers),
+        Value::Object(map) => map.values_mut().for_each(normalize_integers),
+        _ => {}
+    }
+}
+
+/// The range of schemars' integer formats, as floats.
+fn integer_range(format: &str) -> Option<(f64, f64)> {
+    integer_range_exact(format).map(|(lo, hi)| (lo as f64, hi as f64))
 }
 
 fn number(n: f64) -> String {
@@ -416,7 +487,7 @@ pub(crate) fn describe(value: &Value) -> String {
 mod tests {
     use serde_json::json;
 
-    use super::validate;
+    use super::{normalize_integers, validate};
 
     fn messages(schema: serde_json::Value, value: serde_json::Value) -> Vec<String> {
         match validate(&schema, &value) {
@@ -505,5 +576,19 @@ mod tests {
             messages(schema, json!({"my key": "v"})),
             ["payload[\"my key\"]: expected integer, found string \"v\""]
         );
+    }
+
+    #[test]
+    fn integers_are_bounded_exactly_and_integral_floats_count() {
+        let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "format": "int64"}}});
+        let check = |n: &str| validate(&schema, &serde_json::from_str(&format!(r#"{{"n": {n}}}"#)).unwrap());
+        assert!(check("9223372036854775807").is_ok());
+        let error = check("9223372036854775808").unwrap_err().to_string();
+        assert_eq!(error, "payload.n: expected a number <= 9223372036854775807, found 9223372036854775808");
+        assert!(check("-9223372036854775809").unwrap_err().to_string().contains("fits int64 exactly"));
+        assert!(check("2.0").is_ok(), "JSON Schema counts 2.0 as an integer");
+        let mut value = json!({"n": 2.0, "list": [1e3, 0.5]});
+        normalize_integers(&mut value);
+        assert_eq!(value, json!({"n": 2, "list": [1000, 0.5]}));
     }
 }

@@ -264,6 +264,7 @@ impl TaskDef {
                 }
             }
         }
+        payload::normalize_integers(&mut payload);
         payload::validate(self.args_schema(), &payload)?;
         Ok(payload)
     }

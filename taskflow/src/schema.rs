@@ -5,9 +5,47 @@
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
-/// The schema of `T` (draft 2020-12, user types under `$defs`).
+/// The schema of `T` (draft 2020-12, user types under `$defs`), with the
+/// range of each integer `format` written out as `minimum` / `maximum`, so
+/// the schema states every bound the validator enforces (`uint32` says
+/// nothing of its maximum to a client that does not know schemars).
 pub(crate) fn schema_of<T: JsonSchema>() -> Value {
-    Value::from(schemars::schema_for!(T))
+    let mut schema = Value::from(schemars::schema_for!(T));
+    bound_integer_formats(&mut schema);
+    schema
+}
+
+fn bound_integer_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some((lo, hi)) = map.get("format").and_then(Value::as_str).and_then(integer_format_range) {
+                if !map.contains_key("minimum") {
+                    map.insert("minimum".to_owned(), lo);
+                }
+                if !map.contains_key("maximum") {
+                    map.insert("maximum".to_owned(), hi);
+                }
+            }
+            map.values_mut().for_each(bound_integer_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integer_formats),
+        _ => {}
+    }
+}
+
+/// The range of schemars' integer formats, as JSON numbers.
+pub(crate) fn integer_format_range(format: &str) -> Option<(Value, Value)> {
+    Some(match format {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "int64" => (i64::MIN.into(), i64::MAX.into()),
+        "uint8" => (0.into(), u8::MAX.into()),
+        "uint16" => (0.into(), u16::MAX.into()),
+        "uint32" => (0.into(), u32::MAX.into()),
+        "uint64" | "uint" => (0.into(), u64::MAX.into()),
+        _ => return None,
+    })
 }
 
 /// Adds the task's title, description, argument descriptions and defaults

@@ -8,6 +8,7 @@ mod crash;
 mod engine;
 mod executor;
 mod faults;
+mod hardening;
 mod invoke;
 mod pages;
 mod registry;

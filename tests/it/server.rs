@@ -25,13 +25,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server with the test user and key, and these extra
+    /// Starts `simple_tasks` with the test user and key, and these extra
     /// environment variables.
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &[], env)
+    }
+
+    /// Starts `serve` of `binary` with extra arguments and environment.
+    pub fn start_binary(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_simple_tasks"));
+        let mut command = Command::new(binary);
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--grace", "2"])
+            .args(args)
             .arg("--data-dir")
             .arg(dir.path())
             .env_remove("TASKFLOW_ADDR")
@@ -64,11 +70,12 @@ impl Server {
         };
         let url = field("Control plane: ");
         let login_link = field("Log in: ");
-        let output = Command::new(env!("CARGO_BIN_EXE_simple_tasks"))
+        let output = Command::new(binary)
             .arg("--data-dir")
             .arg(dir.path())
             .arg("token")
             .env_remove("TASKFLOW_SECRET")
+            .envs(env.iter().copied().filter(|(k, _)| *k == "TASKFLOW_SECRET"))
             .output()
             .unwrap();
         assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));

@@ -109,7 +109,9 @@ async fn the_events_socket_sees_every_run() {
             statuses.push(event["task"]["status"].as_str().unwrap().to_owned());
         }
     }
-    assert_eq!(statuses.first().map(String::as_str), Some("pending"), "{statuses:?}");
+    // In order, whatever the race between the submit's event and the claim's.
+    let rank = |s: &str| ["pending", "running", "completed"].iter().position(|x| *x == s).unwrap();
+    assert!(statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "{statuses:?}");
     // An open socket does not hold the server up: SIGTERM still ends it cleanly.
     assert!(server.stop().success(), "serve exits cleanly with a socket open");
     drop(socket);

@@ -31,8 +31,10 @@ pub struct FunctionList {
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {
     /// Seconds to wait for the result (default 30, at most 300).
+    #[param(minimum = 0, maximum = 300)]
     pub timeout: Option<u64>,
     /// `thread`, `process` or `docker`; the task's default when absent.
+    #[param(value_type = Option<crate::port::ExecutorName>)]
     pub executor: Option<String>,
 }
 

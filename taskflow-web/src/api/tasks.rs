@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::port::{FieldIssue, ListQuery, LogLine, SubmitRequest, TaskPage, TaskRun};
+use crate::port::{FieldIssue, ListQuery, LogLine, StatusName, SubmitRequest, TaskPage, TaskRun};
 
 /// The largest page `list` returns.
 pub(crate) const MAX_PAGE: u32 = 500;
@@ -26,35 +26,33 @@ pub(crate) const MAX_LOG_PAGE: u32 = 10_000;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `pending`, `running`, `completed`, `failed` or `cancelled`.
-    pub status: Option<String>,
+    pub status: Option<StatusName>,
     /// Only runs of this task.
     pub task_title: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Runs to skip.
+    #[param(minimum = 0, maximum = 2_147_483_647)]
     pub offset: Option<u32>,
 }
 
 impl ListParams {
     /// Checks the filters and turns them into the port's query.
     pub(crate) fn into_query(self) -> Result<ListQuery, ApiError> {
-        if let Some(status) = &self.status {
-            if !STATUSES.contains(&status.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "unknown status `{status}`; expected one of {}",
-                    STATUSES.join(", ")
-                )));
-            }
-        }
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if limit == 0 || limit > MAX_PAGE {
             return Err(ApiError::bad_request(format!("limit={limit}: ask for 1 to {MAX_PAGE} runs a page")));
         }
+        let offset = self.offset.unwrap_or(0);
+        if offset > i32::MAX as u32 {
+            return Err(ApiError::bad_request(format!("offset={offset}: at most {}", i32::MAX)));
+        }
         Ok(ListQuery {
-            status: self.status,
+            status: self.status.map(|s| s.as_str().to_owned()),
             task_title: self.task_title.filter(|t| !t.is_empty()),
             limit,
-            offset: self.offset.unwrap_or(0),
+            offset,
         })
     }
 }
@@ -68,8 +66,10 @@ pub(crate) const STATUSES: [&str; 5] = ["pending", "running", "completed", "fail
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// Only lines after this sequence number (default 0: from the start).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub after: Option<u64>,
     /// At most this many (default and maximum 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
@@ -101,7 +101,7 @@ pub struct DeleteParams {
     operation_id = "submit_task",
     tag = "tasks",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe; same as `idempotency_key`")),
+    description = "Validates the payload against the task's schema and stores a run. An `Idempotency-Key` header works as the body's `idempotency_key` (when both are sent they must be equal).",
     request_body = SubmitRequest,
     responses(
         (status = 202, description = "Stored (or found); it runs when a worker claims it", body = TaskRun),
@@ -195,7 +195,8 @@ pub(crate) async fn show(
     security(("bearer" = [])),
     params(("task_id" = String, Path, description = "The run's id")),
     responses(
-        (status = 200, description = "The result as an attachment: JSON, or text for a string result", body = String, content_type = "application/json"),
+        (status = 200, description = "The result as an attachment: JSON, or text for a string result",
+            content((serde_json::Value = "application/json"), (String = "text/plain"))),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has no result (not completed)", body = ErrorBody),
@@ -256,6 +257,9 @@ pub(crate) async fn logs(
     ApiQuery(params): ApiQuery<LogParams>,
 ) -> Result<Json<LogPage>, ApiError> {
     let after = params.after.unwrap_or(0);
+    if after > i64::MAX as u64 {
+        return Err(ApiError::bad_request(format!("after={after}: at most {}", i64::MAX)));
+    }
     let limit = params.limit.unwrap_or(MAX_LOG_PAGE);
     if limit == 0 || limit > MAX_LOG_PAGE {
         return Err(ApiError::bad_request(format!("limit={limit}: ask for 1 to {MAX_LOG_PAGE} lines")));

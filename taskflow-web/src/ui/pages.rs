@@ -449,10 +449,19 @@ struct LoginPage {
     next: String,
 }
 
-/// Only paths of this site: never `//evil.example` or a full URL.
+/// Only paths of this site: never `//evil.example`, a full URL, or a path
+/// a browser would read as one once it drops tabs, newlines and
+/// backslashes (`/\t/evil.example`).
 fn safe_next(next: Option<&String>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.clone(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\')
+                && n.trim_start_matches('/').len() + 1 == n.len() =>
+        {
+            n.clone()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -485,7 +494,10 @@ pub(crate) async fn login_page(
         Ok(subject) => start_session(&state.auth, &subject, &next),
         Err(error) => {
             state.auth.record_failure(client);
-            login_failed(&format!("That login link does not work ({error}). Restart `serve` for a new one."), next)
+            login_failed(
+                &format!("That login link does not work ({error}). `serve` prints a new one each start."),
+                next,
+            )
         }
     }
 }
@@ -536,4 +548,22 @@ pub(crate) async fn logout(
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(header::SET_COOKIE, Auth::clear_cookie());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        let next = |n: &str| safe_next(Some(&n.to_owned()));
+        assert_eq!(next("/runs?status=failed"), "/runs?status=failed");
+        assert_eq!(next("/"), "/");
+        for outside in
+            ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n", "https://evil.example", "evil", "/\u{7f}"]
+        {
+            assert_eq!(next(outside), "/", "{outside:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

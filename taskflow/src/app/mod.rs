@@ -101,6 +101,12 @@ struct ServeArgs {
     /// The largest request body the control plane accepts, in bytes
     #[arg(long, env = "TASKFLOW_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
+    /// Requests the control plane handles at once; more get 503 at once
+    #[arg(long, env = "TASKFLOW_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// Seconds a client may take to send a request's headers, then its body
+    #[arg(long, env = "TASKFLOW_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    read_timeout_seconds: u64,
 }
 
 #[derive(Debug, Args)]
