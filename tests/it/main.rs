@@ -5,6 +5,7 @@ mod backends;
 mod browser;
 mod cli;
 mod crash;
+mod delivery;
 mod engine;
 mod executor;
 mod faults;

@@ -18,8 +18,10 @@ pub struct Server {
     pub url: String,
     /// The one-click login link the banner printed.
     pub login_link: String,
-    /// The data directory, removed with the server.
-    _dir: tempfile::TempDir,
+    /// The data directory.
+    pub data_dir: std::path::PathBuf,
+    /// Removes the data directory when the server made it.
+    _dir: Option<tempfile::TempDir>,
     /// A bearer token from `simple_tasks token`.
     pub token: String,
 }
@@ -34,12 +36,21 @@ impl Server {
     /// Starts `serve` of `binary` with extra arguments and environment.
     pub fn start_binary(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(binary, dir.path(), args, env);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts `serve` of `binary` on the data directory `data_dir` (which
+    /// outlives it, for restarts).
+    pub fn start_in(binary: &str, data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary);
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--grace", "2"])
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(data_dir)
+            .env("TASKFLOW_DATA_DIR", data_dir)
             .env_remove("TASKFLOW_ADDR")
             .env_remove("TASKFLOW_DATABASE_URL")
             .env_remove("TASKFLOW_SECRET")
@@ -72,7 +83,7 @@ impl Server {
         let login_link = field("Log in: ");
         let output = Command::new(binary)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(data_dir)
             .arg("token")
             .env_remove("TASKFLOW_SECRET")
             .envs(env.iter().copied().filter(|(k, _)| *k == "TASKFLOW_SECRET"))
@@ -80,7 +91,7 @@ impl Server {
             .unwrap();
         assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));
         let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-        Server { child: Some(child), url, login_link, _dir: dir, token }
+        Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token }
     }
 
     /// `url` + `path`.
@@ -98,6 +109,20 @@ impl Server {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse().unwrap());
         reqwest::Client::builder().default_headers(headers).build().unwrap()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and returns the child, to watch it stop.
+    pub fn terminate(mut self) -> Child {
+        let child = self.child.take().unwrap();
+        terminate(&child);
+        child
     }
 
     /// Stops the server with SIGTERM and waits for it.

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// 0 keeps them forever
     #[arg(long, env = "TASKFLOW_RETENTION_DAYS", default_value_t = 7)]
     retention_days: u64,
+    /// How many runs this server executes at once
+    #[arg(long, env = "TASKFLOW_MAX_CONCURRENCY", default_value_t = 32)]
+    max_concurrency: usize,
     /// The largest request body the control plane accepts, in bytes
     #[arg(long, env = "TASKFLOW_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -236,7 +239,9 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         let (store, described) = open_store(store_args).await?;
         let retention = (args.retention_days > 0)
             .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
-        let engine = Engine::start(store, EngineConfig { retention, ..EngineConfig::default() })?;
+        let config =
+            EngineConfig { retention, max_concurrency: args.max_concurrency.max(1), ..EngineConfig::default() };
+        let engine = Engine::start(store, config)?;
         let web = web::start(&engine, store_args, &args).await?;
         let result = (|| -> std::io::Result<()> {
             writeln!(

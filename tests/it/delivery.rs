@@ -1,0 +1,231 @@
+//! Delivery over the real server process: a submit acknowledged before a
+//! `SIGKILL` is there after the restart, exactly once; concurrent submits
+//! with one idempotency key make one run; `SIGTERM` hands runs still going
+//! back to the queue and claims nothing new; a poison run stops after its
+//! attempts while the server stays healthy.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::server::{Server, wait_final};
+
+const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
+
+/// Every run in the store, through the API.
+async fn all_runs(server: &Server) -> Vec<Value> {
+    let client = server.client();
+    let mut runs = Vec::new();
+    loop {
+        let page: Value = client
+            .get(server.at(&format!("/api/v1/tasks?limit=500&offset={}", runs.len())))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            return runs;
+        }
+        runs.extend(items);
+    }
+}
+
+/// `start`/`done` lines of the effect log: (what, run id, attempt).
+fn effects(server: &Server) -> Vec<(String, String, u32)> {
+    let text = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let what = parts.next().unwrap().to_owned();
+            let id = parts.next().unwrap().to_owned();
+            (what, id, parts.next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn acknowledged_submits_survive_a_sigkill_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(APP, dir.path(), &[], &[]);
+    let client = server.client();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<(u32, String)>();
+    let mut submits = Vec::new();
+    for n in 0..200u32 {
+        let client = client.clone();
+        let url = server.at("/api/v1/tasks");
+        let acked = acked_tx.clone();
+        submits.push(tokio::spawn(async move {
+            // Delayed an hour: the runs wait in the store, so what is
+            // counted is what was stored, not what ran.
+            let body = json!({"task_title": "effect", "payload": {"n": n, "millis": 1}, "delay_seconds": 3600, "unique": false});
+            if let Ok(response) = client.post(url).json(&body).send().await
+                && response.status().is_success()
+                && let Ok(run) = response.json::<Value>().await
+            {
+                let _ = acked.send((n, run["task_id"].as_str().unwrap().to_owned()));
+            }
+        }));
+    }
+    drop(acked_tx);
+    let mut acked = HashMap::new();
+    while let Some((n, id)) = acked_rx.recv().await {
+        acked.insert(id, n);
+        if acked.len() == 100 {
+            break;
+        }
+    }
+    server.kill();
+    for submit in submits {
+        let _ = submit.await;
+    }
+    while let Ok((n, id)) = acked_rx.try_recv() {
+        acked.insert(id, n);
+    }
+    assert!(acked.len() >= 100);
+
+    let server = Server::start_in(APP, dir.path(), &[], &[]);
+    let runs = all_runs(&server).await;
+    let mut seen = HashSet::new();
+    for run in &runs {
+        let id = run["task_id"].as_str().unwrap();
+        assert!(seen.insert(id.to_owned()), "run {id} is stored once");
+        // None half-created: each stored run is whole.
+        assert_eq!(run["task_title"], "effect");
+        assert_eq!(run["status"], "pending", "{run}");
+        assert!(run["payload"]["n"].as_u64().is_some_and(|n| n < 200), "{run}");
+    }
+    for (id, n) in &acked {
+        let run = runs.iter().find(|r| r["task_id"] == id.as_str());
+        let run = run.unwrap_or_else(|| panic!("acknowledged run {id} (n = {n}) was lost"));
+        assert_eq!(run["payload"]["n"], *n, "the run holds its own payload");
+    }
+    let payloads: HashSet<u64> = runs.iter().map(|r| r["payload"]["n"].as_u64().unwrap()).collect();
+    assert_eq!(payloads.len(), runs.len(), "no submit was stored twice");
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_twenty_times_at_once_makes_one_run() {
+    let server = Server::start_binary(APP, &[], &[]);
+    let client = server.client();
+    let body = json!({"task_title": "effect", "payload": {"n": 7, "millis": 1}, "delay_seconds": 3600});
+    let sends: Vec<_> = (0..20)
+        .map(|_| {
+            let request = client.post(server.at("/api/v1/tasks")).header("idempotency-key", "charge-42").json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (response.status(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.unwrap());
+    }
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::ACCEPTED), "{answers:?}");
+    assert!(answers.iter().all(|a| a.1 == answers[0].1), "twenty identical answers: {answers:?}");
+    assert_eq!(all_runs(&server).await.len(), 1, "one run");
+
+    let other = json!({"task_title": "effect", "payload": {"n": 8, "millis": 1}});
+    let response = client
+        .post(server.at("/api/v1/tasks"))
+        .header("idempotency-key", "charge-42")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT, "the key with another body");
+}
+
+#[tokio::test]
+async fn sigterm_claims_nothing_new_and_hands_back_runs_still_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let grace = 2; // the harness starts every server with `--grace 2`
+    let server = Server::start_in(APP, dir.path(), &["--max-concurrency", "5"], &[]);
+    let client = server.client();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let body = json!({"task_title": "effect", "payload": {"n": n, "millis": 60_000}, "unique": false});
+        let run: Value =
+            client.post(server.at("/api/v1/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+        ids.push(run["task_id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while effects(&server).len() < 5 {
+        assert!(Instant::now() < deadline, "five runs never started: {:?}", effects(&server));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started: HashSet<String> = effects(&server).into_iter().map(|(_, id, _)| id).collect();
+    let data_dir = server.data_dir.clone();
+    let mut child = server.terminate();
+    // Bounded: the grace period, then the hand-back, then the exit.
+    let deadline = Instant::now() + Duration::from_secs(grace + 5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not exit within grace + 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let after: Vec<(String, String, u32)> = {
+        let text = std::fs::read_to_string(data_dir.join("effects.log")).unwrap();
+        text.lines()
+            .map(|l| {
+                let p: Vec<&str> = l.split(' ').collect();
+                (p[0].to_owned(), p[1].to_owned(), p[2].parse().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(after.len(), 5, "nothing new was claimed after SIGTERM, none finished: {after:?}");
+
+    // Read the store with no engine on it: every run is pending again, on
+    // its first attempt (a hand-back is not an attempt).
+    for id in &ids {
+        let output =
+            std::process::Command::new(APP).arg("--data-dir").arg(&data_dir).args(["status", id]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let run: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(run["status"], "pending", "{run}");
+        assert_eq!(run["attempt"], 1, "{run}");
+        assert!(!started.contains(id) || run["worker_id"].is_null(), "its lease is released: {run}");
+    }
+}
+
+#[tokio::test]
+async fn a_poison_run_stops_after_its_attempts_and_health_stays_fine() {
+    let server = Server::start_binary(APP, &[], &[]);
+    let client = server.client();
+    let run: Value = client
+        .post(server.at("/api/v1/tasks"))
+        .json(&json!({"task_title": "always_panics", "payload": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let waiting = {
+        let client = client.clone();
+        let server_url = server.at("");
+        tokio::spawn(async move {
+            // /health answers all the while.
+            for _ in 0..20 {
+                let response = client.get(format!("{server_url}/health")).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let done = wait_final(&client, &server, &id).await;
+    waiting.await.unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempt"], 3, "exactly three attempts: {done}");
+    assert_eq!(done["error"]["kind"], "panicked");
+    assert!(done["error"]["message"].as_str().unwrap().contains("poisoned on purpose"), "{done}");
+}
