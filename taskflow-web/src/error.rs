@@ -36,7 +36,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable word: `bad_request`, `unauthorized`, `not_found`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`,
-    /// `invalid`, `too_many_requests`, `unavailable`, `internal`.
+    /// `invalid`, `too_many_requests`, `unavailable`, `store_full`,
+    /// `internal`.
     pub code: String,
     /// What to fix, in one sentence.
     pub message: String,
@@ -129,6 +130,7 @@ impl From<PortError> for ApiError {
             PortError::Invalid { message, issues } => ApiError::invalid(message, &issues),
             PortError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             PortError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            PortError::StoreFull(message) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_full", message),
             PortError::Internal(detail) => ApiError::internal(detail),
         }
     }
@@ -261,6 +263,7 @@ mod tests {
             (PortError::Invalid { message: "m".into(), issues: vec![] }, StatusCode::UNPROCESSABLE_ENTITY),
             (PortError::Conflict("c".into()), StatusCode::CONFLICT),
             (PortError::Unavailable("u".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (PortError::StoreFull("f".into()), StatusCode::INSUFFICIENT_STORAGE),
             (PortError::Internal("secret detail".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (error, status) in cases {

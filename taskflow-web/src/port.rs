@@ -81,6 +81,9 @@ pub enum PortError {
     /// The store or an executor is not reachable now; try again (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The store has no room left (its disk or size limit is full) (507).
+    #[error("{0}")]
+    StoreFull(String),
     /// A fault of the server (500; the detail is logged, not sent).
     #[error("{0}")]
     Internal(String),

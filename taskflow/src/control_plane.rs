@@ -206,6 +206,12 @@ fn store_error(error: store::Error) -> PortError {
         | store::Error::Active(_)
         | store::Error::IdempotencyConflict { .. }
         | store::Error::StaleAttempt { .. }) => PortError::Conflict(error.to_string()),
+        store::Error::Database(detail) if detail.contains("database or disk is full") => {
+            tracing::error!(%detail, "taskflow control plane: the store is full");
+            PortError::StoreFull(
+                "the store is full (its disk, or its size limit): nothing was stored; free space and retry".to_owned(),
+            )
+        }
         store::Error::Database(detail) => {
             // The database's own words stay in the server's log.
             tracing::warn!(%detail, "taskflow control plane: the store failed");

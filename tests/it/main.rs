@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod crash;
 mod delivery;
+mod disk_full;
 mod engine;
 mod executor;
 mod faults;

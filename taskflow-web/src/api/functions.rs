@@ -96,6 +96,7 @@ pub(crate) async fn show(
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "The payload does not fit the task's schema", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
+        (status = 507, description = "The store is full; nothing was stored", body = ErrorBody),
     )
 )]
 pub(crate) async fn call(

@@ -113,6 +113,7 @@ pub struct DeleteParams {
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "The payload does not fit the task's schema, or a field is wrong", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
+        (status = 507, description = "The store is full; nothing was stored", body = ErrorBody),
     )
 )]
 pub(crate) async fn submit(

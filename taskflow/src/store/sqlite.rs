@@ -149,6 +149,39 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Caps the database at `pages` pages (`PRAGMA max_page_count`; never
+    /// below what it holds) and returns the cap in force. Writes past it
+    /// fail with [`Error::Database`] ("database or disk is full") and change
+    /// nothing, as when the disk itself is full: a quota for operators, and
+    /// the way tests fill the disk.
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64> {
+        self.write(move |conn| {
+            conn.pragma_update_and_check(None, "max_page_count", pages as i64, |row| row.get::<_, i64>(0))
+                .map(|cap| cap as u64)
+                .map_err(|e| Error::Database(format!("cannot set max_page_count: {e}")))
+        })
+        .await
+    }
+
+    /// How many pages the database holds now.
+    pub async fn page_count(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.pragma_query_value(None, "page_count", |row| row.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| Error::Database(format!("cannot read page_count: {e}")))
+        })
+        .await
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"`, or what is wrong.
+    pub async fn integrity_check(&self) -> Result<String> {
+        self.read(|conn| {
+            conn.pragma_query_value(None, "integrity_check", |row| row.get::<_, String>(0))
+                .map_err(|e| Error::Database(format!("cannot check integrity: {e}")))
+        })
+        .await
+    }
+
     /// Queues `op` for the writer; resolves once its batch has committed.
     fn write<T, F>(&self, op: F) -> BoxFuture<Result<T>>
     where
@@ -343,6 +376,8 @@ trait Command: Send {
     fn execute(&mut self, conn: &Connection) -> bool;
     /// Records a failure around the command (its savepoint).
     fn fail(&mut self, message: String);
+    /// Why the command failed, once it has.
+    fn failure(&self) -> Option<String>;
     /// Sends the answer: the command's own outcome, or the batch's failure.
     fn reply(self: Box<Self>, batch_failure: Option<&str>);
 }
@@ -367,6 +402,14 @@ impl<T: Send> Command for Job<T> {
 
     fn fail(&mut self, message: String) {
         self.outcome = Some(Err(Error::Database(message)));
+    }
+
+    fn failure(&self) -> Option<String> {
+        match &self.outcome {
+            Some(Err(Error::Database(message))) => Some(message.clone()),
+            Some(Err(error)) => Some(error.to_string()),
+            _ => None,
+        }
     }
 
     fn reply(self: Box<Self>, batch_failure: Option<&str>) {
@@ -416,6 +459,12 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()
                 // Dropping the savepoint rolled it back.
                 command.fail(format!("cannot release a savepoint: {e}"));
             }
+        } else if savepoint.is_autocommit() {
+            // SQLite itself rolled the whole transaction back (a full disk,
+            // an I/O error): every command of the batch fails, for this
+            // command's reason.
+            let reason = command.failure().unwrap_or_else(|| "unknown".to_owned());
+            return Err(format!("the batch was rolled back: {reason}"));
         } else if let Err(e) = savepoint.rollback() {
             // The failed command's changes might survive: fail the batch.
             return Err(format!("cannot roll back a failed command: {e}"));
