@@ -101,6 +101,15 @@ struct ServeArgs {
     /// How many runs this server executes at once
     #[arg(long, env = "TASKFLOW_MAX_CONCURRENCY", default_value_t = 32)]
     max_concurrency: usize,
+    /// How long a claim holds a run without a heartbeat, in seconds
+    #[arg(long, env = "TASKFLOW_LEASE_SECONDS", default_value_t = 30)]
+    lease_seconds: u64,
+    /// How often leases are renewed, in seconds (well under the lease)
+    #[arg(long, env = "TASKFLOW_HEARTBEAT_SECONDS", default_value_t = 10)]
+    heartbeat_seconds: u64,
+    /// How often runs of dead workers are looked for, in seconds
+    #[arg(long, env = "TASKFLOW_RESCUE_SECONDS", default_value_t = 5)]
+    rescue_seconds: u64,
     /// The largest request body the control plane accepts, in bytes
     #[arg(long, env = "TASKFLOW_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     max_body_bytes: usize,

@@ -66,8 +66,10 @@ const CHANNEL: &str = "taskflow_runs";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most connections the pool opens (the listener has its own).
 const MAX_CONNECTIONS: u32 = 10;
-/// How long a write waits for a free connection of the pool.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write waits for a free connection of the pool: short, so
+/// that with the database unreachable a request fails soon (503, retry)
+/// instead of holding its client for half a minute.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many changed ids a slow [`Store::changes`] receiver may fall behind.
 const CHANGES_CAPACITY: usize = 4096;
 /// The listener's wait before reconnecting: first, and at most.
