@@ -17,6 +17,7 @@ mod pages;
 mod proxy;
 mod registry;
 mod server;
+mod soak;
 mod tasks;
 mod tidy;
 mod ui;

@@ -45,8 +45,12 @@ impl Server {
     /// outlives it, for restarts).
     pub fn start_in(binary: &str, data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(binary);
+        command.arg("serve");
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         command
-            .args(["serve", "--addr", "127.0.0.1:0", "--grace", "2"])
+            .args(["--grace", "2"])
             .args(args)
             .arg("--data-dir")
             .arg(data_dir)
@@ -92,6 +96,11 @@ impl Server {
         assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));
         let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
         Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// `url` + `path`.
