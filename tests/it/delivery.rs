@@ -16,17 +16,9 @@ const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 
 /// Every run in the store, through the API.
 async fn all_runs(server: &Server) -> Vec<Value> {
-    let client = server.client();
     let mut runs = Vec::new();
     loop {
-        let page: Value = client
-            .get(server.at(&format!("/api/v1/tasks?limit=500&offset={}", runs.len())))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = server.get_json(&format!("/api/v1/tasks?limit=500&offset={}", runs.len())).await;
         let items = page["items"].as_array().unwrap().clone();
         if items.is_empty() {
             return runs;
@@ -200,15 +192,7 @@ async fn sigterm_claims_nothing_new_and_hands_back_runs_still_going() {
 async fn a_poison_run_stops_after_its_attempts_and_health_stays_fine() {
     let server = Server::start_binary(APP, &[], &[]);
     let client = server.client();
-    let run: Value = client
-        .post(server.at("/api/v1/tasks"))
-        .json(&json!({"task_title": "always_panics", "payload": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = server.submit(json!({"task_title": "always_panics", "payload": {}})).await;
     let id = run["task_id"].as_str().unwrap().to_owned();
     let waiting = {
         let client = client.clone();

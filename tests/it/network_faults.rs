@@ -83,8 +83,7 @@ async fn postgres_cut_for_five_seconds_answers_503_then_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     for id in &acked {
         loop {
-            let run: Value =
-                client.get(server.at(&format!("/api/v1/tasks/{id}"))).send().await.unwrap().json().await.unwrap();
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
             if run["status"] == "completed" {
                 break;
             }
@@ -129,8 +128,7 @@ async fn postgres_slowed_by_300_ms_expires_no_live_lease() {
     let deadline = Instant::now() + Duration::from_secs(120);
     for id in &ids {
         loop {
-            let run: Value =
-                client.get(server.at(&format!("/api/v1/tasks/{id}"))).send().await.unwrap().json().await.unwrap();
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
             if run["status"] == "completed" {
                 assert_eq!(run["attempt"], 1, "no lease expired, so no second attempt: {run}");
                 break;

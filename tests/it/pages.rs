@@ -203,19 +203,13 @@ async fn user_strings_are_escaped_and_headers_protect_the_pages() {
     let server = Server::start(&[]);
     let client = server.client();
     let attack = "<script>alert(1)</script>\"><img src=x onerror=alert(1)>javascript:alert(1)";
-    let run: Value = client
-        .post(server.at("/api/v1/tasks"))
-        .json(&json!({"task_title": "quote_order", "payload": {
+    let run: Value = server
+        .submit(json!({"task_title": "quote_order", "payload": {
             "address": {"street": attack, "city": attack},
             "items": [{"sku": attack, "quantity": 1, "unit_price_cents": 100}],
             "note": attack
         }}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     let id = run["task_id"].as_str().unwrap().to_owned();
     let done = wait_final(&client, &server, &id).await;
     assert_eq!(done["status"], "completed", "{done}");

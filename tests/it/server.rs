@@ -113,6 +113,18 @@ impl Server {
         format!("{}{path}", self.url.replacen("http://", "ws://", 1))
     }
 
+    /// `POST /api/v1/tasks` with `body`; the run of the 202.
+    pub async fn submit(&self, body: serde_json::Value) -> serde_json::Value {
+        let response = self.client().post(self.at("/api/v1/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED, "submitting {body}");
+        response.json().await.unwrap()
+    }
+
+    /// `GET path` as JSON, with the bearer token.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client().get(self.at(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     /// A client sending the bearer token.
     pub fn client(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();

@@ -47,16 +47,7 @@ async fn next(socket: &mut Socket) -> Value {
 #[tokio::test]
 async fn a_run_socket_sends_its_status_log_and_changes() {
     let server = Server::start(&[]);
-    let client = server.client();
-    let run: Value = client
-        .post(server.at("/api/v1/tasks"))
-        .json(&json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 2}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = server.submit(json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 2}})).await;
     let id = run["task_id"].as_str().unwrap();
     let mut socket = connect(&server, &format!("/api/v1/tasks/{id}/ws"), &bearer(&server)).await.unwrap();
     let first = next(&mut socket).await;
@@ -91,17 +82,8 @@ async fn a_run_socket_sends_its_status_log_and_changes() {
 #[tokio::test]
 async fn the_events_socket_sees_every_run() {
     let server = Server::start(&[]);
-    let client = server.client();
     let mut socket = connect(&server, "/api/v1/events/ws", &bearer(&server)).await.unwrap();
-    let run: Value = client
-        .post(server.at("/api/v1/tasks"))
-        .json(&json!({"task_title": "add_numbers", "payload": {"a": 1, "b": 2}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run: Value = server.submit(json!({"task_title": "add_numbers", "payload": {"a": 1, "b": 2}})).await;
     let mut statuses = Vec::new();
     while statuses.last().map(String::as_str) != Some("completed") {
         let event = next(&mut socket).await;
