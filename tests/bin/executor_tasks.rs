@@ -129,3 +129,10 @@ pub fn env() -> (Option<String>, Option<String>) {
 pub fn based() -> u32 {
     1
 }
+
+/// Read the marker file of the local base image `taskflow-it-base:1`, which
+/// the base image test builds first.
+#[task(title = "exec.on_base", image = "taskflow-it-base:1")]
+pub fn on_base() -> String {
+    std::fs::read_to_string("/etc/taskflow-base-marker").unwrap_or_else(|e| format!("no marker: {e}"))
+}

@@ -270,6 +270,35 @@ async fn a_missing_base_image_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_may_run_on_a_local_base_image() {
+    let marked = Marked::new();
+    let app = format!("taskflow-it-base-{}", marked.id);
+    let executor = DockerExecutor::new(config(&marked, &app, &worker()));
+    if !available(&executor).await {
+        return;
+    }
+    // A base image of this engine, built here (nothing can be pulled): one
+    // file, no libraries, no shell.
+    let base = "taskflow-it-base:1";
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("marker"), "from the base image").unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY marker /etc/taskflow-base-marker\n").unwrap();
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", base, "--label", &marked.label()])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // Dropped in reverse: the task's images go first, then the base.
+    let _base = RemoveImage(base.to_owned());
+    let _images = RemoveImages { app: app.clone() };
+    let (result, _) = run_on(&executor, "exec.on_base", json!({})).await;
+    assert_eq!(result.unwrap(), json!("from the base image"));
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_over_the_cap_is_a_clear_failure() {
     let marked = Marked::new();
     let mut config = config(&marked, APP, &worker());
@@ -313,6 +342,15 @@ async fn a_new_binary_gets_a_new_image_and_the_old_one_goes() {
         docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("label=taskflow.app={app}")]);
     assert_eq!(tags, std::slice::from_ref(&new.tag), "only the new binary's image is left");
     marked.assert_no_container_left();
+}
+
+/// Removes one image by name.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.0]);
+    }
 }
 
 /// Removes the images of an app of one test.
