@@ -136,3 +136,10 @@ pub fn based() -> u32 {
 pub fn on_base() -> String {
     std::fs::read_to_string("/etc/taskflow-base-marker").unwrap_or_else(|e| format!("no marker: {e}"))
 }
+
+/// The pid of the process it runs in; its runs go to the process executor
+/// unless a submit says otherwise.
+#[task(title = "exec.whoami", executor = "process")]
+pub fn whoami() -> u32 {
+    std::process::id()
+}

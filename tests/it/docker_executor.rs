@@ -400,6 +400,22 @@ async fn containers_of_a_dead_process_are_removed() {
     assert_eq!(left, ["another-host/1/0"], "only the dead process's container is removed");
 }
 
+/// Runs without an engine: no `SKIPPED`, on every machine.
+#[tokio::test]
+async fn an_unreachable_engine_says_where_it_looked_and_what_to_do() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.host = Some("unix:///nonexistent/docker.sock".to_owned());
+    let executor = DockerExecutor::new(config);
+    let availability = executor.availability().await;
+    assert!(!availability.available);
+    assert!(availability.detail.contains("/nonexistent/docker.sock"), "{}", availability.detail);
+    let (result, _) = run_on(&executor, "exec.add", json!({"a": 1, "b": 2})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "docker_unavailable");
+    assert!(message.contains("unix:///nonexistent/docker.sock") && message.contains("DOCKER_HOST"), "{message}");
+}
+
 /// Through the engine: a run submitted for the Docker executor is claimed
 /// and executed in a container.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,6 +223,18 @@ async fn what_a_worker_started_dies_with_it() {
 }
 
 #[tokio::test]
+async fn a_frame_survives_a_stray_process_holding_stdout_open() {
+    // `setsid` leaves the process group, so the kill at the end misses it:
+    // the read of stdout is abandoned after a grace period, keeping the frame.
+    let (dir, path) =
+        script("cat >/dev/null; setsid sleep 600 & echo $! > \"$(dirname \"$0\")/stray.pid\"; echo '{\"ok\": 8}'");
+    let (result, _) = run_on(&executor_for(&path), "exec.add", json!({"a": 1, "b": 2})).await;
+    let pid = std::fs::read_to_string(dir.path().join("stray.pid")).unwrap();
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    assert_eq!(result.unwrap(), json!(8));
+}
+
+#[tokio::test]
 async fn a_missing_program_is_a_clear_failure() {
     let (result, _) =
         run_on(&executor_for(Path::new("/nonexistent/worker")), "exec.add", json!({"a": 1, "b": 2})).await;
@@ -271,6 +283,13 @@ async fn the_engine_runs_process_runs() {
         }
     });
     stored.await.expect("the worker's lines are stored");
+
+    // A task whose `executor` option is `process` goes there by default.
+    let run = client.submit("exec.whoami", json!({})).await.unwrap();
+    assert_eq!(run.executor, ExecutorKind::Process);
+    let done = client.wait(run.id, WAIT).await.unwrap();
+    let pid = done.result.as_ref().and_then(Value::as_u64).expect("a pid");
+    assert_ne!(pid, u64::from(std::process::id()), "it ran in a child");
 
     let crashed = client.submit_with("exec.exit", json!({"code": 3}), options).await.unwrap();
     let done = client.wait(crashed.id, WAIT).await.unwrap();

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -133,14 +134,20 @@ impl ProcessExecutor {
             }
         });
         let cap = self.config.max_result_bytes;
-        let mut frame_reader = tokio::spawn(async move {
-            match stdout {
-                Some(stdout) => read_capped(stdout, cap).await,
-                None => Some(Vec::new()),
-            }
-        });
+        // Shared, so what was read survives a reader abandoned after the
+        // grace period (a process outside the group holding stdout open).
+        let read_so_far = Arc::new(Mutex::new(Vec::new()));
+        let mut frame_reader = {
+            let read_so_far = read_so_far.clone();
+            tokio::spawn(async move {
+                match stdout {
+                    Some(stdout) => read_capped(stdout, cap, &read_so_far).await,
+                    None => true,
+                }
+            })
+        };
         let log_ctx = ctx.clone();
-        let logger = tokio::spawn(async move {
+        let mut logger = tokio::spawn(async move {
             match stderr {
                 Some(stderr) => forward_lines(stderr, &log_ctx).await,
                 None => None,
@@ -149,19 +156,18 @@ impl ProcessExecutor {
 
         let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
         tokio::pin!(deadline);
-        let mut frame: Option<Option<Vec<u8>>> = None;
+        let mut read_done = false;
         let end = loop {
             tokio::select! {
                 status = child.inner().wait() => break match status {
                     Ok(status) => End::Exited(status),
                     Err(error) => End::WaitFailed(error.to_string()),
                 },
-                read = &mut frame_reader, if frame.is_none() => {
-                    let read = read.unwrap_or_default();
-                    if read.is_none() {
+                fits = &mut frame_reader, if !read_done => {
+                    if !fits.unwrap_or(true) {
                         break End::TooLarge;
                     }
-                    frame = Some(read);
+                    read_done = true;
                 }
                 () = &mut deadline, if timeout.is_some() => break End::TimedOut,
                 () = ctx.cancelled() => break End::Cancelled,
@@ -170,7 +176,13 @@ impl ProcessExecutor {
         // Whatever happened, nothing of the run lives on: the group goes.
         child.kill_group();
         writer.abort();
-        let last_output = tokio::time::timeout(DRAIN_GRACE, logger).await.ok().and_then(Result::ok).flatten();
+        let last_output = match tokio::time::timeout(DRAIN_GRACE, &mut logger).await {
+            Ok(last) => last.ok().flatten(),
+            Err(_) => {
+                logger.abort();
+                None
+            }
+        };
         let status = match end {
             End::Exited(status) => status,
             End::TooLarge => return Err(Error::ResultTooLarge { limit: cap }.into()),
@@ -186,19 +198,14 @@ impl ProcessExecutor {
                 return Err(Error::Crashed { how: format!("could not be waited for ({message})"), last_output }.into());
             }
         };
-        let stdout = match frame {
-            Some(read) => read,
-            None => match tokio::time::timeout(DRAIN_GRACE, &mut frame_reader).await {
-                Ok(read) => read.unwrap_or_default(),
-                Err(_) => {
-                    frame_reader.abort();
-                    Some(Vec::new())
-                }
-            },
-        };
-        let Some(stdout) = stdout else {
-            return Err(Error::ResultTooLarge { limit: cap }.into());
-        };
+        if !read_done {
+            match tokio::time::timeout(DRAIN_GRACE, &mut frame_reader).await {
+                Ok(Ok(false)) => return Err(Error::ResultTooLarge { limit: cap }.into()),
+                Ok(_) => {}
+                Err(_) => frame_reader.abort(),
+            }
+        }
+        let stdout = std::mem::take(&mut *read_so_far.lock().unwrap_or_else(|e| e.into_inner()));
         if stdout.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::Crashed { how: describe(status), last_output }.into());
         }
@@ -223,17 +230,17 @@ fn describe(status: ExitStatus) -> String {
     super::describe_exit(status.code(), signal)
 }
 
-/// Reads `reader` to its end; `None` as soon as it holds more than `cap`
-/// bytes.
-pub(crate) async fn read_capped(mut reader: impl AsyncRead + Unpin, cap: usize) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+/// Reads `reader` to its end into `out`; `false` as soon as that would be
+/// more than `cap` bytes.
+async fn read_capped(mut reader: impl AsyncRead + Unpin, cap: usize, out: &Mutex<Vec<u8>>) -> bool {
     let mut chunk = vec![0; 64 * 1024];
     loop {
         match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return Some(out),
+            Ok(0) | Err(_) => return true,
             Ok(n) => {
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
                 if out.len() + n > cap {
-                    return None;
+                    return false;
                 }
                 out.extend_from_slice(&chunk[..n]);
             }
