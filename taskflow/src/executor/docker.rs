@@ -18,7 +18,7 @@
 //! of this app (a crash) are removed when the engine starts.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -286,7 +286,12 @@ impl DockerExecutor {
     pub async fn image_for(&self, def: &'static TaskDef) -> Result<WorkerImage, Error> {
         let docker = self.connect().await?;
         let program = self.program()?;
-        let inputs = self.inner.inputs.get_or_try_init(|| BinaryInputs::of(&program)).await?;
+        // This process's own bytes, even after a deploy replaced the file.
+        let source = match &self.inner.config.program {
+            None if Path::new("/proc/self/exe").exists() => PathBuf::from("/proc/self/exe"),
+            _ => program.clone(),
+        };
+        let inputs = self.inner.inputs.get_or_try_init(|| BinaryInputs::of(&program, &source)).await?;
         let app = self.app()?;
         let tag =
             format!("taskflow-{}/{}:{}", image::name_component(&app), image::name_component(def.title()), inputs.hash);

@@ -28,6 +28,9 @@ type Linked = (Vec<(String, PathBuf)>, Option<String>);
 pub(crate) struct BinaryInputs {
     /// The binary on this machine.
     pub(crate) binary: PathBuf,
+    /// Where its bytes are read: the binary, or `/proc/self/exe` for this
+    /// very process (still the running build when a deploy replaced the file).
+    pub(crate) source: PathBuf,
     /// Its file name, also its name in the image (`/taskflow/<name>`).
     pub(crate) name: String,
     /// The first 16 hex digits of the SHA-256 of the binary and the image
@@ -45,27 +48,30 @@ pub(crate) struct BinaryInputs {
 const LAYOUT: &str = "taskflow-worker-image-v1";
 
 impl BinaryInputs {
-    /// Reads `binary`: its hash, and its libraries from `ldd`.
-    pub(crate) async fn of(binary: &Path) -> Result<BinaryInputs, Error> {
+    /// Reads `binary` (its bytes from `source`): its hash, and its libraries
+    /// from `ldd`.
+    pub(crate) async fn of(binary: &Path, source: &Path) -> Result<BinaryInputs, Error> {
         let assembly = |message: String| Error::Assembly { message };
         let name = binary
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| assembly(format!("`{}` names no file", binary.display())))?;
-        let path = binary.to_path_buf();
-        let hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-            let mut hasher = Sha256::new();
-            hasher.update(LAYOUT.as_bytes());
-            let mut file = std::fs::File::open(&path)?;
-            std::io::copy(&mut file, &mut hasher)?;
-            Ok(hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
-        })
-        .await
-        .map_err(|e| assembly(e.to_string()))?
-        .map_err(|e| assembly(format!("reading `{}`: {e}", binary.display())))?;
+        let path = source.to_path_buf();
+        let hash = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|bytes| hash(&bytes)))
+            .await
+            .map_err(|e| assembly(e.to_string()))?
+            .map_err(|e| assembly(format!("reading `{}`: {e}", source.display())))?;
         let (libraries, loader) = linked_libraries(binary).await?;
-        Ok(BinaryInputs { binary: binary.to_path_buf(), name, hash, libraries, loader })
+        Ok(BinaryInputs { binary: binary.to_path_buf(), source: source.to_path_buf(), name, hash, libraries, loader })
     }
+}
+
+/// The first 16 hex digits of the SHA-256 of the layout version and `binary`.
+fn hash(binary: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(LAYOUT.as_bytes());
+    hasher.update(binary);
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The shared libraries and loader `binary` links, from `ldd`. A static
@@ -132,13 +138,12 @@ fn resolve(path: &str) -> Result<PathBuf, Error> {
 pub(crate) fn build_context(inputs: &BinaryInputs, title: &str, base: Option<&str>) -> Result<Vec<u8>, Error> {
     let binary_path = format!("/{BINARY_DIR}/{}", inputs.name);
     let mut files: BTreeMap<String, (PathBuf, u32)> = BTreeMap::new();
-    files.insert(binary_path.clone(), (inputs.binary.clone(), 0o755));
     let entrypoint: Vec<String> = match base {
         None => {
             for (at, source) in &inputs.libraries {
                 files.insert(at.clone(), (source.clone(), 0o755));
             }
-            vec![binary_path, "__run".to_owned(), title.to_owned()]
+            vec![binary_path.clone(), "__run".to_owned(), title.to_owned()]
         }
         Some(_) => {
             let lib_dir = format!("/{BINARY_DIR}/lib");
@@ -153,12 +158,12 @@ pub(crate) fn build_context(inputs: &BinaryInputs, title: &str, base: Option<&st
                         format!("{lib_dir}/{}", loader.unwrap_or_default()),
                         "--library-path".to_owned(),
                         lib_dir,
-                        binary_path,
+                        binary_path.clone(),
                         "__run".to_owned(),
                         title.to_owned(),
                     ]
                 }
-                None => vec![binary_path, "__run".to_owned(), title.to_owned()],
+                None => vec![binary_path.clone(), "__run".to_owned(), title.to_owned()],
             }
         }
     };
@@ -181,6 +186,20 @@ pub(crate) fn build_context(inputs: &BinaryInputs, title: &str, base: Option<&st
         header.set_mtime(0);
         tar.append_data(&mut header, "rootfs/tmp/", std::io::empty()).map_err(io)?;
     }
+    // The bytes hashed are the bytes sent: a binary replaced on disk since
+    // its hash was taken must not go out under the old tag.
+    let binary = std::fs::read(&inputs.source)
+        .map_err(|e| Error::Assembly { message: format!("reading `{}`: {e}", inputs.source.display()) })?;
+    if hash(&binary) != inputs.hash {
+        return Err(Error::Assembly {
+            message: format!(
+                "`{}` changed since this process read it; restart the process to build images of the new binary",
+                inputs.binary.display()
+            ),
+        });
+    }
+    append_bytes(&mut tar, &format!("rootfs{binary_path}"), &binary, 0o755).map_err(io)?;
+    drop(binary);
     for (at, (source, mode)) in &files {
         let bytes = std::fs::read(source)
             .map_err(|e| Error::Assembly { message: format!("reading `{}`: {e}", source.display()) })?;
