@@ -204,11 +204,38 @@ async fn a_cancel_kills_and_removes_the_container() {
         }
     });
     started.await.expect("the container logs while running");
-    assert_eq!(marked.containers().len(), 1, "one container runs");
+    let containers = marked.containers();
+    assert_eq!(containers.len(), 1, "one container runs");
+    assert_hardened(&containers[0]);
     ctx.cancel();
     let result = tokio::time::timeout(WAIT, running).await.expect("no hang").unwrap();
     assert_eq!(result.unwrap_err(), TaskError::Cancelled);
     marked.assert_no_container_left();
+}
+
+/// What the engine says about a running container: the hardened defaults.
+fn assert_hardened(id: &str) {
+    let inspected = docker(&["inspect", id]);
+    let inspected: Value = serde_json::from_str(&inspected.join("\n")).unwrap();
+    let host = &inspected[0]["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["Memory"], 512 * 1024 * 1024);
+    assert_eq!(host["MemorySwap"], host["Memory"], "no swap beyond the limit");
+    assert_eq!(host["NanoCpus"], 1_000_000_000_i64);
+    assert_eq!(host["PidsLimit"], 128);
+    assert!(host["Tmpfs"]["/tmp"].as_str().unwrap().contains("size="), "{host}");
+    assert!(host["Binds"].is_null() || host["Binds"] == json!([]), "nothing mounted: {host}");
+    assert_eq!(inspected[0]["Mounts"], json!([]), "nothing mounted");
+    let config = &inspected[0]["Config"];
+    assert_eq!(config["User"], "65534:65534");
+    let env: Vec<&str> = config["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    // Docker adds its default PATH; nothing of the server's comes along.
+    assert!(env.iter().all(|e| e.starts_with("TASKFLOW_") || e.starts_with("PATH=")), "{env:?}");
+    assert_eq!(config["Labels"]["taskflow.app"], APP);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
