@@ -223,6 +223,13 @@ impl Engine {
         &self.inner.config
     }
 
+    /// Whether each executor of this engine can run here (thread, process,
+    /// docker), with its settings: the detail names the Docker engine's
+    /// version, or the connection error and how to fix it.
+    pub async fn availability(&self) -> Vec<crate::executor::Availability> {
+        self.inner.executors.availability().await
+    }
+
     /// Receives every status change and log line from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.inner.events.subscribe()

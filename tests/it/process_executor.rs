@@ -265,7 +265,10 @@ async fn the_engine_runs_process_runs() {
     let mut config = EngineConfig::default();
     config.poll_interval = Duration::from_millis(50);
     config.process.program = Some(worker());
-    let client = Client::new(Engine::start(store, config).unwrap());
+    let engine = Engine::start(store, config).unwrap();
+    let availability = engine.availability().await;
+    assert!(availability[1].available && availability[1].detail.contains("executor_app"), "{availability:?}");
+    let client = Client::new(engine);
     let mut options = SubmitOptions::default();
     options.executor = Some(ExecutorKind::Process);
     let run = client.submit_with("exec.chatty", json!({"n": 2}), options.clone()).await.unwrap();

@@ -295,6 +295,11 @@ impl DockerExecutor {
         let app = self.app()?;
         let tag =
             format!("taskflow-{}/{}:{}", image::name_component(&app), image::name_component(def.title()), inputs.hash);
+        // Found without waiting for another task's build; looked for again
+        // under the lock, which a build of this very image may have held.
+        if let Ok(found) = docker.inspect_image(&tag).await {
+            return Ok(WorkerImage { tag, id: found.id.unwrap_or_default(), hash: inputs.hash.clone(), built: false });
+        }
         let _building = BUILDING.lock().await;
         if let Ok(found) = docker.inspect_image(&tag).await {
             return Ok(WorkerImage { tag, id: found.id.unwrap_or_default(), hash: inputs.hash.clone(), built: false });

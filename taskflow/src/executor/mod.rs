@@ -177,25 +177,30 @@ pub struct Availability {
 /// `DOCKER_HOST` or the default socket): one entry per [`ExecutorKind`], in
 /// the order thread, process, docker. Never fails; an unavailable executor
 /// says why in its `detail`.
+///
+/// [`Engine::availability`](crate::engine::Engine::availability) answers the
+/// same for an engine's own executor settings.
 pub async fn availability() -> Vec<Availability> {
-    vec![
-        Availability {
-            kind: ExecutorKind::Thread,
-            available: true,
-            detail: "runs tasks on threads of this process".to_owned(),
-        },
-        ProcessExecutor::new(ProcessExecutorConfig::default()).availability(),
-        docker_availability().await,
-    ]
+    Executors {
+        thread: ThreadExecutor::default(),
+        process: ProcessExecutor::new(ProcessExecutorConfig::default()),
+        #[cfg(feature = "docker")]
+        docker: DockerExecutor::new(DockerExecutorConfig::default()),
+    }
+    .availability()
+    .await
 }
 
-#[cfg(feature = "docker")]
-async fn docker_availability() -> Availability {
-    DockerExecutor::new(DockerExecutorConfig::default()).availability().await
+fn thread_availability() -> Availability {
+    Availability {
+        kind: ExecutorKind::Thread,
+        available: true,
+        detail: "runs tasks on threads of this process".to_owned(),
+    }
 }
 
 #[cfg(not(feature = "docker"))]
-async fn docker_availability() -> Availability {
+fn docker_availability() -> Availability {
     Availability {
         kind: ExecutorKind::Docker,
         available: false,
@@ -221,6 +226,15 @@ impl Executors {
             kinds.push(ExecutorKind::Docker);
         }
         kinds
+    }
+
+    /// Whether each executor can run here: thread, process, docker.
+    pub(crate) async fn availability(&self) -> Vec<Availability> {
+        #[cfg(feature = "docker")]
+        let docker = self.docker.availability().await;
+        #[cfg(not(feature = "docker"))]
+        let docker = docker_availability();
+        vec![thread_availability(), self.process.availability(), docker]
     }
 
     /// Runs `def` on the executor `kind`.
