@@ -143,3 +143,9 @@ pub fn on_base() -> String {
 pub fn whoami() -> u32 {
     std::process::id()
 }
+
+/// The length of `text`: a large payload's way in.
+#[task(title = "exec.len")]
+pub fn len(text: String) -> usize {
+    text.len()
+}

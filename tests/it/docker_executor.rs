@@ -162,6 +162,16 @@ async fn errors_and_panics_keep_their_kind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_payload_goes_through() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let text = "y".repeat(4 << 20);
+    let (result, _) = run_on(&executor, "exec.len", json!({ "text": text })).await;
+    assert_eq!(result.unwrap(), json!(4 << 20));
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_stream_into_the_run() {
     let marked = Marked::new();
     let Some(executor) = executor(&marked).await else { return };

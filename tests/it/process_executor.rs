@@ -80,6 +80,12 @@ async fn a_result_comes_back() {
 }
 
 #[tokio::test]
+async fn a_large_payload_goes_through() {
+    let text = "y".repeat(4 << 20);
+    assert_eq!(run("exec.len", json!({ "text": text })).await.unwrap(), json!(4 << 20));
+}
+
+#[tokio::test]
 async fn an_err_fails_with_its_message() {
     let (kind, message) = kind_and_message(run("exec.fail", json!({"message": "no luck"})).await);
     assert_eq!((kind.as_str(), message.as_str()), ("failed", "no luck"));

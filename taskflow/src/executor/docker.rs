@@ -499,9 +499,13 @@ impl DockerExecutor {
         // Closing our half of the connection closes the container's stdin
         // (`stdin_once`); a worker that exits early makes these fail, which
         // its exit explains.
-        let _ = input.write_all(&body).await;
-        let _ = input.flush().await;
-        let _ = input.shutdown().await;
+        // Written beside the wait, so a worker that does not read cannot
+        // stall the run past its timeout.
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&body).await;
+            let _ = input.flush().await;
+            let _ = input.shutdown().await;
+        });
 
         let cap = self.inner.config.max_result_bytes;
         let log_ctx = ctx.clone();
@@ -560,6 +564,7 @@ impl DockerExecutor {
                 () = ctx.cancelled() => break End::Cancelled,
             }
         };
+        writer.abort();
         let code = match end {
             End::Exited(code) => code,
             other => {
