@@ -51,8 +51,19 @@ impl Marked {
         docker(&["ps", "-aq", "--filter", &format!("label={}", self.label())])
     }
 
+    /// The containers of this test's runs (not the step containers of its
+    /// image builds): those with an owner.
+    fn run_containers(&self) -> Vec<String> {
+        docker(&["ps", "-aq", "--filter", &format!("label={}", self.label()), "--filter", "label=taskflow.owner"])
+    }
+
     fn assert_no_container_left(&self) {
-        assert_eq!(self.containers(), Vec::<String>::new(), "containers left behind");
+        let left = self.containers();
+        if !left.is_empty() {
+            let mut args = vec!["inspect", "--format", "{{.State.Status}} {{.Created}} {{json .Config.Labels}}"];
+            args.extend(left.iter().map(String::as_str));
+            panic!("containers left behind: {:?}", docker(&args));
+        }
     }
 }
 
@@ -214,7 +225,7 @@ async fn a_cancel_kills_and_removes_the_container() {
         }
     });
     started.await.expect("the container logs while running");
-    let containers = marked.containers();
+    let containers = marked.run_containers();
     assert_eq!(containers.len(), 1, "one container runs");
     assert_hardened(&containers[0]);
     ctx.cancel();
@@ -375,9 +386,13 @@ async fn a_new_binary_gets_a_new_image_and_the_old_one_goes() {
     let new = second.image_for(def).await.unwrap();
     assert_ne!(new.hash, old.hash);
     assert_ne!(new.id, old.id);
-    let tags =
+    let mut tags =
         docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("label=taskflow.app={app}")]);
-    assert_eq!(tags, std::slice::from_ref(&new.tag), "only the new binary's image is left");
+    tags.sort();
+    // The task's image and the layer with the binary it builds on.
+    let mut expected = vec![new.tag.clone(), format!("taskflow-{app}:{}", new.hash)];
+    expected.sort();
+    assert_eq!(tags, expected, "only the new binary's images are left");
     marked.assert_no_container_left();
 }
 
@@ -477,7 +492,7 @@ async fn the_engine_runs_docker_runs() {
 
     let cancelled = client.submit_with("exec.sleep", json!({"millis": 600_000}), options).await.unwrap();
     let running = tokio::time::timeout(WAIT, async {
-        while marked.containers().is_empty() {
+        while marked.run_containers().is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });

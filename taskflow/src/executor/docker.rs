@@ -305,57 +305,49 @@ impl DockerExecutor {
             return Ok(WorkerImage { tag, id: found.id.unwrap_or_default(), hash: inputs.hash.clone(), built: false });
         }
         let base = def.options().container.image;
-        if let Some(base) = base {
-            if docker.inspect_image(base).await.is_err() {
-                return Err(Error::BaseImageMissing { image: base.to_owned(), title: def.title().to_owned() });
-            }
-        }
-        let inputs_for_tar = inputs.clone();
         let title = def.title().to_owned();
-        let context = tokio::task::spawn_blocking(move || image::build_context(&inputs_for_tar, &title, base))
-            .await
-            .map_err(|e| Error::Assembly { message: e.to_string() })??;
         let mut labels: HashMap<String, String> = self.inner.config.labels.iter().cloned().collect();
         labels.insert("taskflow.app".to_owned(), app.clone());
         labels.insert("taskflow.task".to_owned(), def.title().to_owned());
         labels.insert("taskflow.hash".to_owned(), inputs.hash.clone());
-        let options = BuildImageOptions {
-            dockerfile: "Dockerfile".to_owned(),
-            t: tag.clone(),
-            rm: true,
-            forcerm: true,
-            pull: false,
-            networkmode: "none".to_owned(),
-            labels,
-            ..Default::default()
-        };
-        let mut stream = docker.build_image(options, None, Some(context.into()));
-        let mut last = String::new();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(error) = info.error {
-                        return Err(Error::ImageBuild { tag, message: error.trim().to_owned() });
-                    }
-                    if let Some(line) = info.stream.filter(|s| !s.trim().is_empty()) {
-                        last = line.trim().to_owned();
-                    }
+        let id = match base {
+            Some(base) => {
+                if docker.inspect_image(base).await.is_err() {
+                    return Err(Error::BaseImageMissing { image: base.to_owned(), title });
                 }
-                Err(error) => {
-                    let message = match error {
-                        bollard::errors::Error::DockerStreamError { error } => error,
-                        other => other.to_string(),
-                    };
-                    return Err(Error::ImageBuild { tag, message });
-                }
+                let inputs = inputs.clone();
+                build(docker, &tag, labels, move |label_line| {
+                    image::build_context(&inputs, &title, Some(base), label_line)
+                })
+                .await?
             }
-        }
-        let found = docker
-            .inspect_image(&tag)
-            .await
-            .map_err(|e| Error::ImageBuild { tag: tag.clone(), message: format!("{e} (last output: {last})") })?;
+            None => {
+                let layer = self.layer(docker, inputs, &app).await?;
+                let entrypoint = image::entrypoint(inputs, &title, false);
+                build(docker, &tag, labels, move |label_line| image::entry_context(&layer, &entrypoint, label_line))
+                    .await?
+            }
+        };
         self.prune(docker, &app, &inputs.hash).await;
-        Ok(WorkerImage { tag, id: found.id.unwrap_or_default(), hash: inputs.hash.clone(), built: true })
+        Ok(WorkerImage { tag, id, hash: inputs.hash.clone(), built: true })
+    }
+
+    /// The app's layer image `taskflow-<app>:<hash>`: the binary, its
+    /// libraries, `/etc/passwd`, `/tmp`, the user; no entry point. Each
+    /// task's image adds only its entry point on top, so the binary is sent
+    /// and stored once per build of it, not once per task. Called under the
+    /// build lock.
+    async fn layer(&self, docker: &Docker, inputs: &BinaryInputs, app: &str) -> Result<String, Error> {
+        let tag = format!("taskflow-{}:{}", image::name_component(app), inputs.hash);
+        if docker.inspect_image(&tag).await.is_ok() {
+            return Ok(tag);
+        }
+        let mut labels: HashMap<String, String> = self.inner.config.labels.iter().cloned().collect();
+        labels.insert("taskflow.app".to_owned(), app.to_owned());
+        labels.insert("taskflow.hash".to_owned(), inputs.hash.clone());
+        let inputs = inputs.clone();
+        build(docker, &tag, labels, move |label_line| image::build_context(&inputs, "", None, label_line)).await?;
+        Ok(tag)
     }
 
     /// Removes the images of this app built from other binaries; an image
@@ -363,7 +355,9 @@ impl DockerExecutor {
     async fn prune(&self, docker: &Docker, app: &str, hash: &str) {
         let filters = HashMap::from([("label".to_owned(), vec![format!("taskflow.app={app}")])]);
         let options = ListImagesOptions { filters, ..Default::default() };
-        let Ok(images) = docker.list_images(Some(options)).await else { return };
+        let Ok(mut images) = docker.list_images(Some(options)).await else { return };
+        // Task images first: a layer image with children cannot go.
+        images.sort_by_key(|image| !image.labels.contains_key("taskflow.task"));
         for image in images {
             if image.labels.get("taskflow.hash").is_some_and(|h| h != hash) {
                 for tag in image.repo_tags.iter().filter(|t| t.as_str() != "<none>:<none>") {
@@ -393,8 +387,14 @@ impl DockerExecutor {
         if ctx.is_cancelled() {
             return Err(TaskError::Cancelled);
         }
+        // A build is not cut off by a cancel: it finishes (and cleans up)
+        // on its own, and the next run finds the image.
+        let preparing = {
+            let executor = self.clone();
+            tokio::spawn(async move { executor.image_for(def).await })
+        };
         let image = tokio::select! {
-            image = self.image_for(def) => image?,
+            image = preparing => image.map_err(|e| Error::Assembly { message: e.to_string() })??,
             () = ctx.cancelled() => return Err(TaskError::Cancelled),
         };
         let docker = self.connect().await?.clone();
@@ -613,6 +613,72 @@ impl DockerExecutor {
         };
         Err(Error::Crashed { how, last_output }.into())
     }
+}
+
+/// Builds the context `make` writes (given the `LABEL` line) as `tag` with
+/// `labels`; the image's id.
+///
+/// The engine's classic builder makes a container per step and does not
+/// always remove them all, so every step container of this build is
+/// removed afterwards, whatever happened: those carrying the build's own
+/// label `taskflow.build=<id>` (the steps after the `LABEL` line), and the
+/// `LABEL` step's, whose command names that id.
+async fn build<F>(docker: &Docker, tag: &str, mut labels: HashMap<String, String>, make: F) -> Result<String, Error>
+where
+    F: FnOnce(&str) -> Result<Vec<u8>, Error> + Send + 'static,
+{
+    use std::hash::{BuildHasher, Hasher};
+    let build_id = format!("{:016x}", std::collections::hash_map::RandomState::new().build_hasher().finish());
+    labels.insert("taskflow.build".to_owned(), build_id.clone());
+    let label_line = image::label_line(&labels);
+    let context = tokio::task::spawn_blocking(move || make(&label_line))
+        .await
+        .map_err(|e| Error::Assembly { message: e.to_string() })??;
+    let built = build_labelled(docker, tag, context).await;
+    let filters = HashMap::from([("status".to_owned(), vec!["created".to_owned()])]);
+    let options = ListContainersOptions { all: true, filters, ..Default::default() };
+    if let Ok(containers) = docker.list_containers(Some(options)).await {
+        let ours = |c: &bollard::models::ContainerSummary| {
+            c.labels.as_ref().and_then(|l| l.get("taskflow.build")).is_some_and(|b| *b == build_id)
+                || c.command.as_ref().is_some_and(|command| command.contains(&build_id))
+        };
+        for id in containers.iter().filter(|c| ours(c)).filter_map(|c| c.id.clone()) {
+            let options = RemoveContainerOptions { force: true, ..Default::default() };
+            let _ = docker.remove_container(&id, Some(options)).await;
+        }
+    }
+    built
+}
+
+async fn build_labelled(docker: &Docker, tag: &str, context: Vec<u8>) -> Result<String, Error> {
+    let failed = |message: String| Error::ImageBuild { tag: tag.to_owned(), message };
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".to_owned(),
+        t: tag.to_owned(),
+        rm: true,
+        forcerm: true,
+        pull: false,
+        networkmode: "none".to_owned(),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(context.into()));
+    let mut last = String::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(error) = info.error {
+                    return Err(failed(error.trim().to_owned()));
+                }
+                if let Some(line) = info.stream.filter(|s| !s.trim().is_empty()) {
+                    last = line.trim().to_owned();
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => return Err(failed(error)),
+            Err(error) => return Err(failed(error.to_string())),
+        }
+    }
+    let found = docker.inspect_image(tag).await.map_err(|e| failed(format!("{e} (last output: {last})")))?;
+    Ok(found.id.unwrap_or_default())
 }
 
 /// How a wait for a container ended.

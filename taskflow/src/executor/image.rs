@@ -4,7 +4,9 @@
 //! [`build_context`] writes the tar the Docker engine builds from: a
 //! `Dockerfile` `FROM scratch` (or the task's local base image) and a
 //! `rootfs/` with the binary, the libraries, a minimal `/etc/passwd` with a
-//! non-root user, and `/tmp`. No registry, no base image, no network.
+//! non-root user, and `/tmp`; [`entry_context`] the one of a task's image on
+//! top of that layer, which only fixes the entry point. No registry, no base
+//! image, no network.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,7 +47,7 @@ pub(crate) struct BinaryInputs {
 
 /// The version of the layout below; part of the hash so a change of layout
 /// rebuilds images.
-const LAYOUT: &str = "taskflow-worker-image-v1";
+const LAYOUT: &str = "taskflow-worker-image-v3";
 
 impl BinaryInputs {
     /// Reads `binary` (its bytes from `source`): its hash, and its libraries
@@ -129,47 +131,74 @@ fn resolve(path: &str) -> Result<PathBuf, Error> {
     std::fs::canonicalize(path).map_err(|e| Error::Assembly { message: format!("reading `{path}`: {e}") })
 }
 
-/// The build context of the image of task `title`: a tar holding the
-/// `Dockerfile` and `rootfs/`.
+/// The entry point of task `title`'s image: the binary as `__run <title>`;
+/// on a base image through the bundled loader.
+pub(crate) fn entrypoint(inputs: &BinaryInputs, title: &str, on_base: bool) -> Vec<String> {
+    let binary_path = format!("/{BINARY_DIR}/{}", inputs.name);
+    match (&inputs.loader, on_base) {
+        (Some(loader), true) => {
+            let lib_dir = format!("/{BINARY_DIR}/lib");
+            let loader = Path::new(loader).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            vec![
+                format!("{lib_dir}/{loader}"),
+                "--library-path".to_owned(),
+                lib_dir,
+                binary_path,
+                "__run".to_owned(),
+                title.to_owned(),
+            ]
+        }
+        _ => vec![binary_path, "__run".to_owned(), title.to_owned()],
+    }
+}
+
+/// The context of a task image on top of the app's layer image `from`: a
+/// `Dockerfile` alone, so a task's image costs no copy of the binary.
+pub(crate) fn entry_context(from: &str, entrypoint: &[String], label_line: &str) -> Result<Vec<u8>, Error> {
+    let entrypoint = serde_json::to_string(entrypoint).map_err(|e| Error::Assembly { message: e.to_string() })?;
+    let dockerfile = format!("FROM {from}\n{label_line}\nENTRYPOINT {entrypoint}\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let io = |e: std::io::Error| Error::Assembly { message: format!("writing the build context: {e}") };
+    append_bytes(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644).map_err(io)?;
+    tar.into_inner().map_err(io)
+}
+
+/// The build context of an image holding the binary: a tar with the
+/// `Dockerfile` and `rootfs/`. Without `base`, the app's layer image `FROM
+/// scratch` (no entry point; the task images build on it); with `base`,
+/// task `title`'s image on that base.
 ///
 /// From scratch, the libraries sit where the loader looks for them. On a
 /// base image they go to `/taskflow/lib` and the loader is called
 /// explicitly, so the base's own files are left as they are.
-pub(crate) fn build_context(inputs: &BinaryInputs, title: &str, base: Option<&str>) -> Result<Vec<u8>, Error> {
+pub(crate) fn build_context(
+    inputs: &BinaryInputs,
+    title: &str,
+    base: Option<&str>,
+    label_line: &str,
+) -> Result<Vec<u8>, Error> {
     let binary_path = format!("/{BINARY_DIR}/{}", inputs.name);
     let mut files: BTreeMap<String, (PathBuf, u32)> = BTreeMap::new();
-    let entrypoint: Vec<String> = match base {
-        None => {
-            for (at, source) in &inputs.libraries {
-                files.insert(at.clone(), (source.clone(), 0o755));
-            }
-            vec![binary_path.clone(), "__run".to_owned(), title.to_owned()]
-        }
-        Some(_) => {
-            let lib_dir = format!("/{BINARY_DIR}/lib");
-            for (at, source) in &inputs.libraries {
+    for (at, source) in &inputs.libraries {
+        let at = match base {
+            None => at.clone(),
+            Some(_) => {
                 let file = Path::new(at).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                files.insert(format!("{lib_dir}/{file}"), (source.clone(), 0o755));
+                format!("/{BINARY_DIR}/lib/{file}")
             }
-            match &inputs.loader {
-                Some(loader) => {
-                    let loader = Path::new(loader).file_name().map(|n| n.to_string_lossy().into_owned());
-                    vec![
-                        format!("{lib_dir}/{}", loader.unwrap_or_default()),
-                        "--library-path".to_owned(),
-                        lib_dir,
-                        binary_path.clone(),
-                        "__run".to_owned(),
-                        title.to_owned(),
-                    ]
-                }
-                None => vec![binary_path.clone(), "__run".to_owned(), title.to_owned()],
-            }
+        };
+        files.insert(at, (source.clone(), 0o755));
+    }
+    let entry = match base {
+        None => String::new(),
+        Some(_) => {
+            let entrypoint = serde_json::to_string(&entrypoint(inputs, title, true))
+                .map_err(|e| Error::Assembly { message: e.to_string() })?;
+            format!("ENTRYPOINT {entrypoint}\n")
         }
     };
-    let entrypoint = serde_json::to_string(&entrypoint).map_err(|e| Error::Assembly { message: e.to_string() })?;
     let from = base.unwrap_or("scratch");
-    let dockerfile = format!("FROM {from}\nCOPY rootfs/ /\nUSER {USER}\nWORKDIR /tmp\nENTRYPOINT {entrypoint}\n");
+    let dockerfile = format!("FROM {from}\n{label_line}\nCOPY rootfs/ /\nUSER {USER}\nWORKDIR /tmp\n{entry}");
 
     let mut tar = tar::Builder::new(Vec::new());
     let io = |e: std::io::Error| Error::Assembly { message: format!("writing the build context: {e}") };
@@ -206,6 +235,17 @@ pub(crate) fn build_context(inputs: &BinaryInputs, title: &str, base: Option<&st
         append_bytes(&mut tar, &format!("rootfs{at}"), &bytes, *mode).map_err(io)?;
     }
     tar.into_inner().map_err(io)
+}
+
+/// One `LABEL` instruction for all of `labels`, keys in order. One
+/// instruction is one build step (the engine's `labels` option makes a step
+/// per label); placed first, so the steps after it carry the labels.
+pub(crate) fn label_line(labels: &std::collections::HashMap<String, String>) -> String {
+    let mut sorted: Vec<_> = labels.iter().collect();
+    sorted.sort();
+    let quote = |text: &str| serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned());
+    let pairs: Vec<String> = sorted.into_iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
+    format!("LABEL {}", pairs.join(" "))
 }
 
 fn append_bytes(tar: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) -> std::io::Result<()> {
