@@ -4,8 +4,8 @@
 //! The image `taskflow-<app>/<title>:<hash>` is built on first use from the
 //! app binary alone ([`super::image`]): on the app's layer image
 //! `taskflow-<app>:<hash>` (`FROM scratch`: the binary, its libraries, a
-//! passwd, `/tmp`) or on the task's local `image`, entry point `__run
-//! <title>`, labelled with app, task and hash.
+//! passwd, `/tmp`) or on the task's local `image`, with the entry point
+//! `__run <title>`, labelled with app, task and hash.
 //! It is found again by its tag (so neither a second run nor a restart
 //! rebuilds it); a binary with another hash gets a new image, and the images
 //! of the app's older binaries are removed.
