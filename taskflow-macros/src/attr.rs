@@ -10,8 +10,10 @@ use syn::{Expr, Ident, LitInt, LitStr};
 use crate::check::Errors;
 
 /// The options every `#[task]` accepts, listed in "unknown option" errors.
-const OPTIONS: &str =
-    "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `tags`, `defaults`";
+const OPTIONS: &str = "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `tags`, `defaults`, `image`, `network`, `memory`, `cpus`, `pids`, `env`";
+
+/// The most processes a container may be allowed (`pids`).
+const MAX_PIDS: u32 = 4096;
 
 /// The executors an option may name.
 const EXECUTORS: &[&str] = &["thread", "process", "docker"];
@@ -29,6 +31,18 @@ pub(crate) struct TaskAttr {
     pub(crate) tags: Option<Vec<String>>,
     /// `defaults(name = value, ...)`: argument names with JSON-like values.
     pub(crate) defaults: Option<Vec<(Ident, Expr)>>,
+    /// Docker: the base image instead of `scratch`.
+    pub(crate) image: Option<String>,
+    /// Docker: whether the container gets a network.
+    pub(crate) network: Option<bool>,
+    /// Docker: the memory limit in bytes.
+    pub(crate) memory: Option<u64>,
+    /// Docker: the CPU limit in billionths of a CPU.
+    pub(crate) nano_cpus: Option<u64>,
+    /// Docker: the process limit.
+    pub(crate) pids: Option<u32>,
+    /// Docker: the environment variables passed from the server.
+    pub(crate) env: Option<Vec<String>>,
 }
 
 /// Stores `value` in `slot` unless the option was already given.
@@ -102,6 +116,42 @@ impl TaskAttr {
             "defaults" => {
                 parse_defaults(meta).map(|defaults| set_once(errors, &mut self.defaults, "defaults", span, defaults))
             }
+            "image" => parse_str(meta).and_then(|(image, lit)| {
+                if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`image` names a local Docker image, lowercase and without spaces, e.g. `image = \"debian:bookworm-slim\"`",
+                    ));
+                }
+                set_once(errors, &mut self.image, "image", span, image);
+                Ok(())
+            }),
+            "network" => parse_bool(meta).map(|on| set_once(errors, &mut self.network, "network", span, on)),
+            "memory" => parse_str(meta).and_then(|(text, lit)| match parse_bytes(&text) {
+                Some(bytes) if bytes >= 6 * 1024 * 1024 => {
+                    set_once(errors, &mut self.memory, "memory", span, bytes);
+                    Ok(())
+                }
+                Some(_) => Err(syn::Error::new(lit.span(), "Docker needs a memory limit of at least 6 MiB")),
+                None => Err(syn::Error::new(
+                    lit.span(),
+                    format!("`{text}` is not a size; write one such as \"256MiB\", \"1GiB\" or \"512MB\""),
+                )),
+            }),
+            "cpus" => parse_cpus(meta).map(|nano| set_once(errors, &mut self.nano_cpus, "cpus", span, nano)),
+            "pids" => parse_count(
+                meta,
+                1,
+                "`pids` takes how many processes the container may hold, from 1 to 4096, e.g. `pids = 128`",
+            )
+            .and_then(|n| {
+                if n > MAX_PIDS {
+                    return Err(meta.error(format!("`pids` is at most {MAX_PIDS}")));
+                }
+                set_once(errors, &mut self.pids, "pids", span, n);
+                Ok(())
+            }),
+            "env" => parse_env(meta).map(|names| set_once(errors, &mut self.env, "env", span, names)),
             _ => Err(meta.error(format!("unknown option `{name}`; expected one of {OPTIONS}"))),
         };
         if let Err(error) = result {
@@ -176,6 +226,80 @@ fn parse_tags(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<String>> {
 
 use syn::parse::Parse;
 
+/// Parses `name = true` or `name = false`.
+fn parse_bool(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    let name = meta.path.get_ident().map(Ident::to_string).unwrap_or_default();
+    let hint = format!("`{name}` takes `true` or `false`, e.g. `{name} = true`");
+    let value = meta.value().map_err(|_| syn::Error::new(meta.path.span(), &hint))?;
+    let lit: syn::LitBool = value.parse().map_err(|e| syn::Error::new(e.span(), &hint))?;
+    Ok(lit.value)
+}
+
+/// Parses `cpus = 1.5` (or `cpus = 2`) into billionths of a CPU.
+fn parse_cpus(meta: &ParseNestedMeta<'_>) -> syn::Result<u64> {
+    let hint = "`cpus` takes how many CPUs the container may use, more than 0, e.g. `cpus = 1.0` or `cpus = 0.5`";
+    let value = meta.value().map_err(|_| syn::Error::new(meta.path.span(), hint))?;
+    let lit: syn::Lit = value.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    let cpus = match &lit {
+        syn::Lit::Float(f) => f.base10_parse::<f64>().ok(),
+        syn::Lit::Int(i) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match cpus {
+        Some(cpus) if cpus > 0.0 && cpus <= 1024.0 => Ok((cpus * 1e9).round() as u64),
+        _ => Err(syn::Error::new(lit.span(), hint)),
+    }
+}
+
+/// Parses `env = ["NAME", ...]`: names of the server's environment variables.
+fn parse_env(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<String>> {
+    let hint = "`env` takes the names of environment variables to pass from the server, e.g. `env = [\"API_TOKEN\"]`";
+    let value = meta.value().map_err(|_| syn::Error::new(meta.path.span(), hint))?;
+    let array: syn::ExprArray = value.parse().map_err(|e| syn::Error::new(e.span(), hint))?;
+    array
+        .elems
+        .into_iter()
+        .map(|expr| match &expr {
+            Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => {
+                let name = s.value();
+                let mut chars = name.chars();
+                let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if valid {
+                    Ok(name)
+                } else {
+                    Err(syn::Error::new(
+                        s.span(),
+                        format!("`{name}` is not an environment variable name; use letters, digits and `_`, not starting with a digit"),
+                    ))
+                }
+            }
+            _ => Err(syn::Error::new_spanned(expr, hint)),
+        })
+        .collect()
+}
+
+/// Parses sizes such as `256MiB`, `1GiB`, `512MB`, `64k` into bytes.
+pub(crate) fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        return None;
+    }
+    let number: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" | "k" | "K" => 1 << 10,
+        "MiB" | "m" | "M" => 1 << 20,
+        "GiB" | "g" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
 /// Parses `defaults(name = value, ...)`.
 fn parse_defaults(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<(Ident, Expr)>> {
     let mut defaults = Vec::new();
@@ -239,7 +363,17 @@ pub(crate) fn parse_duration_ms(text: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_ms;
+    use super::{parse_bytes, parse_duration_ms};
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("256MiB"), Some(256 << 20));
+        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
+        assert_eq!(parse_bytes("512MB"), Some(512_000_000));
+        assert_eq!(parse_bytes("64 k"), Some(64 << 10));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("1TiB"), None);
+    }
 
     #[test]
     fn durations() {

@@ -139,6 +139,18 @@ fn generate(task: &TaskFn) -> TokenStream {
         _ => quote!(#private::ExecutorKind::Thread),
     };
     let tags = task.attr.tags.iter().flatten();
+    let image = match &task.attr.image {
+        Some(image) => quote!(::core::option::Option::Some(#image)),
+        None => quote!(::core::option::Option::None),
+    };
+    let network = task.attr.network.unwrap_or(false);
+    let memory = option_tokens(task.attr.memory);
+    let nano_cpus = option_tokens(task.attr.nano_cpus);
+    let pids = match task.attr.pids {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let env = task.attr.env.iter().flatten();
     let defaults = match &task.attr.defaults {
         Some(defaults) => {
             let entries = defaults.iter().map(|(name, value)| {
@@ -206,6 +218,12 @@ fn generate(task: &TaskFn) -> TokenStream {
                     concurrency: #concurrency,
                     executor: #executor,
                     tags: &[#(#tags),*],
+                    image: #image,
+                    network: #network,
+                    memory_bytes: #memory,
+                    nano_cpus: #nano_cpus,
+                    pids: #pids,
+                    env: &[#(#env),*],
                 });
             #private::inventory::submit! { #private::TaskEntry(&__TASK) }
         };

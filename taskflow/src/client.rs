@@ -36,8 +36,11 @@ pub enum ClientError {
         /// Why.
         message: String,
     },
-    /// The run asks for an executor this version cannot run yet.
-    #[error("the {0} executor is not available yet; submit with executor `thread`")]
+    /// The run asks for an executor this build does not have (the `docker`
+    /// cargo feature is off).
+    #[error(
+        "the {0} executor is not in this build; enable taskflow's `{0}` feature, or submit with executor `thread` or `process`"
+    )]
     ExecutorUnavailable(ExecutorKind),
     /// `wait` gave up before the run finished.
     #[error("run {id} did not finish within {after:?} (it is {status})")]
@@ -122,9 +125,10 @@ impl Client {
         let mut new = NewRun::new(title, payload);
         new.max_attempts = options.retries.unwrap_or(task.retries).saturating_add(1);
         new.executor = options.executor.unwrap_or(task.executor);
-        // Only thread runs are claimed today: refuse the others rather than
-        // store runs that would stay pending forever.
-        if new.executor != ExecutorKind::Thread {
+        // A run for an executor this build lacks would stay pending forever.
+        // One whose executor is only unreachable now (Docker down) is
+        // stored: it fails with the reason, or runs once the daemon is back.
+        if new.executor == ExecutorKind::Docker && !cfg!(feature = "docker") {
             return Err(ClientError::ExecutorUnavailable(new.executor));
         }
         new.priority = options.priority;

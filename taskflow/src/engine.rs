@@ -1,5 +1,6 @@
 //! The engine: the embedded worker of push mode. It claims pending runs from
-//! the [`Store`] under a lease, executes them on the thread executor,
+//! the [`Store`] under a lease, executes them on the executor each run names
+//! (thread, process or docker),
 //! renews their leases by heartbeat, reports each attempt's outcome (with
 //! retries and back-off), re-queues runs whose worker died, prunes old runs,
 //! and publishes every status change and log line as a [`RunEvent`].
@@ -19,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{LogLine, Progress, RunSink, TaskContext};
 use crate::error::TaskError;
-use crate::executor::{ThreadExecutor, ThreadExecutorConfig};
-use crate::registry::{self, ExecutorKind};
+#[cfg(feature = "docker")]
+use crate::executor::{DockerExecutor, DockerExecutorConfig};
+use crate::executor::{Executors, ProcessExecutor, ProcessExecutorConfig, ThreadExecutor, ThreadExecutorConfig};
+use crate::registry;
 use crate::run::{self, Run, RunError, RunId, Timestamp};
 use crate::store::{self, ClaimRequest, Outcome, Report, Store, StoredLogLine};
 
@@ -48,6 +51,12 @@ pub struct EngineConfig {
     /// Final runs older than this are deleted with their logs; `None` keeps
     /// them forever.
     pub retention: Option<Duration>,
+    /// The process executor's settings (which program is re-executed).
+    pub process: ProcessExecutorConfig,
+    /// The Docker executor's settings (the engine's socket, the app's name,
+    /// limits).
+    #[cfg(feature = "docker")]
+    pub docker: DockerExecutorConfig,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +69,9 @@ impl Default for EngineConfig {
             heartbeat_interval: Duration::from_secs(10),
             rescue_interval: Duration::from_secs(5),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            process: ProcessExecutorConfig::default(),
+            #[cfg(feature = "docker")]
+            docker: DockerExecutorConfig::default(),
         }
     }
 }
@@ -120,7 +132,7 @@ impl std::fmt::Debug for Engine {
 struct Inner {
     store: Arc<dyn Store>,
     config: EngineConfig,
-    executor: ThreadExecutor,
+    executors: Executors,
     events: broadcast::Sender<RunEvent>,
     /// Runs executing here: their attempt and context (to cancel them).
     running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
@@ -153,12 +165,17 @@ impl Engine {
         config.max_concurrency = config.max_concurrency.max(1);
         let (events, _) = broadcast::channel(4096);
         let (logs, log_rx) = mpsc::unbounded_channel();
-        let executor = ThreadExecutor::new(ThreadExecutorConfig::with_max_concurrency(config.max_concurrency));
+        let executors = Executors {
+            thread: ThreadExecutor::new(ThreadExecutorConfig::with_max_concurrency(config.max_concurrency)),
+            process: ProcessExecutor::new(config.process.clone()),
+            #[cfg(feature = "docker")]
+            docker: DockerExecutor::new(config.docker.clone()),
+        };
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
-                executor,
+                executors,
                 events,
                 running: Mutex::new(HashMap::new()),
                 claiming: std::sync::atomic::AtomicBool::new(false),
@@ -175,6 +192,21 @@ impl Engine {
         tokio::spawn(engine.clone().heartbeat_loop());
         tokio::spawn(engine.clone().rescue_loop());
         tokio::spawn(engine.clone().log_writer(log_rx));
+        #[cfg(feature = "docker")]
+        {
+            // Containers an earlier, crashed process of this app left behind.
+            let docker = engine.inner.executors.docker.clone();
+            tokio::spawn(async move {
+                match docker.remove_leftovers().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!("taskflow engine: removed {n} containers left behind by an earlier process")
+                    }
+                    // No Docker here is normal: its runs fail with the reason.
+                    Err(error) => tracing::debug!(%error, "taskflow engine: not looking for leftover containers"),
+                }
+            });
+        }
         if let Some(changes) = engine.inner.store.changes() {
             tokio::spawn(engine.clone().follow_changes(changes));
         }
@@ -189,6 +221,13 @@ impl Engine {
     /// The engine's settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Whether each executor of this engine can run here (thread, process,
+    /// docker), with its settings: the detail names the Docker engine's
+    /// version, or the connection error and how to fix it.
+    pub async fn availability(&self) -> Vec<crate::executor::Availability> {
+        self.inner.executors.availability().await
     }
 
     /// Receives every status change and log line from now on.
@@ -265,7 +304,7 @@ impl Engine {
                     worker_id: config.worker_id.clone(),
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
-                    executors: vec![ExecutorKind::Thread],
+                    executors: Executors::kinds(),
                     titles: self.inner.titles.clone(),
                     task_limits: self.inner.task_limits.clone(),
                     now: Timestamp::now(),
@@ -320,7 +359,7 @@ impl Engine {
             return Err(TaskError::UnknownTask { title: run.task_title.clone() });
         };
         let timeout = run.timeout_ms.map(Duration::from_millis);
-        self.inner.executor.execute(def, ctx, run.payload.clone(), timeout).await
+        self.inner.executors.execute(run.executor, def, ctx, run.payload.clone(), timeout).await
     }
 
     async fn report(&self, run: &Run, result: Result<Value, TaskError>) {
@@ -500,9 +539,14 @@ fn far_or(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
     now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
-/// Payload and lookup errors fail the same way every time: no retry.
+/// Payload and lookup errors fail the same way every time: no retry; nor do
+/// executor errors that would repeat (a missing image, a result too large).
 fn is_retryable(error: &TaskError) -> bool {
-    matches!(error, TaskError::Failed { .. } | TaskError::Panicked { .. } | TaskError::TimedOut { .. })
+    match error {
+        TaskError::Failed { .. } | TaskError::Panicked { .. } | TaskError::TimedOut { .. } => true,
+        TaskError::Executor(error) => error.is_retryable(),
+        _ => false,
+    }
 }
 
 /// The engine has no caller to return background errors to; they go to the

@@ -52,6 +52,12 @@ pub enum TaskError {
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The executor could not run the task, or the worker ended without a
+    /// result (a crash, a memory limit, Docker unreachable, …). The
+    /// variant's own [`kind`](crate::executor::Error::kind) is this error's
+    /// kind.
+    #[error(transparent)]
+    Executor(#[from] crate::executor::Error),
 }
 
 impl TaskError {
@@ -65,6 +71,7 @@ impl TaskError {
             TaskError::Output { .. } => "output",
             TaskError::TimedOut { .. } => "timeout",
             TaskError::Cancelled => "cancelled",
+            TaskError::Executor(error) => error.kind(),
         }
     }
 }

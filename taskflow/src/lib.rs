@@ -23,7 +23,7 @@ pub mod store;
 pub use app::App;
 pub use context::{Cancelled, Level, LogLine, MemorySink, Progress, RunSink, StderrSink, TaskContext};
 pub use error::{Error, PayloadError, PayloadIssue, Result, TaskError};
-pub use registry::{ExecutorKind, TaskDef, TaskOptions, task_def, tasks};
+pub use registry::{ContainerOptions, ExecutorKind, TaskDef, TaskOptions, task_def, tasks};
 /// The control plane crate (REST API, web UI, auth), for embedding it.
 #[cfg(feature = "web")]
 pub use taskflow_web as web;
@@ -67,6 +67,12 @@ pub use taskflow_web as web;
 /// | `executor = "thread"` | `thread`, `process` or `docker` |
 /// | `tags = ["a", "b"]` | labels for filtering |
 /// | `defaults(b = 1, name = "x")` | values applied when an argument is absent, shown as `default` in the schema |
+/// | `image = "debian:bookworm"` | Docker: a local base image instead of `scratch` (never pulled) |
+/// | `network = true` | Docker: give the container a network (default: none, only loopback) |
+/// | `memory = "256MiB"` | Docker: the memory limit, swap included (default 512 MiB) |
+/// | `cpus = 1.5` | Docker: the CPU limit (default 1) |
+/// | `pids = 64` | Docker: the most processes and threads (default 128, at most 4096) |
+/// | `env = ["API_TOKEN"]` | Docker: environment variables passed from the server's environment |
 ///
 /// Argument descriptions come from the rustdoc `# Arguments` list.
 pub use taskflow_macros::task;

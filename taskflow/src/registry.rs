@@ -86,6 +86,33 @@ pub struct TaskOptions {
     pub executor: ExecutorKind,
     /// Free-form labels for filtering (`tags = ["math"]`).
     pub tags: &'static [&'static str],
+    /// How the Docker executor runs the task's containers.
+    pub container: ContainerOptions,
+}
+
+/// The options of a task's Docker containers: what a container of the task
+/// may do beyond the hardened defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContainerOptions {
+    /// A local base image instead of `scratch` (`image = "debian:bookworm"`);
+    /// never pulled.
+    pub image: Option<&'static str>,
+    /// Whether the container gets the default bridge network (`network =
+    /// true`); without, it has only loopback.
+    pub network: bool,
+    /// The memory limit in bytes (`memory = "256MiB"`; swap is the same, so
+    /// none beyond it). `None`: the executor's default.
+    pub memory_bytes: Option<u64>,
+    /// The CPU limit in billionths of a CPU (`cpus = 1.5` is 1_500_000_000).
+    /// `None`: the executor's default.
+    pub nano_cpus: Option<u64>,
+    /// The most processes and threads the container may hold (`pids = 64`).
+    /// `None`: the executor's default.
+    pub pids: Option<u32>,
+    /// Environment variables passed from the server's environment (`env =
+    /// ["API_TOKEN"]`); a container gets no other variable of the server.
+    pub env: &'static [&'static str],
 }
 
 /// How the generated code calls the user's function.
@@ -120,6 +147,12 @@ pub struct TaskDecl {
     pub concurrency: Option<u32>,
     pub executor: ExecutorKind,
     pub tags: &'static [&'static str],
+    pub image: Option<&'static str>,
+    pub network: bool,
+    pub memory_bytes: Option<u64>,
+    pub nano_cpus: Option<u64>,
+    pub pids: Option<u32>,
+    pub env: &'static [&'static str],
 }
 
 /// A task: its description, schemas and options, and the way to run it.
@@ -168,6 +201,14 @@ impl TaskDef {
             concurrency: decl.concurrency,
             executor: decl.executor,
             tags: decl.tags,
+            container: ContainerOptions {
+                image: decl.image,
+                network: decl.network,
+                memory_bytes: decl.memory_bytes,
+                nano_cpus: decl.nano_cpus,
+                pids: decl.pids,
+                env: decl.env,
+            },
         };
         TaskDef {
             decl,

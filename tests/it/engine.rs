@@ -168,15 +168,25 @@ async fn panics_fail_the_attempt_and_are_retried(backend: Backend) {
     assert_eq!((error.kind.as_str(), error.message.as_str()), ("panicked", "the task panicked: boom"));
 }
 
-async fn runs_for_executors_not_yet_available_are_refused(backend: Backend) {
+async fn runs_for_every_executor_are_stored_with_it(backend: Backend) {
     let Some(fx) = fixture(backend).await else { return };
-    let error = fx
-        .client
-        .submit_with("tests.unit", json!({}), options(|o| o.executor = Some(ExecutorKind::Docker)))
-        .await
-        .unwrap_err();
-    assert_eq!(error.to_string(), "the docker executor is not available yet; submit with executor `thread`");
-    assert_eq!(fx.client.list(RunFilter::default()).await.unwrap().total, 0, "nothing was stored");
+    for executor in [ExecutorKind::Process, ExecutorKind::Docker] {
+        // Delayed: the executors themselves are tested in their own modules.
+        let run = fx
+            .client
+            .submit_with(
+                "tests.unit",
+                json!({}),
+                options(|o| {
+                    o.executor = Some(executor);
+                    o.delay = Some(Duration::from_secs(3600));
+                    o.no_dedup = true;
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(fx.client.get(run.id).await.unwrap().executor, executor);
+    }
 }
 
 async fn a_run_times_out(backend: Backend) {
@@ -566,7 +576,7 @@ crate::backends::on_every_backend!(
     failed_attempts_retry_with_back_off_until_one_succeeds,
     a_run_fails_after_its_last_attempt,
     panics_fail_the_attempt_and_are_retried,
-    runs_for_executors_not_yet_available_are_refused,
+    runs_for_every_executor_are_stored_with_it,
     a_run_times_out,
     pending_and_running_runs_cancel_and_final_ones_refuse,
     deleting_an_active_run_needs_force,

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod disk_full;
+mod docker_executor;
 mod engine;
 mod executor;
 mod faults;
@@ -14,6 +15,7 @@ mod hardening;
 mod invoke;
 mod network_faults;
 mod pages;
+mod process_executor;
 mod proxy;
 mod registry;
 mod server;
@@ -22,3 +24,8 @@ mod tasks;
 mod tidy;
 mod ui;
 mod websockets;
+
+/// The tasks the process and Docker executor tests run, shared with the
+/// worker binary `executor_app`.
+#[path = "../bin/executor_tasks.rs"]
+mod executor_tasks;

@@ -1,0 +1,507 @@
+//! The Docker executor against the machine's real Docker engine: worker
+//! images built from scratch and reused, rebuilt for a new binary (and the
+//! old one pruned), and each run in a hardened container — results,
+//! failures, panics, timeouts, cancels, the memory limit, no network unless
+//! asked, a read-only root, a non-root user, only the declared environment —
+//! with no container left behind.
+//!
+//! Without a reachable engine these tests print `SKIPPED` and pass; under
+//! `./scripts/test` (`TASKFLOW_REQUIRE_DOCKER=1`) they must run.
+//!
+//! Every container a test makes carries `taskflow.test=<id>`; a [`Marked`]
+//! guard removes them (and the test's own images) even when an assertion
+//! fails. The worker images of the shared test app `taskflow-it` stay, as a
+//! server's would: a later run of the suite reuses them, and the executor
+//! prunes them once the binary changes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use taskflow::executor::{DockerExecutor, DockerExecutorConfig};
+use taskflow::{ExecutorKind, MemorySink, TaskContext, TaskError};
+
+use crate::process_executor::worker;
+
+/// A hang guard, not a timing assertion; image builds are slow on a cold
+/// engine.
+const WAIT: Duration = Duration::from_secs(300);
+
+/// The app name of the shared worker images.
+const APP: &str = "taskflow-it";
+
+/// A test's mark on its containers and images; removes them when dropped.
+struct Marked {
+    id: String,
+}
+
+impl Marked {
+    fn new() -> Marked {
+        Marked { id: format!("{}-{}", std::process::id(), uuid_like()) }
+    }
+
+    fn label(&self) -> String {
+        format!("taskflow.test={}", self.id)
+    }
+
+    /// The containers carrying this test's label, running or not.
+    fn containers(&self) -> Vec<String> {
+        docker(&["ps", "-aq", "--filter", &format!("label={}", self.label())])
+    }
+
+    /// The containers of this test's runs (not the step containers of its
+    /// image builds): those with an owner.
+    fn run_containers(&self) -> Vec<String> {
+        docker(&["ps", "-aq", "--filter", &format!("label={}", self.label()), "--filter", "label=taskflow.owner"])
+    }
+
+    fn assert_no_container_left(&self) {
+        let left = self.containers();
+        if !left.is_empty() {
+            let mut args = vec!["inspect", "--format", "{{.State.Status}} {{.Created}} {{json .Config.Labels}}"];
+            args.extend(left.iter().map(String::as_str));
+            panic!("containers left behind: {:?}", docker(&args));
+        }
+    }
+}
+
+impl Drop for Marked {
+    fn drop(&mut self) {
+        let containers = self.containers();
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            docker(&args);
+        }
+    }
+}
+
+/// A short random id (no extra dependency for tests).
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let n = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    format!("{n:016x}")
+}
+
+/// Runs the docker CLI; its output lines.
+fn docker(args: &[&str]) -> Vec<String> {
+    let output = Command::new("docker").args(args).output().expect("the docker CLI runs");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+}
+
+fn config(marked: &Marked, app: &str, program: &Path) -> DockerExecutorConfig {
+    let mut config = DockerExecutorConfig::default();
+    config.program = Some(program.to_path_buf());
+    config.app = Some(app.to_owned());
+    config.labels = vec![("taskflow.test".to_owned(), marked.id.clone())];
+    config
+}
+
+/// An executor for the shared test app, or `None` (after a loud `SKIPPED`)
+/// when no engine is reachable and the test command does not require one.
+async fn executor(marked: &Marked) -> Option<DockerExecutor> {
+    let executor = DockerExecutor::new(config(marked, APP, &worker()));
+    available(&executor).await.then_some(executor)
+}
+
+async fn available(executor: &DockerExecutor) -> bool {
+    let availability = executor.availability().await;
+    if availability.available {
+        return true;
+    }
+    if std::env::var_os("TASKFLOW_REQUIRE_DOCKER").is_some() {
+        panic!("TASKFLOW_REQUIRE_DOCKER is set, but Docker is not available: {}", availability.detail);
+    }
+    println!("SKIPPED: Docker is not available: {}", availability.detail);
+    false
+}
+
+fn context() -> (TaskContext, Arc<MemorySink>) {
+    let sink = Arc::new(MemorySink::default());
+    (TaskContext::with_sink(format!("run-{}", uuid_like()), 1, sink.clone()), sink)
+}
+
+async fn run_on(executor: &DockerExecutor, title: &str, payload: Value) -> (Result<Value, TaskError>, Arc<MemorySink>) {
+    let (ctx, sink) = context();
+    let def = taskflow::task_def(title).unwrap();
+    let result = tokio::time::timeout(WAIT, executor.execute(def, ctx, payload, None)).await.expect("no hang");
+    (result, sink)
+}
+
+fn kind_and_message(result: Result<Value, TaskError>) -> (String, String) {
+    let error = result.expect_err("the run fails");
+    (error.kind().to_owned(), error.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_comes_back_and_the_image_is_reused() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(result.unwrap(), json!(5));
+    let def = taskflow::task_def("exec.add").unwrap();
+    let image = executor.image_for(def).await.unwrap();
+    assert!(!image.built, "the second run does not rebuild");
+    assert!(image.tag.starts_with("taskflow-taskflow-it/exec.add:"), "{}", image.tag);
+    // A restart (a new executor, nothing in memory) finds it by its tag.
+    let restarted = DockerExecutor::new(config(&marked, APP, &worker()));
+    let again = restarted.image_for(def).await.unwrap();
+    assert_eq!((again.built, &again.id), (false, &image.id));
+    let labels = docker(&["image", "inspect", "-f", "{{json .Config.Labels}}", &image.tag]);
+    let labels: Value = serde_json::from_str(&labels[0]).unwrap();
+    assert_eq!(labels["taskflow.app"], "taskflow-it");
+    assert_eq!(labels["taskflow.task"], "exec.add");
+    assert_eq!(labels["taskflow.hash"], image.hash.as_str());
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_panics_keep_their_kind() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.fail", json!({"message": "no luck"})).await;
+    assert_eq!(kind_and_message(result), ("failed".to_owned(), "no luck".to_owned()));
+    let (result, _) = run_on(&executor, "exec.panic", json!({})).await;
+    assert_eq!(result.unwrap_err(), TaskError::Panicked { message: "boom in the worker".to_owned() });
+    let (result, _) = run_on(&executor, "exec.exit", json!({"code": 101})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "crashed");
+    assert!(message.contains("exited with code 101 without a result"), "{message}");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_payload_goes_through() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let text = "y".repeat(4 << 20);
+    let (result, _) = run_on(&executor, "exec.len", json!({ "text": text })).await;
+    assert_eq!(result.unwrap(), json!(4 << 20));
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stream_into_the_run() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, sink) = run_on(&executor, "exec.chatty", json!({"n": 3})).await;
+    assert_eq!(result.unwrap(), json!(3));
+    let lines: Vec<(String, String)> = sink.lines().into_iter().map(|l| (l.level.to_string(), l.message)).collect();
+    assert!(lines.contains(&("warn".to_owned(), "line 2".to_owned())), "{lines:?}");
+    assert!(lines.contains(&("info".to_owned(), "printed, not a frame".to_owned())), "{lines:?}");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_and_removes_the_container() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (ctx, _) = context();
+    let def = taskflow::task_def("exec.sleep").unwrap();
+    // Built first, so the timeout measures the run, not the build.
+    executor.image_for(def).await.unwrap();
+    let run = executor.execute(def, ctx, json!({"millis": 600_000}), Some(Duration::from_secs(2)));
+    let result = tokio::time::timeout(WAIT, run).await.expect("no hang");
+    assert_eq!(result.unwrap_err().kind(), "timeout");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_kills_and_removes_the_container() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (ctx, sink) = context();
+    let def = taskflow::task_def("exec.sleep").unwrap();
+    let running = {
+        let (executor, ctx) = (executor.clone(), ctx.clone());
+        tokio::spawn(async move { executor.execute(def, ctx, json!({"millis": 600_000}), None).await })
+    };
+    // The container's first line arrives while it runs.
+    let started = tokio::time::timeout(WAIT, async {
+        while !sink.lines().iter().any(|l| l.message.starts_with("pid ")) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    started.await.expect("the container logs while running");
+    let containers = marked.run_containers();
+    assert_eq!(containers.len(), 1, "one container runs");
+    assert_hardened(&containers[0]);
+    ctx.cancel();
+    let result = tokio::time::timeout(WAIT, running).await.expect("no hang").unwrap();
+    assert_eq!(result.unwrap_err(), TaskError::Cancelled);
+    marked.assert_no_container_left();
+}
+
+/// What the engine says about a running container: the hardened defaults.
+fn assert_hardened(id: &str) {
+    let inspected = docker(&["inspect", id]);
+    let inspected: Value = serde_json::from_str(&inspected.join("\n")).unwrap();
+    let host = &inspected[0]["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["CapDrop"], json!(["ALL"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["Memory"], 512 * 1024 * 1024);
+    assert_eq!(host["MemorySwap"], host["Memory"], "no swap beyond the limit");
+    assert_eq!(host["NanoCpus"], 1_000_000_000_i64);
+    assert_eq!(host["PidsLimit"], 128);
+    assert!(host["Tmpfs"]["/tmp"].as_str().unwrap().contains("size="), "{host}");
+    assert!(host["Binds"].is_null() || host["Binds"] == json!([]), "nothing mounted: {host}");
+    assert_eq!(inspected[0]["Mounts"], json!([]), "nothing mounted");
+    let config = &inspected[0]["Config"];
+    assert_eq!(config["User"], "65534:65534");
+    let env: Vec<&str> = config["Env"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    // Docker adds its default PATH; nothing of the server's comes along.
+    assert!(env.iter().all(|e| e.starts_with("TASKFLOW_") || e.starts_with("PATH=")), "{env:?}");
+    assert_eq!(config["Labels"]["taskflow.app"], APP);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_kills_with_a_clear_message() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.hog", json!({"mib": 256})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "out_of_memory");
+    assert!(message.contains("killed: memory limit 32 MiB exceeded"), "{message}");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_is_hardened_by_default() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.probe", json!({})).await;
+    let probe: crate::executor_tasks::Probe = serde_json::from_value(result.unwrap()).unwrap();
+    assert_eq!(probe.uid, "65534", "not root");
+    assert_eq!(probe.interfaces, ["lo"], "no network but loopback");
+    assert!(!probe.root_writable, "the root file system is read-only");
+    assert!(probe.tmp_writable, "/tmp is writable");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_may_ask_for_a_network() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.probe_net", json!({})).await;
+    let probe: crate::executor_tasks::Probe = serde_json::from_value(result.unwrap()).unwrap();
+    assert!(probe.interfaces.iter().any(|i| i != "lo"), "a network interface: {:?}", probe.interfaces);
+    assert_eq!(probe.uid, "65534");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_declared_variables_reach_the_container() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.env", json!({})).await;
+    // Cargo sets both for the test process; only the declared one passes.
+    assert_eq!(std::env::var("CARGO_PKG_NAME").unwrap(), "taskflow-tests");
+    assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
+    assert_eq!(result.unwrap(), json!(["taskflow-tests", null]));
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_base_image_is_a_clear_error() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.based", json!({})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "base_image_missing");
+    assert!(message.contains("taskflow-test/no-such-image:1"), "{message}");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_may_run_on_a_local_base_image() {
+    let marked = Marked::new();
+    let app = format!("taskflow-it-base-{}", marked.id);
+    let executor = DockerExecutor::new(config(&marked, &app, &worker()));
+    if !available(&executor).await {
+        return;
+    }
+    // A base image of this engine, built here (nothing can be pulled): one
+    // file, no libraries, no shell.
+    let base = "taskflow-it-base:1";
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("marker"), "from the base image").unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY marker /etc/taskflow-base-marker\n").unwrap();
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", base, "--label", &marked.label()])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    // Dropped in reverse: the task's images go first, then the base.
+    let _base = RemoveImage(base.to_owned());
+    let _images = RemoveImages { app: app.clone() };
+    let (result, _) = run_on(&executor, "exec.on_base", json!({})).await;
+    assert_eq!(result.unwrap(), json!("from the base image"));
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_cap_is_a_clear_failure() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.max_result_bytes = 1024;
+    let executor = DockerExecutor::new(config);
+    if !available(&executor).await {
+        return;
+    }
+    let (result, _) = run_on(&executor, "exec.big", json!({"bytes": 100_000})).await;
+    assert_eq!(kind_and_message(result).0, "result_too_large");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_binary_gets_a_new_image_and_the_old_one_goes() {
+    let marked = Marked::new();
+    let app = format!("taskflow-it-rebuild-{}", marked.id);
+    let first = DockerExecutor::new(config(&marked, &app, &worker()));
+    if !available(&first).await {
+        return;
+    }
+    let _images = RemoveImages { app: app.clone() };
+    let def = taskflow::task_def("exec.add").unwrap();
+    let old = first.image_for(def).await.unwrap();
+    assert!(old.built);
+
+    // Another build of the binary: the same program with bytes appended.
+    let dir = tempfile::tempdir().unwrap();
+    let changed: PathBuf = dir.path().join("executor_app");
+    let mut bytes = std::fs::read(worker()).unwrap();
+    bytes.extend_from_slice(b"another build");
+    std::fs::write(&changed, bytes).unwrap();
+    std::fs::set_permissions(&changed, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let second = DockerExecutor::new(config(&marked, &app, &changed));
+    let (result, _) = run_on(&second, "exec.add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(result.unwrap(), json!(2));
+    let new = second.image_for(def).await.unwrap();
+    assert_ne!(new.hash, old.hash);
+    assert_ne!(new.id, old.id);
+    let mut tags =
+        docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", &format!("label=taskflow.app={app}")]);
+    tags.sort();
+    // The task's image and the layer with the binary it builds on.
+    let mut expected = vec![new.tag.clone(), format!("taskflow-{app}:{}", new.hash)];
+    expected.sort();
+    assert_eq!(tags, expected, "only the new binary's images are left");
+    marked.assert_no_container_left();
+}
+
+/// Removes one image by name.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Removes the images of an app of one test.
+struct RemoveImages {
+    app: String,
+}
+
+impl Drop for RemoveImages {
+    fn drop(&mut self) {
+        let images = docker(&["images", "-q", "--filter", &format!("label=taskflow.app={}", self.app)]);
+        if !images.is_empty() {
+            let mut args = vec!["rmi", "-f"];
+            args.extend(images.iter().map(String::as_str));
+            docker(&args);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_dead_process_are_removed() {
+    let marked = Marked::new();
+    let app = format!("taskflow-it-leftover-{}", marked.id);
+    let executor = DockerExecutor::new(config(&marked, &app, &worker()));
+    if !available(&executor).await {
+        return;
+    }
+    let _images = RemoveImages { app: app.clone() };
+    let image = executor.image_for(taskflow::task_def("exec.add").unwrap()).await.unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    // A pid no process has (above the kernel's default pid_max).
+    let dead_owner = format!("taskflow.owner={host}/4194399/0");
+    let alive_owner = "taskflow.owner=another-host/1/0".to_owned();
+    for owner in [&dead_owner, &alive_owner] {
+        let app_label = format!("taskflow.app={app}");
+        docker(&["create", "--label", &marked.label(), "--label", &app_label, "--label", owner, &image.tag]);
+    }
+    assert_eq!(marked.containers().len(), 2);
+    assert_eq!(executor.remove_leftovers().await.unwrap(), 1);
+    let left = docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Label \"taskflow.owner\"}}",
+        "--filter",
+        &format!("label={}", marked.label()),
+    ]);
+    assert_eq!(left, ["another-host/1/0"], "only the dead process's container is removed");
+}
+
+/// Runs without an engine: no `SKIPPED`, on every machine.
+#[tokio::test]
+async fn an_unreachable_engine_says_where_it_looked_and_what_to_do() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.host = Some("unix:///nonexistent/docker.sock".to_owned());
+    let executor = DockerExecutor::new(config);
+    let availability = executor.availability().await;
+    assert!(!availability.available);
+    assert!(availability.detail.contains("/nonexistent/docker.sock"), "{}", availability.detail);
+    let (result, _) = run_on(&executor, "exec.add", json!({"a": 1, "b": 2})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "docker_unavailable");
+    assert!(message.contains("unix:///nonexistent/docker.sock") && message.contains("DOCKER_HOST"), "{message}");
+}
+
+/// Through the engine: a run submitted for the Docker executor is claimed
+/// and executed in a container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_runs_docker_runs() {
+    use taskflow::client::{Client, SubmitOptions};
+    use taskflow::engine::{Engine, EngineConfig};
+    use taskflow::store::SqliteStore;
+
+    let marked = Marked::new();
+    let Some(_) = executor(&marked).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let mut config = EngineConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    config.docker = self::config(&marked, APP, &worker());
+    let client = Client::new(Engine::start(store, config).unwrap());
+    let mut options = SubmitOptions::default();
+    options.executor = Some(ExecutorKind::Docker);
+    let run = client.submit_with("exec.add", json!({"a": 20, "b": 22}), options.clone()).await.unwrap();
+    let done = client.wait(run.id, WAIT).await.unwrap();
+    assert_eq!(done.result, Some(json!(42)), "{done:?}");
+
+    let cancelled = client.submit_with("exec.sleep", json!({"millis": 600_000}), options).await.unwrap();
+    let running = tokio::time::timeout(WAIT, async {
+        while marked.run_containers().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    running.await.expect("the run's container starts");
+    client.cancel(cancelled.id).await.unwrap();
+    let gone = tokio::time::timeout(WAIT, async {
+        while !marked.containers().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    gone.await.expect("a cancelled run's container is removed");
+}
