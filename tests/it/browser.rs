@@ -196,6 +196,47 @@ async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
     assert_eq!(quote["total_cents"], 1200, "{quote}");
     assert_eq!(quote["note"], "ring twice");
 
+    // add_numbers and sleep_for_seconds on the Docker executor, chosen in
+    // the form, finish live too (the first run builds the worker image).
+    let on_docker = |title: &'static str, fields: &'static [(&'static str, &'static str)]| {
+        let client = &client;
+        let server = &server;
+        async move {
+            client.goto(&server.at(&format!("/functions/{title}"))).await.unwrap();
+            for (css, value) in fields {
+                fill(client, css, value).await;
+            }
+            client.find(Locator::Css("#f-executor option[value='docker']")).await.unwrap().click().await.unwrap();
+            client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(180);
+            while !matches!(text(client, "#status").await.as_str(), "completed" | "failed") {
+                assert!(Instant::now() < deadline, "{title} on Docker never finished");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (text(client, "#status").await, text(client, "#result").await, text(client, "#error").await)
+        }
+    };
+    let health = server.get_json("/health").await;
+    let docker = health["executors"].as_array().unwrap().iter().find(|e| e["name"] == "docker").unwrap().clone();
+    if docker["available"] == true {
+        let (status, result, error) = on_docker("add_numbers", &[("#f-a", "20"), ("#f-b", "22")]).await;
+        assert_eq!((status.as_str(), result.as_str()), ("completed", "42"), "{error}");
+        let facts = text(&client, ".facts").await;
+        assert!(facts.contains("docker"), "the run page names its executor: {facts}");
+        let (status, result, error) = on_docker("sleep_for_seconds", &[("#f-seconds", "1")]).await;
+        assert_eq!((status.as_str(), result.as_str()), ("completed", "\"great nap!\""), "{error}");
+        eventually("the container's log line streams in", || async {
+            text(&client, "#log").await.contains("sleeping for 1s")
+        })
+        .await;
+    } else {
+        assert!(
+            std::env::var_os("TASKFLOW_REQUIRE_DOCKER").is_none(),
+            "the Docker executor is required under the test command: {docker}"
+        );
+        println!("SKIPPED: the Docker part of the browser test: {}", docker["detail"]);
+    }
+
     // The history lists them all, with their status.
     client.goto(&server.at("/runs")).await.unwrap();
     let history = text(&client, "#history").await;
