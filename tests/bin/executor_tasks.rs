@@ -137,6 +137,13 @@ pub fn on_base() -> String {
     std::fs::read_to_string("/etc/taskflow-base-marker").unwrap_or_else(|e| format!("no marker: {e}"))
 }
 
+/// A task on the local base image `taskflow-it-broken-base:1`, whose
+/// `ONBUILD` step fails: the image build fails.
+#[task(title = "exec.on_broken_base", image = "taskflow-it-broken-base:1")]
+pub fn on_broken_base() -> u32 {
+    1
+}
+
 /// The pid of the process it runs in; its runs go to the process executor
 /// unless a submit says otherwise.
 #[task(title = "exec.whoami", executor = "process")]

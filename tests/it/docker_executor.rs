@@ -347,6 +347,40 @@ async fn a_task_may_run_on_a_local_base_image() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_image_build_says_what_the_daemon_said() {
+    let marked = Marked::new();
+    let app = format!("taskflow-it-broken-{}", marked.id);
+    let executor = DockerExecutor::new(config(&marked, &app, &worker()));
+    if !available(&executor).await {
+        return;
+    }
+    // A base image whose `ONBUILD` step runs a program it lacks: every
+    // image built on it fails, with the daemon's message.
+    let base = "taskflow-it-broken-base:1";
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("marker"), "base").unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY marker /marker\nONBUILD RUN [\"/taskflow-it-does-not-exist\"]\n",
+    )
+    .unwrap();
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", base, "--label", &marked.label()])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let _base = RemoveImage(base.to_owned());
+    let _images = RemoveImages { app: app.clone() };
+    let (result, _) = run_on(&executor, "exec.on_broken_base", json!({})).await;
+    let (kind, message) = kind_and_message(result);
+    assert_eq!(kind, "image_build", "{message}");
+    assert!(message.contains("taskflow-it-does-not-exist"), "the daemon's own words: {message}");
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_over_the_cap_is_a_clear_failure() {
     let marked = Marked::new();
     let mut config = config(&marked, APP, &worker());

@@ -195,22 +195,27 @@ async fn a_client_sending_one_byte_a_second_is_cut_off() {
 async fn requests_past_the_cap_get_503_at_once_while_health_answers() {
     let server = Server::start(&[("TASKFLOW_MAX_CONCURRENT_REQUESTS", "2")]);
     let client = server.client();
-    // Two calls that wait: the cap is reached.
-    let waiting: Vec<_> = (0..2)
-        .map(|i| {
-            let client = client.clone();
-            let url = server.at("/api/v1/functions/sleep_for_seconds/call?timeout=20");
-            tokio::spawn(async move { client.post(url).json(&json!({"seconds": 20 + i})).send().await })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Two calls that wait fill the cap. A call can itself be refused while
+    // a probe holds a slot: then another takes its place.
+    let call = |seconds: u64| {
+        let client = client.clone();
+        let url = server.at("/api/v1/functions/sleep_for_seconds/call?timeout=30");
+        tokio::spawn(async move { client.post(url).json(&json!({"seconds": seconds})).send().await })
+    };
+    let mut waiting: Vec<_> = (0..2).map(|i| call(30 + i)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
     let refused = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (i, slot) in waiting.iter_mut().enumerate() {
+            if slot.is_finished() {
+                *slot = call(30 + i as u64);
+            }
+        }
         let response = client.get(server.at("/api/v1/functions")).send().await.unwrap();
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             break response.json::<Value>().await.unwrap();
         }
         assert!(Instant::now() < deadline, "the cap never bit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(refused["error"]["code"], "unavailable");
     let health = reqwest::get(server.at("/health")).await.unwrap();
