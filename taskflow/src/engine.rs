@@ -51,6 +51,10 @@ pub struct EngineConfig {
     /// Final runs older than this are deleted with their logs; `None` keeps
     /// them forever.
     pub retention: Option<Duration>,
+    /// The most log text one attempt of a run may store, in bytes; past it
+    /// one warning says the log was truncated and later lines are dropped
+    /// (a task flooding its output cannot fill the store or the memory).
+    pub max_log_bytes: usize,
     /// The process executor's settings (which program is re-executed).
     pub process: ProcessExecutorConfig,
     /// The Docker executor's settings (the engine's socket, the app's name,
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             heartbeat_interval: Duration::from_secs(10),
             rescue_interval: Duration::from_secs(5),
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_log_bytes: 10 * 1024 * 1024,
             process: ProcessExecutorConfig::default(),
             #[cfg(feature = "docker")]
             docker: DockerExecutorConfig::default(),
@@ -339,7 +344,12 @@ impl Engine {
 
     fn start_run(&self, run: Run) {
         self.publish(RunEvent::Status(Box::new(run.clone())));
-        let sink = Arc::new(EngineSink { logs: self.inner.logs.clone(), events: self.inner.events.clone() });
+        let sink = Arc::new(EngineSink {
+            logs: self.inner.logs.clone(),
+            events: self.inner.events.clone(),
+            budget: std::sync::atomic::AtomicUsize::new(self.inner.config.max_log_bytes),
+            truncated: std::sync::atomic::AtomicBool::new(false),
+        });
         let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
         self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
         let engine = self.clone();
@@ -559,12 +569,30 @@ fn log_error(doing: &str, error: &store::Error) {
 struct EngineSink {
     logs: mpsc::UnboundedSender<(RunId, LogLine)>,
     events: broadcast::Sender<RunEvent>,
+    /// Bytes of log text this attempt may still store.
+    budget: std::sync::atomic::AtomicUsize,
+    /// Whether the truncation warning was sent.
+    truncated: std::sync::atomic::AtomicBool,
 }
 
 impl RunSink for EngineSink {
     fn log(&self, run_id: &str, line: LogLine) {
-        if let Ok(id) = run_id.parse() {
+        use std::sync::atomic::Ordering;
+        let Ok(id) = run_id.parse() else { return };
+        let cost = line.message.len().max(1);
+        let fits =
+            self.budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(cost)).is_ok();
+        if fits {
             let _ = self.logs.send((id, line));
+        } else if !self.truncated.swap(true, Ordering::Relaxed) {
+            let warning = LogLine {
+                at: line.at,
+                level: crate::context::Level::Warn,
+                message: "[taskflow] log truncated: this attempt's log reached its size limit (max_log_bytes); \
+                          later lines are dropped"
+                    .to_owned(),
+            };
+            let _ = self.logs.send((id, warning));
         }
     }
 

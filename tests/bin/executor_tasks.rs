@@ -41,6 +41,16 @@ pub fn chatty(ctx: &TaskContext, n: u64) -> u64 {
     n
 }
 
+/// Print `mib` MiB to standard output, a KiB a line.
+#[task(title = "exec.flood")]
+pub fn flood(mib: usize) -> usize {
+    let line = "f".repeat(1023);
+    for _ in 0..mib * 1024 {
+        println!("{line}");
+    }
+    mib
+}
+
 /// Abort the process (as `panic = "abort"` would).
 #[task(title = "exec.abort")]
 pub fn abort() -> u32 {

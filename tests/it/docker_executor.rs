@@ -539,3 +539,65 @@ async fn the_engine_runs_docker_runs() {
     });
     gone.await.expect("a cancelled run's container is removed");
 }
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A container flooding 100 MB of output: the stored log stops at its cap
+/// with a warning, the server's memory stays within 50 MB of where it was,
+/// and a normal run beside it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_is_capped_and_contained() {
+    use taskflow::client::{Client, SubmitOptions};
+    use taskflow::engine::{Engine, EngineConfig};
+    use taskflow::store::SqliteStore;
+
+    let marked = Marked::new();
+    let Some(_) = executor(&marked).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let mut config = EngineConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    config.max_log_bytes = 256 * 1024;
+    config.docker = self::config(&marked, APP, &worker());
+    let client = Client::new(Engine::start(store, config).unwrap());
+    let mut options = SubmitOptions::default();
+    options.executor = Some(ExecutorKind::Docker);
+    // Warm: the image exists before memory is measured.
+    let warm = client.submit_with("exec.add", json!({"a": 1, "b": 1}), options.clone()).await.unwrap();
+    client.wait(warm.id, WAIT).await.unwrap();
+    let before = rss_kib();
+    let flood = client.submit_with("exec.flood", json!({"mib": 100}), options.clone()).await.unwrap();
+    let beside = client.submit_with("exec.add", json!({"a": 20, "b": 22}), options).await.unwrap();
+    assert_eq!(client.wait(beside.id, WAIT).await.unwrap().result, Some(json!(42)), "a normal run beside it");
+    let done = client.wait(flood.id, Duration::from_secs(300)).await.unwrap();
+    assert_eq!(done.result, Some(json!(100)), "{done:?}");
+    let after = rss_kib();
+    assert!(after < before + 50 * 1024, "memory grew from {before} KiB to {after} KiB");
+    // The log writer batches: give it a moment to store the last lines.
+    let lines = tokio::time::timeout(WAIT, async {
+        loop {
+            let lines = client.logs(flood.id, 0, 10_000).await.unwrap();
+            if lines.last().is_some_and(|l| l.message.contains("log truncated")) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the truncation warning is stored");
+    let stored: usize = lines.iter().map(|l| l.message.len()).sum();
+    assert!(stored < 256 * 1024 + 1024, "the stored log stops at its cap: {stored} bytes");
+    assert_eq!(lines.iter().filter(|l| l.message.contains("log truncated")).count(), 1);
+    marked.assert_no_container_left();
+}

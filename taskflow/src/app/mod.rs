@@ -101,6 +101,10 @@ struct ServeArgs {
     /// How many runs this server executes at once
     #[arg(long, env = "TASKFLOW_MAX_CONCURRENCY", default_value_t = 32)]
     max_concurrency: usize,
+    /// The most log text one attempt of a run stores, in bytes; the rest is
+    /// dropped after a warning line
+    #[arg(long, env = "TASKFLOW_MAX_LOG_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_log_bytes: usize,
     /// How long a claim holds a run without a heartbeat, in seconds
     #[arg(long, env = "TASKFLOW_LEASE_SECONDS", default_value_t = 30)]
     lease_seconds: u64,
