@@ -51,6 +51,58 @@ pub fn flood(mib: usize) -> usize {
     mib
 }
 
+/// Push against the container's walls: spawn threads until refused (a
+/// fork bomb's worth of tasks), write past `/tmp`'s size, write to `/` and
+/// `/usr`. Reports how far each got.
+#[task(title = "exec.walls")]
+pub fn walls() -> std::collections::BTreeMap<String, String> {
+    let mut report = std::collections::BTreeMap::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for _ in 0..10_000 {
+        let stop = std::sync::Arc::clone(&stop);
+        let spawned = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                report.insert("threads_refused".to_owned(), e.to_string());
+                break;
+            }
+        }
+    }
+    report.insert("threads".to_owned(), threads.len().to_string());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    threads.into_iter().for_each(|t| drop(t.join()));
+    let write = |path: &str, bytes: usize| -> String {
+        use std::io::Write;
+        let chunk = vec![0u8; 1024 * 1024];
+        let result = std::fs::File::create(path).and_then(|mut f| {
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                f.write_all(&chunk[..n])?;
+                left -= n;
+            }
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(path);
+        match result {
+            Ok(()) => "written".to_owned(),
+            Err(e) => e.to_string(),
+        }
+    };
+    report.insert("tmp_past_its_size".to_owned(), write("/tmp/fill", 200 * 1024 * 1024));
+    report.insert("root".to_owned(), write("/escape", 1));
+    // A scratch image may have no `/usr`: making it is a write to `/` too.
+    let usr = std::fs::create_dir_all("/usr/taskflow-escape").map_or_else(|e| e.to_string(), |()| "created".to_owned());
+    report.insert("usr".to_owned(), usr);
+    report
+}
+
 /// Abort the process (as `panic = "abort"` would).
 #[task(title = "exec.abort")]
 pub fn abort() -> u32 {

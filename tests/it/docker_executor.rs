@@ -601,3 +601,22 @@ async fn a_flood_of_output_is_capped_and_contained() {
     assert_eq!(lines.iter().filter(|l| l.message.contains("log truncated")).count(), 1);
     marked.assert_no_container_left();
 }
+
+/// The walls hold: a task spawning tasks without end is stopped by the pids
+/// limit, `/tmp` ends at its size, `/` and `/usr` are read-only; each is a
+/// clear error inside the task, and the run itself completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_cannot_reach_beyond_its_limits() {
+    let marked = Marked::new();
+    let Some(executor) = executor(&marked).await else { return };
+    let (result, _) = run_on(&executor, "exec.walls", json!({})).await;
+    let report = result.unwrap();
+    let threads: usize = report["threads"].as_str().unwrap().parse().unwrap();
+    assert!(threads < 256, "the pids limit stops a bomb: {report}");
+    assert!(report["threads_refused"].is_string(), "{report}");
+    assert!(report["tmp_past_its_size"].as_str().unwrap().contains("No space left"), "{report}");
+    for path in ["root", "usr"] {
+        assert!(report[path].as_str().unwrap().contains("Read-only file system"), "{path}: {report}");
+    }
+    marked.assert_no_container_left();
+}
