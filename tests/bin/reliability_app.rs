@@ -28,6 +28,13 @@ fn effect(ctx: &TaskContext, n: u32, millis: u64) -> u32 {
     n
 }
 
+/// Wait `millis`, touching nothing (runs in a container as well)
+#[task(retries = 2)]
+fn wait_long(millis: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(millis.min(600_000)));
+    millis
+}
+
 /// Panic, every time
 #[task(retries = 2, retry_delay = "100ms")]
 fn always_panics() -> u32 {

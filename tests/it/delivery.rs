@@ -2,7 +2,8 @@
 //! `SIGKILL` is there after the restart, exactly once; concurrent submits
 //! with one idempotency key make one run; `SIGTERM` hands runs still going
 //! back to the queue and claims nothing new; a poison run stops after its
-//! attempts while the server stays healthy.
+//! attempts while the server stays healthy; the containers of a killed
+//! server are removed by the next one, which retries their runs.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -212,4 +213,71 @@ async fn a_poison_run_stops_after_its_attempts_and_health_stays_fine() {
     assert_eq!(done["attempt"], 3, "exactly three attempts: {done}");
     assert_eq!(done["error"]["kind"], "panicked");
     assert!(done["error"]["message"].as_str().unwrap().contains("poisoned on purpose"), "{done}");
+}
+
+/// Ids of the running containers of `reliability_app`'s runs.
+fn app_containers(all: bool) -> Vec<String> {
+    let mut args = vec!["ps", "-q", "--filter", "label=taskflow.app=reliability_app", "--filter", "label=taskflow.run"];
+    if all {
+        args.insert(1, "-a");
+    }
+    let output = std::process::Command::new("docker").args(&args).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_killed_server_are_removed_and_their_runs_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = ["--lease-seconds", "5", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
+    let server = Server::start_in(APP, dir.path(), &timings, &[]);
+    let health = server.get_json("/health").await;
+    let docker = health["executors"].as_array().unwrap().iter().find(|e| e["name"] == "docker").unwrap().clone();
+    if docker["available"] != true {
+        assert!(std::env::var_os("TASKFLOW_REQUIRE_DOCKER").is_none(), "Docker is required here: {docker}");
+        println!("SKIPPED: no Docker engine: {}", docker["detail"]);
+        return;
+    }
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let run = server
+            .submit(json!({"task_title": "wait_long", "payload": {"millis": 120_000 + n}, "executor": "docker"}))
+            .await;
+        ids.push(run["task_id"].as_str().unwrap().to_owned());
+    }
+    // The first run builds the worker image.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while app_containers(false).len() < 3 {
+        assert!(Instant::now() < deadline, "three containers never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let orphans = app_containers(true);
+    server.kill();
+    assert!(!app_containers(true).is_empty(), "a SIGKILL leaves the containers behind");
+
+    let server = Server::start_in(APP, dir.path(), &timings, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app_containers(true).iter().any(|c| orphans.contains(c)) {
+        assert!(Instant::now() < deadline, "the dead server's containers were never removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+            if run["attempt"].as_u64().unwrap() >= 2 {
+                assert!(run["status"] == "running" || run["status"] == "pending", "{run}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {id} was never retried: {run}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let response = server.client().post(server.at(&format!("/api/v1/tasks/{id}/cancel"))).send().await.unwrap();
+        assert!(response.status().is_success() || response.status() == StatusCode::CONFLICT);
+    }
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !app_containers(true).is_empty() {
+        assert!(Instant::now() < deadline, "containers left after the server stopped: {:?}", app_containers(true));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
