@@ -35,15 +35,27 @@ async fn completed(store: &Arc<dyn Store>) -> Result<u64> {
     Ok(store.list(filter).await.context("counting completed runs")?.total)
 }
 
+/// One B1 measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Runs/s from the first submit until all are stored completed.
+    pub per_s: f64,
+    /// CPU time of the whole process per run, µs.
+    pub cpu_us: f64,
+    /// CPU time of the SQLite writer thread per run, µs (0 on PostgreSQL).
+    pub writer_us: f64,
+}
+
 /// B1: `n` runs submitted by `inflight` concurrent submitters and executed
 /// by the embedded engine; runs/s from the first submit until the store
 /// holds all `n` completed.
-pub async fn throughput(store: Arc<dyn Store>, n: usize, inflight: usize, max_concurrency: usize) -> Result<f64> {
+pub async fn throughput(store: Arc<dyn Store>, n: usize, inflight: usize, max_concurrency: usize) -> Result<Throughput> {
     let engine = Engine::start(store.clone(), engine_config(max_concurrency))?;
     let client = Client::new(engine.clone());
     let tag = crate::unique_tag();
     let base = EXECUTED.load(Ordering::SeqCst);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = cpu_seconds();
     let start = Instant::now();
     let mut submitters = tokio::task::JoinSet::new();
     for _ in 0..inflight.min(n).max(1) {
@@ -82,14 +94,17 @@ pub async fn throughput(store: Arc<dyn Store>, n: usize, inflight: usize, max_co
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed();
+    let cpu_after = cpu_seconds();
+    let cpu_us = (cpu_after.0 - cpu_before.0) * 1e6 / n as f64;
+    let writer_us = (cpu_after.1 - cpu_before.1).max(0.0) * 1e6 / n as f64;
+    let per_s = n as f64 / elapsed.as_secs_f64();
     eprintln!(
-        "    {n} runs: submitted in {:.2}s, completed in {:.2}s -> {:.0} runs/s",
+        "    {n} runs: submitted in {:.2}s, completed in {:.2}s -> {per_s:.0} runs/s; CPU {cpu_us:.1} µs/run (writer {writer_us:.1})",
         submitted.as_secs_f64(),
         elapsed.as_secs_f64(),
-        n as f64 / elapsed.as_secs_f64()
     );
     stop(&engine).await;
-    Ok(n as f64 / elapsed.as_secs_f64())
+    Ok(Throughput { per_s, cpu_us, writer_us })
 }
 
 /// Stops the engine's loops, so the next repetition runs alone.
@@ -186,4 +201,32 @@ pub async fn latency(store: Arc<dyn Store>, rate: f64, secs: f64, max_concurrenc
     stop(&engine).await;
     let q = crate::report::quantiles_ms;
     Ok(Latency { ack: q(&ack), start: q(&start), completed: q(&done) })
+}
+
+/// CPU time used so far: the whole process (from `/proc/self/stat`,
+/// 10 ms ticks) and the store's writer threads (`taskflow-sqlite…`, from
+/// their `schedstat`, ns), in seconds.
+pub fn cpu_seconds() -> (f64, f64) {
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // utime and stime are fields 14 and 15; after the name, 12 and 13 (0-based 11, 12).
+            let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN);
+    let mut writer = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("taskflow-sqlite") {
+                let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                if let Some(ns) = schedstat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()) {
+                    writer += ns / 1e9;
+                }
+            }
+        }
+    }
+    (process, writer)
 }

@@ -51,6 +51,7 @@ struct Plan {
     b3_secs: f64,
     b5_pending: usize,
     peers: bool,
+    postgres: bool,
     only: Option<Vec<String>>,
     out: PathBuf,
 }
@@ -65,7 +66,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-const USAGE: &str = "usage: taskflow-bench all [--quick] [--smoke] [--repeat N] [--only B1,B2,B3,B5] [--no-peers] \
+const USAGE: &str = "usage: taskflow-bench all [--quick] [--smoke] [--repeat N] [--only B1,B2,B3,B5] [--no-peers] [--no-postgres] \
                      [--b1-runs N] [--concurrency N] [--out DIR]\n       taskflow-bench app <serve|token|…>";
 
 fn parse(args: &[String]) -> Result<Plan> {
@@ -87,6 +88,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             b3_secs: 0.5,
             b5_pending: 500,
             peers: false,
+            postgres: true,
             only: None,
             out: std::env::temp_dir().join("taskflow-bench-smoke"),
         }
@@ -106,6 +108,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             b3_secs: 3.0,
             b5_pending: 50_000,
             peers: true,
+            postgres: true,
             only: None,
             out: repo_root(),
         }
@@ -125,6 +128,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             b3_secs: 20.0,
             b5_pending: 1_000_000,
             peers: true,
+            postgres: true,
             only: None,
             out: repo_root(),
         }
@@ -135,6 +139,7 @@ fn parse(args: &[String]) -> Result<Plan> {
         match arg.as_str() {
             "--quick" | "--smoke" => {}
             "--no-peers" => plan.peers = false,
+            "--no-postgres" => plan.postgres = false,
             "--repeat" => plan.repeat = value()?.parse()?,
             "--b1-runs" => {
                 plan.b1_runs = value()?.parse()?;
@@ -258,12 +263,18 @@ async fn all(plan: Plan) -> Result<()> {
 
 async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Notes) {
     eprintln!("B1 throughput, SQLite: {} runs × {}", plan.b1_runs, plan.repeat);
-    let ours = repeat(plan.repeat, "B1 sqlite", || async {
+    let mut figures = repeat_many(plan.repeat, "B1 sqlite", 3, || async {
         let dir = data_dir(data_root)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
-        inproc::throughput(store, plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await
+        let t = inproc::throughput(store, plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
+        Ok(vec![t.per_s, t.cpu_us, t.writer_us])
     })
-    .await;
+    .await
+    .into_iter();
+    let mut next = || figures.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let ours = next();
+    let cpu = next();
+    let writer = next();
     let mut row = Row::new(
         "B1_sqlite_runs_per_s",
         format!("B1 SQLite, {} runs, in-process", plan.b1_runs),
@@ -275,9 +286,12 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
         row.peers = b1_peers(plan, notes).await;
     }
     rows.push(row);
+    rows.push(Row::new("B1_sqlite_cpu_us_per_run", "B1 SQLite: CPU time of the process per run", "µs", cpu));
+    rows.push(Row::new("B1_sqlite_writer_cpu_us_per_run", "B1 SQLite: CPU time of the writer thread per run", "µs", writer));
 
     eprintln!("B1 throughput, PostgreSQL: {} runs × {}", plan.b1_pg_runs, plan.repeat);
-    let ours = match postgres_url(plan).await {
+    let url = if plan.postgres { postgres_url(plan).await } else { Ok(None) };
+    let ours = match url {
         Ok(Some(url)) => {
             if let Ok(settings) = pg::settings(&url).await {
                 notes.lines.push(format!("PostgreSQL: {settings}"));
@@ -288,7 +302,7 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
                 let store: Arc<dyn Store> = Arc::new(store);
                 let result = inproc::throughput(store, plan.b1_pg_runs, plan.b1_inflight, plan.b1_concurrency).await;
                 db.drop_it().await;
-                result
+                Ok(result?.per_s)
             })
             .await
         }

@@ -297,6 +297,11 @@ fn configure_writer(conn: &Connection) -> Result<(), String> {
     }
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| format!("cannot set synchronous=FULL: {e}"))?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| format!("cannot enable foreign keys: {e}"))?;
+    // Savepoint journals in memory: every command runs in a savepoint, and
+    // a batch's statement journal spilled to a temporary file after 64 KiB,
+    // making every later page the commands touched a `pwrite` (measured:
+    // the writer's CPU per run fell from ~63 to ~44 µs in B1).
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(|e| format!("cannot set temp_store=MEMORY: {e}"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -399,29 +404,41 @@ fn write_loop(mut conn: Connection, commands: &mpsc::Receiver<Box<dyn Command>>)
 }
 
 /// Runs a batch in one transaction, each command in its own savepoint.
+///
+/// The savepoint statements are prepared once and cached: rusqlite's
+/// `Savepoint` formats and parses `SAVEPOINT` / `RELEASE` at every use,
+/// which cost more than the commands themselves (three per run).
 fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<(), String> {
-    let mut tx = conn
+    let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| format!("cannot begin a transaction: {e}"))?;
     for command in batch.iter_mut() {
-        let mut savepoint = match tx.savepoint() {
-            Ok(savepoint) => savepoint,
-            Err(e) => {
-                command.fail(format!("cannot create a savepoint: {e}"));
-                continue;
-            }
-        };
-        if command.execute(&savepoint) {
-            if let Err(e) = savepoint.commit() {
-                // Dropping the savepoint rolled it back.
+        if let Err(e) = savepoint(&tx, "SAVEPOINT command") {
+            command.fail(format!("cannot create a savepoint: {e}"));
+            continue;
+        }
+        if command.execute(&tx) {
+            if let Err(e) = savepoint(&tx, "RELEASE command") {
                 command.fail(format!("cannot release a savepoint: {e}"));
+                roll_back(&tx).map_err(|e| format!("cannot roll back a command: {e}"))?;
             }
-        } else if let Err(e) = savepoint.rollback() {
-            // The failed command's changes might survive: fail the batch.
-            return Err(format!("cannot roll back a failed command: {e}"));
+        } else {
+            // The failed command's changes might survive otherwise: fail the batch.
+            roll_back(&tx).map_err(|e| format!("cannot roll back a failed command: {e}"))?;
         }
     }
     tx.commit().map_err(|e| format!("cannot commit: {e}"))
+}
+
+/// Runs one savepoint statement through the statement cache.
+fn savepoint(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Undoes the current command: back to its savepoint, which is then ended.
+fn roll_back(conn: &Connection) -> rusqlite::Result<()> {
+    savepoint(conn, "ROLLBACK TO command")?;
+    savepoint(conn, "RELEASE command")
 }
 
 // ---------------------------------------------------------------------------
