@@ -131,7 +131,9 @@ pub async fn rest_latency(server: &Server, rate: f64, secs: f64) -> Result<RestL
                 }
                 let Some(i) = run.payload["a"].as_u64().filter(|i| *i < n as u64) else { continue };
                 let scheduled_ms = t0_epoch_ms + i as f64 * 1000.0 / rate;
-                let to_us = |ms: i64| ((ms as f64 - scheduled_ms).max(0.0) * 1000.0) as u64;
+                // A stored time is truncated to its millisecond: take the
+                // middle of it (so each figure is ± 0.5 ms).
+                let to_us = |ms: i64| ((ms as f64 + 0.5 - scheduled_ms).max(0.0) * 1000.0) as u64;
                 if let (Some(st), Some(fi)) = (run.started_at, run.finished_at) {
                     s.saturating_record(to_us(st.millis()));
                     d.saturating_record(to_us(fi.millis()));

@@ -15,7 +15,9 @@
 //! first queued command, drains whatever else is queued (up to
 //! [`BATCH_CAP`]), runs them all in one transaction, each in its own
 //! `SAVEPOINT` so a failing command (an illegal transition, say) rolls back
-//! only itself, commits, and only then replies. If the commit fails, every
+//! only itself (submits and finishes, whose only change is their last
+//! statement, need none: a failing statement undoes itself), commits, and
+//! only then replies. If the commit fails, every
 //! command of the batch gets the error. Because every write goes through this
 //! one thread, two claimers can never claim the same run.
 //!
@@ -156,7 +158,20 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.write(op).await })
+        Box::pin(async move { inner.write(op, Isolation::Savepoint).await })
+    }
+
+    /// [`write`](Self::write) for an `op` that changes the database in its
+    /// last statement only (reads, then one `INSERT` or `UPDATE`): a
+    /// failing statement undoes itself, so it needs no savepoint of its own.
+    /// Submits and finishes, two of a run's three writes, are such.
+    fn write_one<T, F>(&self, op: F) -> BoxFuture<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.write(op, Isolation::LastStatement).await })
     }
 
     /// Runs `op` on a read-only connection on the blocking thread pool.
@@ -175,13 +190,13 @@ impl SqliteStore {
 }
 
 impl Inner {
-    async fn write<T, F>(&self, op: F) -> Result<T>
+    async fn write<T, F>(&self, op: F, isolation: Isolation) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Job { op: Some(Box::new(op)), outcome: None, reply };
+        let job = Job { op: Some(Box::new(op)), isolation, outcome: None, reply };
         self.writer.as_ref().ok_or(Error::Closed)?.send(Box::new(job)).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
@@ -205,7 +220,7 @@ impl Inner {
 
 impl Store for SqliteStore {
     fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>> {
-        self.write(move |conn| submit(conn, new, Timestamp::now()))
+        self.write_one(move |conn| submit(conn, new, Timestamp::now()))
     }
 
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
@@ -222,7 +237,7 @@ impl Store for SqliteStore {
     }
 
     fn finish(&self, report: Report) -> BoxFuture<Result<Run>> {
-        self.write(move |conn| finish(conn, report))
+        self.write_one(move |conn| finish(conn, report))
     }
 
     fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<Result<Run>> {
@@ -240,7 +255,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut rescued = Vec::new();
             loop {
-                let batch = inner.write(move |conn| rescue_batch(conn, now)).await?;
+                let batch = inner.write(move |conn| rescue_batch(conn, now), Isolation::Savepoint).await?;
                 let done = batch.len() < RESCUE_BATCH;
                 rescued.extend(batch);
                 if done {
@@ -255,7 +270,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut pruned = 0;
             loop {
-                let deleted = inner.write(move |conn| prune_batch(conn, before)).await?;
+                let deleted = inner.write(move |conn| prune_batch(conn, before), Isolation::Savepoint).await?;
                 pruned += deleted as u64;
                 if deleted < PRUNE_BATCH {
                     return Ok(pruned);
@@ -343,6 +358,8 @@ fn open_reader(path: &Path) -> Result<Connection, String> {
 
 /// A queued write: runs inside its savepoint, answers after the commit.
 trait Command: Send {
+    /// How the command's changes are undone when it fails.
+    fn isolation(&self) -> Isolation;
     /// Runs the command; returns whether it succeeded (its savepoint is
     /// released) or failed (its savepoint is rolled back).
     fn execute(&mut self, conn: &Connection) -> bool;
@@ -354,13 +371,28 @@ trait Command: Send {
 
 type Op<T> = Box<dyn FnOnce(&Connection) -> Result<T> + Send>;
 
+/// How a failing command's changes are undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// The command runs in a savepoint, rolled back if it fails.
+    Savepoint,
+    /// The command changes the database in its last statement only, which
+    /// SQLite undoes by itself if it fails.
+    LastStatement,
+}
+
 struct Job<T> {
     op: Option<Op<T>>,
+    isolation: Isolation,
     outcome: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
 
 impl<T: Send> Command for Job<T> {
+    fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
     fn execute(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else { return false };
         let outcome = catch_unwind(AssertUnwindSafe(|| op(conn)))
@@ -413,6 +445,10 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| format!("cannot begin a transaction: {e}"))?;
     for command in batch.iter_mut() {
+        if command.isolation() == Isolation::LastStatement {
+            command.execute(&tx);
+            continue;
+        }
         if let Err(e) = savepoint(&tx, "SAVEPOINT command") {
             command.fail(format!("cannot create a savepoint: {e}"));
             continue;
@@ -442,7 +478,8 @@ fn roll_back(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Writes (each runs inside its savepoint on the writer's connection)
+// Writes (each runs inside its savepoint on the writer's connection, or
+// changes the database in its last statement only)
 
 fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
     let unique_key = new.unique_key();
@@ -890,7 +927,7 @@ mod tests {
         op: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> (Box<dyn Command>, oneshot::Receiver<Result<T>>) {
         let (reply, answer) = oneshot::channel();
-        (Box::new(Job { op: Some(Box::new(op)), outcome: None, reply }), answer)
+        (Box::new(Job { op: Some(Box::new(op)), isolation: Isolation::Savepoint, outcome: None, reply }), answer)
     }
 
     /// The writer's connection on a fresh file, without the writer thread.
@@ -932,6 +969,35 @@ mod tests {
         assert!(matches!(missing_answer.await.unwrap(), Err(Error::NotFound(_))));
         assert!(matches!(partial_answer.await.unwrap(), Err(Error::Closed)));
         assert!(matches!(panics_answer.await.unwrap(), Err(Error::Database(m)) if m.contains("panicked")));
+        assert!(last_answer.await.unwrap().unwrap().created);
+        assert_eq!(count_runs(&conn), 2);
+    }
+
+    /// A command without a savepoint that fails in its (only) write leaves
+    /// the batch and the other commands as they were.
+    #[tokio::test]
+    async fn a_failing_last_statement_undoes_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = writer_connection(&dir);
+        let (first, first_answer) = job(|conn| submit(conn, new_run("a", json!({})), Timestamp(1)));
+        let (reply, failing_answer) = oneshot::channel();
+        let failing: Box<dyn Command> = Box::new(Job {
+            op: Some(Box::new(|conn: &Connection| {
+                // NOT NULL fails the statement.
+                conn.execute("INSERT INTO runs (id) VALUES ('x')", []).map(drop).map_err(db("test"))
+            }) as Op<()>),
+            isolation: Isolation::LastStatement,
+            outcome: None,
+            reply,
+        });
+        let (last, last_answer) = job(|conn| submit(conn, new_run("b", json!({})), Timestamp(1)));
+        let mut batch = vec![first, failing, last];
+        assert_eq!(run_batch(&mut conn, &mut batch).err(), None);
+        for command in batch {
+            command.reply(None);
+        }
+        assert!(first_answer.await.unwrap().unwrap().created);
+        assert!(matches!(failing_answer.await.unwrap(), Err(Error::Database(_))));
         assert!(last_answer.await.unwrap().unwrap().created);
         assert_eq!(count_runs(&conn), 2);
     }
