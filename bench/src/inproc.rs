@@ -49,7 +49,12 @@ pub struct Throughput {
 /// B1: `n` runs submitted by `inflight` concurrent submitters and executed
 /// by the embedded engine; runs/s from the first submit until the store
 /// holds all `n` completed.
-pub async fn throughput(store: Arc<dyn Store>, n: usize, inflight: usize, max_concurrency: usize) -> Result<Throughput> {
+pub async fn throughput(
+    store: Arc<dyn Store>,
+    n: usize,
+    inflight: usize,
+    max_concurrency: usize,
+) -> Result<Throughput> {
     let engine = Engine::start(store.clone(), engine_config(max_concurrency))?;
     let client = Client::new(engine.clone());
     let tag = crate::unique_tag();

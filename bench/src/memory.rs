@@ -57,7 +57,10 @@ async fn fill(dir: &std::path::Path, n: usize) -> Result<()> {
                 if i >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
-                client.submit_with("add_numbers", json!({"a": i, "b": 0}), options.clone()).await.context("storing a pending run")?;
+                client
+                    .submit_with("add_numbers", json!({"a": i, "b": 0}), options.clone())
+                    .await
+                    .context("storing a pending run")?;
             }
         });
     }

@@ -17,7 +17,12 @@ pub const REDIS_CONFIG: &str = "Redis (Debian `redis-server`) on 127.0.0.1, pers
     (`--save '' --appendonly no`): an enqueue is acknowledged from memory, not fsynced";
 
 async fn run(program: &str, args: &[&str]) -> Result<()> {
-    let status = Command::new(program).args(args).stdout(Stdio::null()).status().await.with_context(|| format!("running {program}"))?;
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {program}"))?;
     if !status.success() {
         bail!("{program} {args:?} failed: {status}");
     }
@@ -25,8 +30,7 @@ async fn run(program: &str, args: &[&str]) -> Result<()> {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// A private Redis; killed when dropped.

@@ -145,7 +145,12 @@ pub struct Row {
 
 impl Row {
     /// A row of ours alone.
-    pub fn new(key: impl Into<String>, label: impl Into<String>, unit: &'static str, ours: Result<Figure, String>) -> Row {
+    pub fn new(
+        key: impl Into<String>,
+        label: impl Into<String>,
+        unit: &'static str,
+        ours: Result<Figure, String>,
+    ) -> Row {
         Row { key: key.into(), label: label.into(), unit, ours, target: None, peers: Vec::new() }
     }
 
@@ -203,7 +208,10 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
         let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let mut commit = command_output("git", &["-C", &repo.display().to_string(), "rev-parse", "--short", "HEAD"]);
-        let dirty = command_output("git", &["-C", &repo.display().to_string(), "status", "--porcelain", "--untracked-files=no"]);
+        let dirty = command_output(
+            "git",
+            &["-C", &repo.display().to_string(), "status", "--porcelain", "--untracked-files=no"],
+        );
         if !dirty.is_empty() {
             commit.push_str(" (with uncommitted changes)");
         }
@@ -261,7 +269,9 @@ pub fn results_json(machine: &Machine, mode: &str, rows: &[Row]) -> Value {
 /// The figures of `BENCHMARKS.md` (the prose around them is the caller's).
 pub fn markdown_tables(rows: &[Row]) -> String {
     let mut md = String::new();
-    md.push_str("| key | workload | TaskFlow: median (min–max) | target | verdict |\n| --- | --- | --- | --- | --- |\n");
+    md.push_str(
+        "| key | workload | TaskFlow: median (min–max) | target | verdict |\n| --- | --- | --- | --- | --- |\n",
+    );
     for row in rows {
         let ours = match &row.ours {
             Ok(fig) => fig.cell(row.unit),
@@ -283,9 +293,9 @@ pub fn markdown_tables(rows: &[Row]) -> String {
                         let r = ours.median() / theirs.median();
                         let lo = ours.min() / theirs.max();
                         let hi = ours.max() / theirs.min();
-                        let verdict = peer.min_ratio.map_or(String::new(), |t| {
-                            (if r >= t { "met" } else { "**missed**" }).to_owned()
-                        });
+                        let verdict = peer
+                            .min_ratio
+                            .map_or(String::new(), |t| (if r >= t { "met" } else { "**missed**" }).to_owned());
                         (theirs.cell(row.unit), format!("**{}×** ({}–{}×)", num(r), num(lo), num(hi)), verdict)
                     }
                     (_, Err(why)) => (format!("— ({why})"), String::new(), "not measured".to_owned()),
@@ -320,7 +330,10 @@ pub fn header(mode: &str, machine: &Machine, repeat: usize, latency_repeat: usiz
          described here; nothing is copied from elsewhere.\n\n",
     );
     if mode != "full" {
-        let _ = writeln!(md, "> **This is a `--{mode}` pass**: small counts, fewer repetitions. Run without `--{mode}` for the real figures.\n");
+        let _ = writeln!(
+            md,
+            "> **This is a `--{mode}` pass**: small counts, fewer repetitions. Run without `--{mode}` for the real figures.\n"
+        );
     }
     let _ = writeln!(md, "| | |\n| --- | --- |");
     let _ = writeln!(md, "| date | {} |", machine.date);
