@@ -99,7 +99,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             b1_runs: 10_000,
             b1_pg_runs: 3_000,
             b1_inflight: 1024,
-            b1_concurrency: 256,
+            b1_concurrency: 1024,
             dramatiq_runs: 1_000,
             celery_runs: 500,
             apalis_runs: 2_000,
@@ -120,7 +120,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             // ~600 runs/s here: 200,000 would take six minutes a repetition.
             b1_pg_runs: 20_000,
             b1_inflight: 1024,
-            b1_concurrency: 256,
+            b1_concurrency: 1024,
             dramatiq_runs: 20_000,
             celery_runs: 10_000,
             apalis_runs: 10_000,
@@ -255,7 +255,9 @@ async fn all(plan: Plan) -> Result<()> {
          time, HDR histograms in µs. In process: `Client::subscribe()` events (`running`, `completed`), engine \
          max_concurrency 32. Over REST: `POST /api/v1/tasks` to `taskflow-bench app serve` (default engine) with a \
          bearer token from `app token`, through a pooled hyper client; start and completion from the stored \
-         `started_at` / `finished_at` (milliseconds, taken at mid-millisecond, so ± 0.5 ms)."
+         `started_at` / `finished_at` (milliseconds, taken at mid-millisecond, so ± 0.5 ms; `started_at` is the \
+         time the claim was issued, before it committed, so REST submit→start reads low against in-process \
+         submit→start, which is the `running` event after the claim's commit)."
             .to_owned(),
     );
     notes.lines.push(
