@@ -212,15 +212,7 @@ pub async fn latency(store: Arc<dyn Store>, rate: f64, secs: f64, max_concurrenc
 /// 10 ms ticks) and the store's writer threads (`taskflow-sqlite…`, from
 /// their `schedstat`, ns), in seconds.
 pub fn cpu_seconds() -> (f64, f64) {
-    let process = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            // utime and stime are fields 14 and 15; after the name, 12 and 13 (0-based 11, 12).
-            let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN);
+    let process = crate::server::cpu_seconds("self");
     let mut writer = 0.0;
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {

@@ -615,7 +615,7 @@ async fn b2(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
 
 async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
     eprintln!("B3 HTTP intake, 64 connections for {}s × {}", plan.b3_secs, plan.latency_repeat);
-    let figures = repeat_many(plan.latency_repeat, "B3", 9, || async {
+    let figures = repeat_many(plan.latency_repeat, "B3", 11, || async {
         let dir = data_dir(data_root)?;
         let server = server::Server::start(dir.path()).await?;
         let result = async {
@@ -623,13 +623,23 @@ async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
             // The ceiling on the empty store, then the intake, then /health
             // again over the runs the intake stored.
             let health = http::intake(&server.endpoint, 64, health_secs, false).await?;
+            let (server_cpu, client_cpu) = (server.cpu_seconds(), server::cpu_seconds("self"));
             let submits = http::intake(&server.endpoint, 64, plan.b3_secs, true).await?;
+            let server_cpu = server.cpu_seconds() - server_cpu;
+            let client_cpu = server::cpu_seconds("self") - client_cpu;
+            eprintln!(
+                "    during the intake: server {:.0}%, load generator {:.0}% of one core",
+                100.0 * server_cpu / plan.b3_secs,
+                100.0 * client_cpu / plan.b3_secs
+            );
             let after = http::intake(&server.endpoint, 64, health_secs, false).await?;
-            Ok::<_, anyhow::Error>((submits, health, after))
+            let accepted = submits.per_s * plan.b3_secs;
+            let per_accept = (server_cpu * 1e6 / accepted, client_cpu * 1e6 / accepted);
+            Ok::<_, anyhow::Error>((submits, health, after, per_accept))
         }
         .await;
         server.stop().await?;
-        let (s, h, a) = result?;
+        let (s, h, a, (server_us, client_us)) = result?;
         eprintln!(
             "    POST {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors); /health {:.0}/s p99 {:.2} ms; after {:.0}/s",
             s.per_s, s.latency.0, s.latency.1, s.errors, h.per_s, h.latency.1, a.per_s
@@ -647,6 +657,8 @@ async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
             h.latency.1,
             a.per_s,
             a.latency.1,
+            server_us,
+            client_us,
         ])
     })
     .await;
@@ -666,6 +678,18 @@ async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
     rows.push(Row::new("B3_health_p99_ms", "B3 GET /health, empty store: latency p99", "ms", next()));
     rows.push(Row::new("B3_health_after_per_s", "B3 GET /health over the runs the intake stored", "req/s", next()));
     rows.push(Row::new("B3_health_after_p99_ms", "B3 GET /health over the runs the intake stored: p99", "ms", next()));
+    rows.push(Row::new(
+        "B3_server_cpu_us_per_accept",
+        "B3: CPU time of `serve` per accepted run (executing it included)",
+        "µs",
+        next(),
+    ));
+    rows.push(Row::new(
+        "B3_loadgen_cpu_us_per_accept",
+        "B3: CPU time of the load generator per accepted run",
+        "µs",
+        next(),
+    ));
 }
 
 async fn b5(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {

@@ -74,6 +74,11 @@ impl Server {
         self.child.id()
     }
 
+    /// CPU time the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pid().map_or(f64::NAN, |pid| cpu_seconds(&pid.to_string()))
+    }
+
     /// Resident memory (`VmRSS`) now, in MiB.
     pub fn rss_mib(&self) -> Result<f64> {
         let pid = self.pid().context("the server has exited")?;
@@ -85,6 +90,18 @@ impl Server {
         self.child.kill().await.context("stopping `serve`")?;
         Ok(())
     }
+}
+
+/// CPU time (user + system) a process has used, in seconds (10 ms ticks).
+pub fn cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+            Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// `VmRSS` of a process, in MiB.
