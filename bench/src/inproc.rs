@@ -51,6 +51,7 @@ pub struct Throughput {
 /// holds all `n` completed.
 pub async fn throughput(
     store: Arc<dyn Store>,
+    title: &'static str,
     n: usize,
     inflight: usize,
     max_concurrency: usize,
@@ -72,7 +73,7 @@ pub async fn throughput(
                 if i >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
-                client.submit("add_numbers", json!({"a": i, "b": tag})).await.context("submitting")?;
+                client.submit(title, json!({"a": i, "b": tag})).await.context("submitting")?;
             }
         });
     }

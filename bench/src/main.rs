@@ -27,6 +27,13 @@ fn add_numbers(a: i64, b: i64) -> i64 {
     a.wrapping_add(b)
 }
 
+/// Add two numbers, as an `async` task (no blocking-pool hop)
+#[taskflow::task]
+async fn add_numbers_async(a: i64, b: i64) -> i64 {
+    inproc::EXECUTED.fetch_add(1, Ordering::Relaxed);
+    a.wrapping_add(b)
+}
+
 /// A number no other repetition of this process uses, to tell runs apart.
 fn unique_tag() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -297,7 +304,7 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
     let mut figures = repeat_many(plan.repeat, "B1 sqlite", 3, || async {
         let dir = data_dir(data_root)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
-        let t = inproc::throughput(store, plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
+        let t = inproc::throughput(store, "add_numbers", plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
         Ok(vec![t.per_s, t.cpu_us, t.writer_us])
     })
     .await
@@ -325,6 +332,26 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
         writer,
     ));
 
+    eprintln!("B1 throughput, SQLite, an async task: {} runs × {}", plan.b1_runs, plan.repeat);
+    let mut figures = repeat_many(plan.repeat, "B1 sqlite async", 2, || async {
+        let dir = data_dir(data_root)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
+        let t =
+            inproc::throughput(store, "add_numbers_async", plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
+        Ok(vec![t.per_s, t.cpu_us])
+    })
+    .await
+    .into_iter();
+    let mut next = || figures.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let label = format!("B1 SQLite, {} runs, in-process, `async fn` task", report::num(plan.b1_runs as f64));
+    rows.push(Row::new("B1_sqlite_async_runs_per_s", label, "runs/s", next()).target(Target::AtLeast(50_000.0)));
+    rows.push(Row::new(
+        "B1_sqlite_async_cpu_us_per_run",
+        "B1 SQLite, `async fn` task: CPU time of the process per run",
+        "µs",
+        next(),
+    ));
+
     eprintln!("B1 throughput, PostgreSQL: {} runs × {}", plan.b1_pg_runs, plan.repeat);
     let url = if plan.postgres { postgres_url(plan).await } else { Ok(None) };
     let ours = match url {
@@ -336,7 +363,9 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
                 let db = pg::FreshDatabase::create(&url).await?;
                 let store = taskflow::store::PostgresStore::connect(&db.url).await?;
                 let store: Arc<dyn Store> = Arc::new(store);
-                let result = inproc::throughput(store, plan.b1_pg_runs, plan.b1_inflight, plan.b1_concurrency).await;
+                let result =
+                    inproc::throughput(store, "add_numbers", plan.b1_pg_runs, plan.b1_inflight, plan.b1_concurrency)
+                        .await;
                 db.drop_it().await;
                 Ok(result?.per_s)
             })
