@@ -446,7 +446,12 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()
         .map_err(|e| format!("cannot begin a transaction: {e}"))?;
     for command in batch.iter_mut() {
         if command.isolation() == Isolation::LastStatement {
-            command.execute(&tx);
+            // A failed statement undid itself; but an I/O or out-of-memory
+            // error rolls the whole transaction back, and the commands after
+            // it must not run outside one.
+            if !command.execute(&tx) && tx.is_autocommit() {
+                return Err("a failing command rolled the transaction back".to_owned());
+            }
             continue;
         }
         if let Err(e) = savepoint(&tx, "SAVEPOINT command") {
