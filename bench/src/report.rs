@@ -326,7 +326,7 @@ pub fn header(mode: &str, machine: &Machine, repeat: usize, latency_repeat: usiz
     md.push_str("# Benchmarks\n\n");
     md.push_str(
         "Written by `cargo run --release -p taskflow-bench -- all` (this file and `bench/results.json`; \
-         `--quick` for a one-minute pass). Every figure below was measured by that command on the machine \
+         `--quick` for a pass of a minute or two). Every figure below was measured by that command on the machine \
          described here; nothing is copied from elsewhere.\n\n",
     );
     if mode != "full" {
