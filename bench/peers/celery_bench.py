@@ -1,0 +1,81 @@
+"""B1 for Celery 5: N no-op `add_numbers` tasks through Redis, executed by
+2 `celery worker` processes with the threads pool (8 threads each, by
+default), results ignored; prints {"runs_per_s": ...} measured from the
+first `delay` to the last completion (each completion increments a Redis
+counter).
+
+Run by `taskflow-bench`: python celery_bench.py N [processes] [threads]
+with BENCH_REDIS_URL set."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import redis
+from celery import Celery
+
+URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:56379/0")
+app = Celery("celery_bench", broker=URL)
+app.conf.update(
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+COUNTER = redis.Redis.from_url(URL)
+
+
+@app.task(name="add_numbers")
+def add_numbers(a, b):
+    COUNTER.incr("bench:done")
+    return a + b
+
+
+def wait_for(count, timeout):
+    deadline = time.monotonic() + timeout
+    while int(COUNTER.get("bench:done") or 0) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {COUNTER.get('bench:done')} of {count} done in {timeout}s")
+        time.sleep(0.002)
+
+
+def main():
+    n = int(sys.argv[1])
+    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    threads = sys.argv[3] if len(sys.argv) > 3 else "8"
+    COUNTER.flushdb()
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=here)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_bench", "worker", "--pool", "threads",
+             "--concurrency", threads, "-n", f"bench{k}@%h", "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for k in range(processes)
+    ]
+    try:
+        add_numbers.delay(0, 0)
+        wait_for(1, 120)
+        time.sleep(1.0)  # the other worker process too
+        COUNTER.set("bench:done", 0)
+        start = time.monotonic()
+        for i in range(n):
+            add_numbers.delay(i, 1)
+        wait_for(n, 1800)
+        elapsed = time.monotonic() - start
+        print(json.dumps({"runs_per_s": n / elapsed, "n": n}))
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,798 @@
+//! TaskFlow's benchmark harness: `taskflow-bench all [--quick] [--smoke]`
+//! runs every workload several times, with peers side by side, and writes
+//! `BENCHMARKS.md` and `bench/results.json`; `taskflow-bench app …` is this
+//! binary as a TaskFlow app (the `serve` the HTTP workloads talk to).
+
+mod http;
+mod inproc;
+mod memory;
+mod peers;
+mod report;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use taskflow::store::{SqliteStore, Store};
+
+use report::{Figure, Machine, Peer, Row, Target};
+
+/// Add two numbers (the no-op run of every workload)
+#[taskflow::task]
+fn add_numbers(a: i64, b: i64) -> i64 {
+    inproc::EXECUTED.fetch_add(1, Ordering::Relaxed);
+    a.wrapping_add(b)
+}
+
+/// Add two numbers, as an `async` task (no blocking-pool hop)
+#[taskflow::task]
+async fn add_numbers_async(a: i64, b: i64) -> i64 {
+    inproc::EXECUTED.fetch_add(1, Ordering::Relaxed);
+    a.wrapping_add(b)
+}
+
+/// A number no other repetition of this process uses, to tell runs apart.
+fn unique_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    (nanos % 1_000_000_000_000) * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+/// What to run and how much.
+#[derive(Debug, Clone)]
+struct Plan {
+    mode: &'static str,
+    repeat: usize,
+    b1_runs: usize,
+    b1_pg_runs: usize,
+    b1_inflight: usize,
+    b1_concurrency: usize,
+    dramatiq_runs: usize,
+    celery_runs: usize,
+    apalis_runs: usize,
+    latency_secs: f64,
+    latency_repeat: usize,
+    b3_secs: f64,
+    b5_pending: usize,
+    peers: bool,
+    postgres: bool,
+    only: Option<Vec<String>>,
+    out: PathBuf,
+}
+
+impl Plan {
+    fn wants(&self, workload: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|w| w.eq_ignore_ascii_case(workload)))
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+const USAGE: &str = "usage: taskflow-bench all [--quick] [--smoke] [--repeat N] [--only B1,B2,B3,B5] [--no-peers] [--no-postgres] \
+                     [--b1-runs N] [--concurrency N] [--out DIR]\n       taskflow-bench app <serve|token|…>";
+
+fn parse(args: &[String]) -> Result<Plan> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut plan = if smoke {
+        Plan {
+            mode: "smoke",
+            repeat: 1,
+            b1_runs: 300,
+            b1_pg_runs: 300,
+            b1_inflight: 64,
+            b1_concurrency: 256,
+            dramatiq_runs: 0,
+            celery_runs: 0,
+            apalis_runs: 0,
+            latency_secs: 0.5,
+            latency_repeat: 1,
+            b3_secs: 0.5,
+            b5_pending: 500,
+            peers: false,
+            postgres: true,
+            only: None,
+            out: std::env::temp_dir().join("taskflow-bench-smoke"),
+        }
+    } else if quick {
+        Plan {
+            mode: "quick",
+            repeat: 3,
+            b1_runs: 10_000,
+            b1_pg_runs: 3_000,
+            b1_inflight: 1024,
+            b1_concurrency: 1024,
+            dramatiq_runs: 1_000,
+            celery_runs: 500,
+            apalis_runs: 2_000,
+            latency_secs: 3.0,
+            latency_repeat: 1,
+            b3_secs: 3.0,
+            b5_pending: 50_000,
+            peers: true,
+            postgres: true,
+            only: None,
+            out: repo_root(),
+        }
+    } else {
+        Plan {
+            mode: "full",
+            repeat: 3,
+            b1_runs: 200_000,
+            // ~600 runs/s here: 200,000 would take six minutes a repetition.
+            b1_pg_runs: 20_000,
+            b1_inflight: 1024,
+            b1_concurrency: 1024,
+            dramatiq_runs: 20_000,
+            celery_runs: 10_000,
+            apalis_runs: 10_000,
+            latency_secs: 10.0,
+            latency_repeat: 3,
+            b3_secs: 20.0,
+            b5_pending: 1_000_000,
+            peers: true,
+            postgres: true,
+            only: None,
+            out: repo_root(),
+        }
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--quick" | "--smoke" => {}
+            "--no-peers" => plan.peers = false,
+            "--no-postgres" => plan.postgres = false,
+            "--repeat" => plan.repeat = value()?.parse()?,
+            "--b1-runs" => {
+                plan.b1_runs = value()?.parse()?;
+                plan.b1_pg_runs = plan.b1_runs;
+            }
+            "--concurrency" => plan.b1_concurrency = value()?.parse()?,
+            "--inflight" => plan.b1_inflight = value()?.parse()?,
+            "--only" => plan.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--out" => plan.out = PathBuf::from(value()?),
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    Ok(plan)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("app") => {
+            let app_args = std::iter::once("taskflow-bench".to_owned()).chain(args[2..].iter().cloned());
+            taskflow::App::from_args(app_args).run()?;
+            Ok(())
+        }
+        Some("all") => {
+            let plan = parse(&args[2..])?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(all(plan))
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// A fresh data directory on the real disk (not a tmpfs), removed on drop.
+fn data_dir(root: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(root)?;
+    Ok(tempfile::Builder::new().prefix("run-").tempdir_in(root)?)
+}
+
+fn bench_data_root() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache/taskflow/bench-data")
+}
+
+/// Repeats an async measurement, printing each; an error ends the row.
+async fn repeat<F, Fut>(times: usize, label: &str, mut once: F) -> Result<Figure, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<f64>>,
+{
+    let mut samples = Vec::new();
+    for i in 0..times {
+        eprintln!("  {label}: repetition {}/{times}", i + 1);
+        match once().await {
+            Ok(value) => samples.push(value),
+            Err(error) => {
+                eprintln!("  {label}: failed: {error:#}");
+                return Err(format!("failed: {error:#}"));
+            }
+        }
+    }
+    Ok(Figure::new(samples))
+}
+
+/// Several figures measured together in each repetition.
+async fn repeat_many<F, Fut>(times: usize, label: &str, count: usize, mut once: F) -> Vec<Result<Figure, String>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<f64>>>,
+{
+    let mut samples = vec![Vec::new(); count];
+    for i in 0..times {
+        eprintln!("  {label}: repetition {}/{times}", i + 1);
+        match once().await {
+            Ok(values) => {
+                for (k, v) in values.into_iter().enumerate() {
+                    samples[k].push(v);
+                }
+            }
+            Err(error) => {
+                eprintln!("  {label}: failed: {error:#}");
+                return vec![Err(format!("failed: {error:#}")); count];
+            }
+        }
+    }
+    samples.into_iter().map(|s| Ok(Figure::new(s))).collect()
+}
+
+/// Notes for the report, gathered as the workloads run.
+#[derive(Debug, Default)]
+struct Notes {
+    lines: Vec<String>,
+}
+
+async fn all(plan: Plan) -> Result<()> {
+    let root = repo_root();
+    let mut machine = Machine::describe(&root);
+    eprintln!("taskflow-bench: {} mode; load average {}", plan.mode, machine.load_start);
+    let data_root = bench_data_root();
+    let mut rows = Vec::new();
+    let mut notes = Notes::default();
+    notes.lines.push(format!("fsync on the data disk ({}): {}", data_root.display(), fsync_probe(&data_root)));
+    notes.lines.push(format!(
+        "B1: `Client::submit` (default options: validation, de-duplication) from {} concurrent submitters in the \
+         process of the embedded `Engine` (max_concurrency {}, retention off), SQLite in WAL mode with \
+         `synchronous=FULL` on the data disk (every submit is acknowledged after its group commit's fsync); \
+         runs/s from the first submit until the store holds every run `completed`; CPU per run from \
+         `/proc/self/stat` (process) and the writer thread's `schedstat`. A fresh store each repetition.",
+        plan.b1_inflight, plan.b1_concurrency
+    ));
+    notes.lines.push(
+        "B2: a dedicated thread spawns each submit at its scheduled time (open loop); latency from the scheduled \
+         time, HDR histograms in µs. In process: `Client::subscribe()` events (`running`, `completed`), engine \
+         max_concurrency 32. Over REST: `POST /api/v1/tasks` to `taskflow-bench app serve` (default engine) with a \
+         bearer token from `app token`, through a pooled hyper client; start and completion from the stored \
+         `started_at` / `finished_at` (milliseconds, taken at mid-millisecond, so ± 0.5 ms; `started_at` is the \
+         time the claim was issued, before it committed, so REST submit→start reads low against in-process \
+         submit→start, which is the `running` event after the claim's commit)."
+            .to_owned(),
+    );
+    notes.lines.push(
+        "B3: 64 closed-loop connections (hyper, HTTP/1.1 keep-alive) in this process against `app serve`, which \
+         executes the runs it accepts meanwhile; a 202 counts as a durable accept. `/health` is measured on the \
+         empty store first (the ceiling) and again over the runs the intake stored."
+            .to_owned(),
+    );
+    notes.lines.push(format!(
+        "B5: `VmRSS` of `app serve` 2 s after start on an empty store, and on a store holding {} pending runs \
+         (stored beforehand through `Client::for_store`, due a day later so nothing claims them), after one \
+         `GET /api/v1/tasks`.",
+        report::num(plan.b5_pending as f64)
+    ));
+
+    if plan.wants("B1") {
+        b1(&plan, &data_root, &mut rows, &mut notes).await;
+    }
+    if plan.wants("B2") {
+        b2(&plan, &data_root, &mut rows).await;
+    }
+    if plan.wants("B3") {
+        b3(&plan, &data_root, &mut rows).await;
+    }
+    rows.push(Row::new("B4_executors", "B4: pending the process/Docker executor merge", "", Err("TODO".to_owned())));
+    if plan.wants("B5") {
+        b5(&plan, &data_root, &mut rows).await;
+    }
+
+    machine.load_end = report::load_average();
+    write_report(&plan, &machine, &rows, &notes)?;
+    Ok(())
+}
+
+async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Notes) {
+    eprintln!("B1 throughput, SQLite: {} runs × {}", plan.b1_runs, plan.repeat);
+    let mut figures = repeat_many(plan.repeat, "B1 sqlite", 3, || async {
+        let dir = data_dir(data_root)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
+        let t = inproc::throughput(store, "add_numbers", plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
+        Ok(vec![t.per_s, t.cpu_us, t.writer_us])
+    })
+    .await
+    .into_iter();
+    let mut next = || figures.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let ours = next();
+    let cpu = next();
+    let writer = next();
+    let mut row = Row::new(
+        "B1_sqlite_runs_per_s",
+        format!("B1 SQLite, {} runs, in-process", report::num(plan.b1_runs as f64)),
+        "runs/s",
+        ours,
+    )
+    .target(Target::AtLeast(50_000.0));
+    if plan.peers {
+        row.peers = b1_peers(plan, notes).await;
+    }
+    rows.push(row);
+    rows.push(Row::new("B1_sqlite_cpu_us_per_run", "B1 SQLite: CPU time of the process per run", "µs", cpu));
+    rows.push(Row::new(
+        "B1_sqlite_writer_cpu_us_per_run",
+        "B1 SQLite: CPU time of the writer thread per run",
+        "µs",
+        writer,
+    ));
+
+    eprintln!("B1 throughput, SQLite, an async task: {} runs × {}", plan.b1_runs, plan.repeat);
+    let mut figures = repeat_many(plan.repeat, "B1 sqlite async", 2, || async {
+        let dir = data_dir(data_root)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
+        let t =
+            inproc::throughput(store, "add_numbers_async", plan.b1_runs, plan.b1_inflight, plan.b1_concurrency).await?;
+        Ok(vec![t.per_s, t.cpu_us])
+    })
+    .await
+    .into_iter();
+    let mut next = || figures.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let label = format!("B1 SQLite, {} runs, in-process, `async fn` task", report::num(plan.b1_runs as f64));
+    rows.push(Row::new("B1_sqlite_async_runs_per_s", label, "runs/s", next()).target(Target::AtLeast(50_000.0)));
+    rows.push(Row::new(
+        "B1_sqlite_async_cpu_us_per_run",
+        "B1 SQLite, `async fn` task: CPU time of the process per run",
+        "µs",
+        next(),
+    ));
+
+    eprintln!("B1 throughput, PostgreSQL: {} runs × {}", plan.b1_pg_runs, plan.repeat);
+    let url = if plan.postgres { postgres_url(plan).await } else { Ok(None) };
+    let ours = match url {
+        Ok(Some(url)) => {
+            if let Ok(settings) = pg::settings(&url).await {
+                notes.lines.push(format!("PostgreSQL: {settings}"));
+            }
+            repeat(plan.repeat, "B1 postgres", || async {
+                let db = pg::FreshDatabase::create(&url).await?;
+                let store = taskflow::store::PostgresStore::connect(&db.url).await?;
+                let store: Arc<dyn Store> = Arc::new(store);
+                let result =
+                    inproc::throughput(store, "add_numbers", plan.b1_pg_runs, plan.b1_inflight, plan.b1_concurrency)
+                        .await;
+                db.drop_it().await;
+                Ok(result?.per_s)
+            })
+            .await
+        }
+        Ok(None) => Err("skipped: no PostgreSQL (set TASKFLOW_TEST_DATABASE_URL)".to_owned()),
+        Err(error) => Err(format!("no PostgreSQL: {error:#}")),
+    };
+    rows.push(
+        Row::new(
+            "B1_postgres_runs_per_s",
+            format!("B1 PostgreSQL, {} runs, in-process", report::num(plan.b1_pg_runs as f64)),
+            "runs/s",
+            ours,
+        )
+        .target(Target::AtLeast(10_000.0)),
+    );
+}
+
+async fn b1_peers(plan: &Plan, notes: &mut Notes) -> Vec<Peer> {
+    let mut out = Vec::new();
+    let setup = async {
+        let redis = peers::Redis::start().await?;
+        let python = peers::venv().await?;
+        Ok::<_, anyhow::Error>((redis, python))
+    };
+    match setup.await {
+        Ok((redis, python)) => {
+            notes.lines.push(format!("Peers: {}; {}.", peers::versions(&python).await, peers::REDIS_CONFIG));
+            for (name, script, n, ratio, config) in [
+                (
+                    "dramatiq",
+                    "dramatiq_bench.py",
+                    plan.dramatiq_runs,
+                    20.0,
+                    "Dramatiq, Redis broker, 2 processes × 8 threads",
+                ),
+                (
+                    "celery",
+                    "celery_bench.py",
+                    plan.celery_runs,
+                    100.0,
+                    "Celery 5, Redis broker, 2 workers × 8 threads (threads pool), results ignored",
+                ),
+            ] {
+                eprintln!("B1 peer {name}: {n} runs × {}", plan.repeat);
+                let result = repeat(plan.repeat, name, || peers::python_b1(&python, script, &redis, n)).await;
+                out.push(Peer {
+                    name: name.to_owned(),
+                    result,
+                    min_ratio: Some(ratio),
+                    config: format!("{config}; {n} runs a repetition"),
+                });
+            }
+        }
+        Err(error) => {
+            for (name, ratio) in [("dramatiq", 20.0), ("celery", 100.0)] {
+                out.push(Peer {
+                    name: name.to_owned(),
+                    result: Err(format!("not set up: {error:#}")),
+                    min_ratio: Some(ratio),
+                    config: String::new(),
+                });
+            }
+        }
+    }
+    let n = plan.apalis_runs;
+    eprintln!("B1 peer apalis: {n} runs × {}", plan.repeat);
+    let result = match peers::build_apalis().await {
+        Ok(binary) => {
+            repeat(plan.repeat, "apalis", || async {
+                let dir = data_dir(&bench_data_root())?;
+                peers::apalis_b1(&binary, dir.path(), n).await
+            })
+            .await
+        }
+        Err(error) => Err(format!("not built: {error:#}")),
+    };
+    let (concurrency, pushers, fetch, poll) = peers::APALIS_SETTINGS;
+    out.push(Peer {
+        name: "apalis".to_owned(),
+        result,
+        min_ratio: Some(3.0),
+        config: format!(
+            "apalis 0.7.4 + apalis-sql 0.7.4, SQLite storage (sqlx; WAL, synchronous=FULL on every connection, pool of 8), \
+             one worker with concurrency {concurrency}, {pushers} concurrent pushers, fetch size {fetch}, poll interval {poll} ms \
+             (the defaults, 10 jobs every 100 ms, cap it at 100 jobs/s); a job counts when its handler ran; {n} runs a repetition"
+        ),
+    });
+    out
+}
+
+/// The PostgreSQL server: `TASKFLOW_TEST_DATABASE_URL`, else (not in smoke
+/// mode) the one `scripts/postgres` starts.
+async fn postgres_url(plan: &Plan) -> Result<Option<String>> {
+    if let Ok(url) = std::env::var("TASKFLOW_TEST_DATABASE_URL") {
+        return Ok(Some(url));
+    }
+    if plan.mode == "smoke" {
+        return Ok(None);
+    }
+    let script = repo_root().join("scripts/postgres");
+    let out = tokio::process::Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .context("running scripts/postgres")?;
+    if !out.status.success() {
+        bail!("scripts/postgres failed: {}", out.status);
+    }
+    Ok(Some(String::from_utf8(out.stdout)?.trim().to_owned()))
+}
+
+mod pg {
+    //! Fresh PostgreSQL databases for the repetitions.
+
+    use anyhow::{Context as _, Result};
+    use sqlx_core::connection::Connection as _;
+    use sqlx_core::executor::Executor as _;
+    use sqlx_postgres::{PgConnection, Postgres};
+
+    /// The server's durability settings, for the report.
+    pub async fn settings(url: &str) -> Result<String> {
+        let mut conn = PgConnection::connect(url).await?;
+        let mut parts = Vec::new();
+        for name in ["server_version", "synchronous_commit", "fsync", "shared_buffers"] {
+            let value: String = sqlx_core::query_scalar::query_scalar::<Postgres, String>(&format!("SHOW {name}"))
+                .fetch_one(&mut conn)
+                .await?;
+            parts.push(format!("{name}={value}"));
+        }
+        Ok(parts.join(", "))
+    }
+
+    /// A database created for one repetition.
+    #[derive(Debug)]
+    pub struct FreshDatabase {
+        admin: String,
+        name: String,
+        /// Its URL.
+        pub url: String,
+    }
+
+    impl FreshDatabase {
+        /// Creates `tf_bench_<tag>` on the server of `admin`.
+        pub async fn create(admin: &str) -> Result<FreshDatabase> {
+            let name = format!("tf_bench_{}", crate::unique_tag());
+            let mut conn = PgConnection::connect(admin).await.context("connecting to PostgreSQL")?;
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await.context("creating a database")?;
+            let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+            Ok(FreshDatabase { admin: admin.to_owned(), url: format!("{base}/{name}"), name })
+        }
+
+        /// Drops it (best effort).
+        pub async fn drop_it(self) {
+            if let Ok(mut conn) = PgConnection::connect(&self.admin).await {
+                let _ = conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await;
+            }
+        }
+    }
+}
+
+async fn b2(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
+    for rate in [100.0, 1000.0] {
+        let r = rate as u32;
+        eprintln!("B2 latency in-process, {r} runs/s for {}s × {}", plan.latency_secs, plan.latency_repeat);
+        let figures = repeat_many(plan.latency_repeat, "B2 in-process", 9, || async {
+            let dir = data_dir(data_root)?;
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in(dir.path())?);
+            let l = inproc::latency(store, rate, plan.latency_secs, 32).await?;
+            eprintln!(
+                "    start p50 {:.3} p99 {:.3} max {:.3} ms; ack p50 {:.3} ms",
+                l.start.0, l.start.1, l.start.2, l.ack.0
+            );
+            Ok(vec![
+                l.start.0,
+                l.start.1,
+                l.start.2,
+                l.completed.0,
+                l.completed.1,
+                l.completed.2,
+                l.ack.0,
+                l.ack.1,
+                l.ack.2,
+            ])
+        })
+        .await;
+        let mut f = figures.into_iter();
+        let mut next = || f.next().unwrap_or_else(|| Err("missing".to_owned()));
+        let p = format!("B2_inproc_{r}");
+        let l = format!("B2 in-process {r}/s");
+        rows.push(
+            Row::new(format!("{p}_start_p50_ms"), format!("{l}: submit→start p50"), "ms", next())
+                .target(Target::AtMost(0.5)),
+        );
+        rows.push(
+            Row::new(format!("{p}_start_p99_ms"), format!("{l}: submit→start p99"), "ms", next())
+                .target(Target::AtMost(2.0)),
+        );
+        rows.push(Row::new(format!("{p}_start_max_ms"), format!("{l}: submit→start max"), "ms", next()));
+        rows.push(Row::new(format!("{p}_completed_p50_ms"), format!("{l}: submit→completed p50"), "ms", next()));
+        rows.push(Row::new(format!("{p}_completed_p99_ms"), format!("{l}: submit→completed p99"), "ms", next()));
+        rows.push(Row::new(format!("{p}_completed_max_ms"), format!("{l}: submit→completed max"), "ms", next()));
+        rows.push(Row::new(format!("{p}_ack_p50_ms"), format!("{l}: submit→acknowledged (durable) p50"), "ms", next()));
+        rows.push(Row::new(format!("{p}_ack_p99_ms"), format!("{l}: submit→acknowledged p99"), "ms", next()));
+        rows.push(Row::new(format!("{p}_ack_max_ms"), format!("{l}: submit→acknowledged max"), "ms", next()));
+    }
+    for rate in [100.0, 1000.0] {
+        let r = rate as u32;
+        eprintln!("B2 latency over REST, {r} runs/s for {}s × {}", plan.latency_secs, plan.latency_repeat);
+        let figures = repeat_many(plan.latency_repeat, "B2 REST", 9, || async {
+            let dir = data_dir(data_root)?;
+            let server = server::Server::start(dir.path()).await?;
+            let l = http::rest_latency(&server, rate, plan.latency_secs).await;
+            server.stop().await?;
+            let l = l?;
+            eprintln!(
+                "    202 p50 {:.3} p99 {:.3} ms; start p50 {:.1} p99 {:.1} ms",
+                l.ack.0, l.ack.1, l.start.0, l.start.1
+            );
+            Ok(vec![
+                l.ack.0,
+                l.ack.1,
+                l.ack.2,
+                l.start.0,
+                l.start.1,
+                l.start.2,
+                l.completed.0,
+                l.completed.1,
+                l.completed.2,
+            ])
+        })
+        .await;
+        let mut f = figures.into_iter();
+        let mut next = || f.next().unwrap_or_else(|| Err("missing".to_owned()));
+        let p = format!("B2_rest_{r}");
+        let l = format!("B2 REST {r}/s");
+        rows.push(
+            Row::new(format!("{p}_ack_p50_ms"), format!("{l}: submit→202 (durable) p50"), "ms", next())
+                .target(Target::AtMost(1.0)),
+        );
+        rows.push(
+            Row::new(format!("{p}_ack_p99_ms"), format!("{l}: submit→202 p99"), "ms", next())
+                .target(Target::AtMost(5.0)),
+        );
+        rows.push(Row::new(format!("{p}_ack_max_ms"), format!("{l}: submit→202 max"), "ms", next()));
+        rows.push(
+            Row::new(format!("{p}_start_p50_ms"), format!("{l}: submit→start p50 (± 0.5 ms)"), "ms", next())
+                .target(Target::AtMost(1.0)),
+        );
+        rows.push(
+            Row::new(format!("{p}_start_p99_ms"), format!("{l}: submit→start p99 (± 0.5 ms)"), "ms", next())
+                .target(Target::AtMost(5.0)),
+        );
+        rows.push(Row::new(format!("{p}_start_max_ms"), format!("{l}: submit→start max (± 0.5 ms)"), "ms", next()));
+        rows.push(Row::new(
+            format!("{p}_completed_p50_ms"),
+            format!("{l}: submit→completed p50 (± 0.5 ms)"),
+            "ms",
+            next(),
+        ));
+        rows.push(Row::new(
+            format!("{p}_completed_p99_ms"),
+            format!("{l}: submit→completed p99 (± 0.5 ms)"),
+            "ms",
+            next(),
+        ));
+        rows.push(Row::new(
+            format!("{p}_completed_max_ms"),
+            format!("{l}: submit→completed max (± 0.5 ms)"),
+            "ms",
+            next(),
+        ));
+    }
+}
+
+async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
+    eprintln!("B3 HTTP intake, 64 connections for {}s × {}", plan.b3_secs, plan.latency_repeat);
+    let figures = repeat_many(plan.latency_repeat, "B3", 11, || async {
+        let dir = data_dir(data_root)?;
+        let server = server::Server::start(dir.path()).await?;
+        let result = async {
+            let health_secs = (plan.b3_secs / 4.0).max(0.5);
+            // The ceiling on the empty store, then the intake, then /health
+            // again over the runs the intake stored.
+            let health = http::intake(&server.endpoint, 64, health_secs, false).await?;
+            let (server_cpu, client_cpu) = (server.cpu_seconds(), server::cpu_seconds("self"));
+            let submits = http::intake(&server.endpoint, 64, plan.b3_secs, true).await?;
+            let server_cpu = server.cpu_seconds() - server_cpu;
+            let client_cpu = server::cpu_seconds("self") - client_cpu;
+            eprintln!(
+                "    during the intake: server {:.0}%, load generator {:.0}% of one core",
+                100.0 * server_cpu / plan.b3_secs,
+                100.0 * client_cpu / plan.b3_secs
+            );
+            let after = http::intake(&server.endpoint, 64, health_secs, false).await?;
+            let accepted = submits.per_s * plan.b3_secs;
+            let per_accept = (server_cpu * 1e6 / accepted, client_cpu * 1e6 / accepted);
+            Ok::<_, anyhow::Error>((submits, health, after, per_accept))
+        }
+        .await;
+        server.stop().await?;
+        let (s, h, a, (server_us, client_us)) = result?;
+        eprintln!(
+            "    POST {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors); /health {:.0}/s p99 {:.2} ms; after {:.0}/s",
+            s.per_s, s.latency.0, s.latency.1, s.errors, h.per_s, h.latency.1, a.per_s
+        );
+        if s.errors > 0 || h.errors > 0 || a.errors > 0 {
+            bail!("{} submits and {} health checks were not answered as expected", s.errors, h.errors + a.errors);
+        }
+        Ok(vec![
+            s.per_s,
+            s.latency.0,
+            s.latency.1,
+            s.latency.2,
+            h.per_s,
+            h.latency.0,
+            h.latency.1,
+            a.per_s,
+            a.latency.1,
+            server_us,
+            client_us,
+        ])
+    })
+    .await;
+    let mut f = figures.into_iter();
+    let mut next = || f.next().unwrap_or_else(|| Err("missing".to_owned()));
+    rows.push(
+        Row::new("B3_submit_accepts_per_s", "B3 POST /api/v1/tasks, 64 connections: durable accepts", "req/s", next())
+            .target(Target::AtLeast(20_000.0)),
+    );
+    rows.push(Row::new("B3_submit_p50_ms", "B3 POST /api/v1/tasks: latency p50", "ms", next()));
+    rows.push(
+        Row::new("B3_submit_p99_ms", "B3 POST /api/v1/tasks: latency p99", "ms", next()).target(Target::AtMost(10.0)),
+    );
+    rows.push(Row::new("B3_submit_max_ms", "B3 POST /api/v1/tasks: latency max", "ms", next()));
+    rows.push(Row::new("B3_health_per_s", "B3 GET /health, 64 connections, empty store (ceiling)", "req/s", next()));
+    rows.push(Row::new("B3_health_p50_ms", "B3 GET /health, empty store: latency p50", "ms", next()));
+    rows.push(Row::new("B3_health_p99_ms", "B3 GET /health, empty store: latency p99", "ms", next()));
+    rows.push(Row::new("B3_health_after_per_s", "B3 GET /health over the runs the intake stored", "req/s", next()));
+    rows.push(Row::new("B3_health_after_p99_ms", "B3 GET /health over the runs the intake stored: p99", "ms", next()));
+    rows.push(Row::new(
+        "B3_server_cpu_us_per_accept",
+        "B3: CPU time of `serve` per accepted run (executing it included)",
+        "µs",
+        next(),
+    ));
+    rows.push(Row::new(
+        "B3_loadgen_cpu_us_per_accept",
+        "B3: CPU time of the load generator per accepted run",
+        "µs",
+        next(),
+    ));
+}
+
+async fn b5(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
+    eprintln!("B5 memory: idle, and with {} pending runs × {}", plan.b5_pending, plan.latency_repeat);
+    let figures = repeat_many(plan.latency_repeat, "B5", 3, || async {
+        let dir = data_dir(data_root)?;
+        let m = memory::measure(dir.path(), plan.b5_pending).await?;
+        eprintln!("    idle {:.1} MiB; with pending runs {:.1} MiB", m.idle, m.pending);
+        Ok(vec![m.idle, m.pending, m.pending - m.idle])
+    })
+    .await;
+    let mut f = figures.into_iter();
+    let mut next = || f.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let n = report::num(plan.b5_pending as f64);
+    rows.push(
+        Row::new("B5_idle_rss_mib", "B5 `serve` idle, empty store: VmRSS", "MiB", next()).target(Target::AtMost(30.0)),
+    );
+    rows.push(Row::new("B5_pending_rss_mib", format!("B5 `serve` idle over {n} pending runs: VmRSS"), "MiB", next()));
+    rows.push(Row::new("B5_pending_delta_mib", format!("B5 growth from 0 to {n} pending runs"), "MiB", next()));
+}
+
+/// Latency of a 4 KiB write + `fdatasync` on the data disk (what a durable
+/// SQLite commit pays at least once): p50 and p99 of 200.
+fn fsync_probe(dir: &Path) -> String {
+    use std::io::Write as _;
+    let probe = || -> Result<(f64, f64)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("fsync-probe-{}", std::process::id()));
+        let mut file = std::fs::File::create(&path)?;
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            file.write_all(&[0u8; 4096])?;
+            file.sync_data()?;
+            times.push(start.elapsed());
+        }
+        drop(file);
+        std::fs::remove_file(&path)?;
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Ok((ms(times[times.len() / 2]), ms(times[times.len() * 99 / 100])))
+    };
+    match probe() {
+        Ok((p50, p99)) => format!("p50 {p50:.3} ms, p99 {p99:.3} ms per 4 KiB write + fdatasync"),
+        Err(error) => format!("probe failed: {error}"),
+    }
+}
+
+fn write_report(plan: &Plan, machine: &Machine, rows: &[Row], notes: &Notes) -> Result<()> {
+    std::fs::create_dir_all(plan.out.join("bench"))?;
+    let json = report::results_json(machine, plan.mode, rows);
+    let json_path = plan.out.join("bench/results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")?;
+    let md_path = plan.out.join("BENCHMARKS.md");
+    let mut md = String::new();
+    md.push_str(&report::header(plan.mode, machine, plan.repeat, plan.latency_repeat));
+    md.push_str(&report::markdown_tables(rows));
+    md.push_str("\n### Configuration\n\n");
+    for line in &notes.lines {
+        md.push_str(&format!("- {line}\n"));
+    }
+    for row in rows {
+        for peer in &row.peers {
+            if !peer.config.is_empty() {
+                md.push_str(&format!("- {}: {}\n", peer.name, peer.config));
+            }
+        }
+    }
+    let analysis = plan.out.join("bench/ANALYSIS.md");
+    if let Ok(text) = std::fs::read_to_string(&analysis) {
+        md.push('\n');
+        md.push_str(&text);
+    }
+    std::fs::write(&md_path, md)?;
+    eprintln!("wrote {} and {}", md_path.display(), json_path.display());
+    Ok(())
+}

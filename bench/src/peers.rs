@@ -1,0 +1,174 @@
+//! Peers on B1, started here: Redis (Debian `redis-server`, installed with
+//! apt-get when missing), Dramatiq and Celery from PyPI in a virtualenv
+//! (`$HOME/.cache/taskflow/bench-venv`), driven by `bench/peers/*.py`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::process::{Child, Command};
+
+/// The port of the benchmark's private Redis.
+pub const REDIS_PORT: u16 = 56379;
+
+/// The peers' configuration, for the report.
+pub const REDIS_CONFIG: &str = "Redis (Debian `redis-server`) on 127.0.0.1, persistence off \
+    (`--save '' --appendonly no`): an enqueue is acknowledged from memory, not fsynced";
+
+async fn run(program: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {args:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// A private Redis; killed when dropped.
+#[derive(Debug)]
+pub struct Redis {
+    _child: Child,
+    /// `redis://127.0.0.1:<port>/0`.
+    pub url: String,
+}
+
+impl Redis {
+    /// Installs (apt-get, once) and starts `redis-server`.
+    pub async fn start() -> Result<Redis> {
+        if !on_path("redis-server") {
+            eprintln!("  installing redis-server with apt-get");
+            run("apt-get", &["update", "-q"]).await?;
+            run("apt-get", &["install", "-y", "-q", "--no-install-recommends", "redis-server"]).await?;
+        }
+        let port = REDIS_PORT.to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server")?;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", REDIS_PORT)).await.is_ok() {
+                return Ok(Redis { _child: child, url: format!("redis://127.0.0.1:{port}/0") });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("redis-server did not listen on {port}")
+    }
+}
+
+/// The virtualenv with Dramatiq and Celery; its `python`.
+pub async fn venv() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = Path::new(&home).join(".cache/taskflow/bench-venv");
+    let python = dir.join("bin/python");
+    if !python.is_file() {
+        eprintln!("  creating the virtualenv {}", dir.display());
+        run("python3", &["-m", "venv", &dir.display().to_string()]).await?;
+    }
+    let ready = Command::new(&python)
+        .args(["-c", "import dramatiq, celery, redis"])
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!("  installing dramatiq, celery and redis from PyPI");
+        let pip = dir.join("bin/pip");
+        run(&pip.display().to_string(), &["install", "-q", "dramatiq[redis]", "celery[redis]", "redis"]).await?;
+    }
+    Ok(python)
+}
+
+/// The versions in the virtualenv, e.g. `dramatiq 1.17.1, celery 5.5.3`.
+pub async fn versions(python: &Path) -> String {
+    let script = "import dramatiq, celery, redis; print(f'dramatiq {dramatiq.__version__}, celery {celery.__version__}, redis-py {redis.__version__}')";
+    match Command::new(python).args(["-c", script]).output().await {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// One run of `bench/peers/<script>` with `n` messages; its runs/s.
+pub async fn python_b1(python: &Path, script: &str, redis: &Redis, n: usize) -> Result<f64> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
+    let out = Command::new(python)
+        .arg(dir.join(script))
+        .arg(n.to_string())
+        .env("BENCH_REDIS_URL", &redis.url)
+        .current_dir(&dir)
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {script}"))?;
+    if !out.status.success() {
+        bail!("{script} failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no output")?;
+    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{script} printed {line}"))?;
+    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
+    eprintln!("    {script}: {n} runs -> {rate:.0} runs/s");
+    Ok(rate)
+}
+
+/// Builds the apalis peer (`bench/peers/apalis`, a workspace of its own);
+/// the path of its binary.
+pub async fn build_apalis() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/apalis/Cargo.toml");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/taskflow/target-bench")
+        },
+        PathBuf::from,
+    );
+    eprintln!("  building the apalis peer (cargo build --release --manifest-path {})", manifest.display());
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .await
+        .context("running cargo for the apalis peer")?;
+    if !status.success() {
+        bail!("building the apalis peer failed: {status}");
+    }
+    Ok(target.join("release/apalis-bench"))
+}
+
+/// apalis' settings in the runs below: worker concurrency, pushers, fetch
+/// size, poll interval (ms).
+pub const APALIS_SETTINGS: (usize, usize, usize, u64) = (256, 1024, 256, 1);
+
+/// One run of the apalis peer with `n` jobs in a fresh directory; runs/s.
+pub async fn apalis_b1(binary: &Path, dir: &Path, n: usize) -> Result<f64> {
+    let (concurrency, pushers, fetch, poll) = APALIS_SETTINGS;
+    let out = Command::new(binary)
+        .arg(dir)
+        .args([n.to_string(), concurrency.to_string(), pushers.to_string(), fetch.to_string(), poll.to_string()])
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running the apalis peer")?;
+    if !out.status.success() {
+        bail!("the apalis peer failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no output")?;
+    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("apalis printed {line}"))?;
+    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
+    eprintln!("    apalis: {n} runs -> {rate:.0} runs/s");
+    Ok(rate)
+}
