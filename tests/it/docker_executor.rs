@@ -620,3 +620,35 @@ async fn a_container_cannot_reach_beyond_its_limits() {
     }
     marked.assert_no_container_left();
 }
+
+/// A poison run in a container — it exits 137 every time — makes exactly
+/// its three attempts, then fails with the reason, while a normal run beside
+/// it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_container_run_stops_after_its_attempts() {
+    use taskflow::client::{Client, SubmitOptions};
+    use taskflow::engine::{Engine, EngineConfig};
+    use taskflow::store::SqliteStore;
+
+    let marked = Marked::new();
+    let Some(_) = executor(&marked).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
+    let mut config = EngineConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    config.docker = self::config(&marked, APP, &worker());
+    let client = Client::new(Engine::start(store, config).unwrap());
+    let mut options = SubmitOptions::default();
+    options.executor = Some(ExecutorKind::Docker);
+    options.retries = Some(2);
+    options.retry_delay = Some(Duration::from_millis(100));
+    let poison = client.submit_with("exec.exit", json!({"code": 137}), options.clone()).await.unwrap();
+    let beside = client.submit_with("exec.add", json!({"a": 1, "b": 2}), options).await.unwrap();
+    assert_eq!(client.wait(beside.id, WAIT).await.unwrap().result, Some(json!(3)));
+    let done = client.wait(poison.id, Duration::from_secs(300)).await.unwrap();
+    assert_eq!(done.status.as_str(), "failed", "{done:?}");
+    assert_eq!(done.attempt, 3, "exactly three attempts: {done:?}");
+    let error = done.error.unwrap();
+    assert!(error.message.contains("137"), "the reason names the exit: {error:?}");
+    marked.assert_no_container_left();
+}

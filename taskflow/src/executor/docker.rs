@@ -604,10 +604,16 @@ impl DockerExecutor {
             .and_then(|c| c.state)
             .and_then(|s| s.oom_killed)
             .unwrap_or(false);
-        if oom_killed || code == 137 {
+        if oom_killed {
             return Err(Error::OutOfMemory { limit: format_bytes(container.memory) }.into());
         }
         let how = match code {
+            // SIGKILL from inside the container, the flag unset: most often
+            // the kernel's OOM killer, but the task may have exited so itself.
+            137 => format!(
+                "exited with code 137 (killed by SIGKILL; if it used its memory limit of {}, raise the task's `memory` option)",
+                format_bytes(container.memory)
+            ),
             code if code > 128 && code < 160 => {
                 super::describe_exit(None, Some(i32::try_from(code - 128).unwrap_or_default()))
             }
