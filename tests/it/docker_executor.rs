@@ -327,19 +327,9 @@ async fn a_task_may_run_on_a_local_base_image() {
     }
     // A base image of this engine, built here (nothing can be pulled): one
     // file, no libraries, no shell.
-    let base = "taskflow-it-base:1";
-    let context = tempfile::tempdir().unwrap();
-    std::fs::write(context.path().join("marker"), "from the base image").unwrap();
-    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY marker /etc/taskflow-base-marker\n").unwrap();
-    let built = Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", base, "--label", &marked.label()])
-        .arg(context.path())
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let dockerfile = "FROM scratch\nCOPY marker /etc/taskflow-base-marker\n";
     // Dropped in reverse: the task's images go first, then the base.
-    let _base = RemoveImage(base.to_owned());
+    let _base = build_base_image(&marked, "taskflow-it-base:1", dockerfile, "from the base image");
     let _images = RemoveImages { app: app.clone() };
     let (result, _) = run_on(&executor, "exec.on_base", json!({})).await;
     assert_eq!(result.unwrap(), json!("from the base image"));
@@ -356,22 +346,8 @@ async fn a_failing_image_build_says_what_the_daemon_said() {
     }
     // A base image whose `ONBUILD` step runs a program it lacks: every
     // image built on it fails, with the daemon's message.
-    let base = "taskflow-it-broken-base:1";
-    let context = tempfile::tempdir().unwrap();
-    std::fs::write(context.path().join("marker"), "base").unwrap();
-    std::fs::write(
-        context.path().join("Dockerfile"),
-        "FROM scratch\nCOPY marker /marker\nONBUILD RUN [\"/taskflow-it-does-not-exist\"]\n",
-    )
-    .unwrap();
-    let built = Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", base, "--label", &marked.label()])
-        .arg(context.path())
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    let _base = RemoveImage(base.to_owned());
+    let dockerfile = "FROM scratch\nCOPY marker /marker\nONBUILD RUN [\"/taskflow-it-does-not-exist\"]\n";
+    let _base = build_base_image(&marked, "taskflow-it-broken-base:1", dockerfile, "base");
     let _images = RemoveImages { app: app.clone() };
     let (result, _) = run_on(&executor, "exec.on_broken_base", json!({})).await;
     let (kind, message) = kind_and_message(result);
@@ -432,6 +408,23 @@ async fn a_new_binary_gets_a_new_image_and_the_old_one_goes() {
 
 /// Removes one image by name.
 struct RemoveImage(String);
+
+/// Builds the local base image `tag` (nothing can be pulled) from
+/// `dockerfile` and a file `marker` holding `marker`, labelled as the
+/// test's; removed when the guard drops.
+fn build_base_image(marked: &Marked, tag: &str, dockerfile: &str, marker: &str) -> RemoveImage {
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("marker"), marker).unwrap();
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    let built = Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag, "--label", &marked.label()])
+        .arg(context.path())
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    RemoveImage(tag.to_owned())
+}
 
 impl Drop for RemoveImage {
     fn drop(&mut self) {
@@ -504,22 +497,32 @@ async fn an_unreachable_engine_says_where_it_looked_and_what_to_do() {
 
 /// Through the engine: a run submitted for the Docker executor is claimed
 /// and executed in a container.
+/// A client of an engine on a fresh SQLite store in `dir`, with the test's
+/// Docker executor; `tune` adjusts the rest of its configuration. Submits
+/// with the returned options go to Docker.
+fn docker_engine(
+    marked: &Marked,
+    dir: &Path,
+    tune: impl FnOnce(&mut taskflow::engine::EngineConfig),
+) -> (taskflow::client::Client, taskflow::client::SubmitOptions) {
+    use taskflow::engine::{Engine, EngineConfig};
+    let store = Arc::new(taskflow::store::SqliteStore::open_in(dir).unwrap());
+    let mut config = EngineConfig::default();
+    config.poll_interval = Duration::from_millis(50);
+    config.docker = self::config(marked, APP, &worker());
+    tune(&mut config);
+    let client = taskflow::client::Client::new(Engine::start(store, config).unwrap());
+    let mut options = taskflow::client::SubmitOptions::default();
+    options.executor = Some(ExecutorKind::Docker);
+    (client, options)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_runs_docker_runs() {
-    use taskflow::client::{Client, SubmitOptions};
-    use taskflow::engine::{Engine, EngineConfig};
-    use taskflow::store::SqliteStore;
-
     let marked = Marked::new();
     let Some(_) = executor(&marked).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
-    let mut config = EngineConfig::default();
-    config.poll_interval = Duration::from_millis(50);
-    config.docker = self::config(&marked, APP, &worker());
-    let client = Client::new(Engine::start(store, config).unwrap());
-    let mut options = SubmitOptions::default();
-    options.executor = Some(ExecutorKind::Docker);
+    let (client, options) = docker_engine(&marked, dir.path(), |_| {});
     let run = client.submit_with("exec.add", json!({"a": 20, "b": 22}), options.clone()).await.unwrap();
     let done = client.wait(run.id, WAIT).await.unwrap();
     assert_eq!(done.result, Some(json!(42)), "{done:?}");
@@ -558,21 +561,10 @@ fn rss_kib() -> u64 {
 /// and a normal run beside it completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_is_capped_and_contained() {
-    use taskflow::client::{Client, SubmitOptions};
-    use taskflow::engine::{Engine, EngineConfig};
-    use taskflow::store::SqliteStore;
-
     let marked = Marked::new();
     let Some(_) = executor(&marked).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
-    let mut config = EngineConfig::default();
-    config.poll_interval = Duration::from_millis(50);
-    config.max_log_bytes = 256 * 1024;
-    config.docker = self::config(&marked, APP, &worker());
-    let client = Client::new(Engine::start(store, config).unwrap());
-    let mut options = SubmitOptions::default();
-    options.executor = Some(ExecutorKind::Docker);
+    let (client, options) = docker_engine(&marked, dir.path(), |config| config.max_log_bytes = 256 * 1024);
     // Warm: the image exists before memory is measured.
     let warm = client.submit_with("exec.add", json!({"a": 1, "b": 1}), options.clone()).await.unwrap();
     client.wait(warm.id, WAIT).await.unwrap();
@@ -626,20 +618,10 @@ async fn a_container_cannot_reach_beyond_its_limits() {
 /// it completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_container_run_stops_after_its_attempts() {
-    use taskflow::client::{Client, SubmitOptions};
-    use taskflow::engine::{Engine, EngineConfig};
-    use taskflow::store::SqliteStore;
-
     let marked = Marked::new();
     let Some(_) = executor(&marked).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_in(dir.path()).unwrap());
-    let mut config = EngineConfig::default();
-    config.poll_interval = Duration::from_millis(50);
-    config.docker = self::config(&marked, APP, &worker());
-    let client = Client::new(Engine::start(store, config).unwrap());
-    let mut options = SubmitOptions::default();
-    options.executor = Some(ExecutorKind::Docker);
+    let (client, mut options) = docker_engine(&marked, dir.path(), |_| {});
     options.retries = Some(2);
     options.retry_delay = Some(Duration::from_millis(100));
     let poison = client.submit_with("exec.exit", json!({"code": 137}), options.clone()).await.unwrap();
