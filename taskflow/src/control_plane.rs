@@ -369,4 +369,13 @@ mod tests {
         assert!(!order.is_current(&event(id, RunStatus::Completed, 1)));
         assert!(order.is_current(&event(RunId::new(), RunStatus::Pending, 1)), "another run");
     }
+
+    #[test]
+    fn a_stale_report_is_a_conflict_at_the_edge() {
+        // The edge answers a conflict with 409 (`taskflow_web::error`).
+        let stale = store::Error::StaleAttempt { id: RunId::new(), attempt: 1, worker_id: "w".into() };
+        assert!(matches!(store_error(stale), PortError::Conflict(message) if message.contains("attempt 1")));
+        let busy = store::Error::Database("cannot begin a transaction: database is locked".into());
+        assert!(matches!(store_error(busy), PortError::Unavailable(message) if !message.contains("locked")));
+    }
 }

@@ -422,7 +422,8 @@ impl Engine {
                 // Cancelled, re-queued or deleted meanwhile: the report
                 // changes nothing, as it must. After a failed try, the
                 // earlier one may have been stored: publish the run as it is.
-                Err(store::Error::StaleAttempt { .. } | store::Error::NotFound(_)) => {
+                Err(error @ (store::Error::StaleAttempt { .. } | store::Error::NotFound(_))) => {
+                    tracing::info!(%error, "taskflow engine: the store refused a stale outcome");
                     if retried {
                         if let Ok(Some(run)) = self.inner.store.get(run.id).await {
                             self.publish(RunEvent::Status(Box::new(run)));

@@ -19,12 +19,12 @@ fn effect_line(line: &str) {
     file.sync_all().unwrap();
 }
 
-/// Work for `millis`, deaf to cancellation, recording start and end
+/// Work for `millis`, deaf to cancellation, logging `start`/`done <run> <attempt> <pid>`
 #[task(retries = 2)]
 fn effect(ctx: &TaskContext, n: u32, millis: u64) -> u32 {
-    effect_line(&format!("start {} {}", ctx.run_id(), ctx.attempt()));
+    effect_line(&format!("start {} {} {}", ctx.run_id(), ctx.attempt(), std::process::id()));
     std::thread::sleep(Duration::from_millis(millis.min(120_000)));
-    effect_line(&format!("done {} {}", ctx.run_id(), ctx.attempt()));
+    effect_line(&format!("done {} {} {}", ctx.run_id(), ctx.attempt(), std::process::id()));
     n
 }
 

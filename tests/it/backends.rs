@@ -42,6 +42,17 @@ pub fn postgres_server() -> Option<String> {
     }
 }
 
+/// Starts (installing it if needed) a PostgreSQL server of a test's own on
+/// `port`, with `scripts/postgres` and its `args` (`--restart-immediate`
+/// restarts it as a crash would), and returns its admin URL: a test that
+/// restarts or breaks its server disturbs no other. Blocking.
+pub fn private_postgres(port: &str, args: &[&str]) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
+    let output = std::process::Command::new(path).args(args).env("TASKFLOW_PG_PORT", port).output().unwrap();
+    assert!(output.status.success(), "scripts/postgres {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// Expands `async fn case(backend: Backend)`s into one `#[tokio::test]` per
 /// backend, in modules `sqlite` and `postgres`.
 macro_rules! on_every_backend {

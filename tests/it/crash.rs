@@ -146,3 +146,79 @@ fn killed_mid_run_then_restarted(database_url: Option<&str>) {
         }
     }
 }
+
+/// The same promise over HTTP, at the size the reliability suite names: 50
+/// runs of a 2 s task submitted to a real `serve` on SQLite, the server
+/// killed with `SIGKILL` while half of them run (25 slots, all busy), then
+/// started again. Every run completes within 60 s, each executed to its end
+/// once; the re-executed runs are exactly those that were running, and they
+/// carry attempt 2, the others attempt 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_with_half_the_runs_running_reexecutes_exactly_those() {
+    const RUNS: usize = 50;
+    const SLOTS: usize = 25;
+    let app = env!("CARGO_BIN_EXE_reliability_app");
+    let dir = tempfile::tempdir().unwrap();
+    let slots = SLOTS.to_string();
+    // The test timings: a dead worker's leases expire after 5 s.
+    let args =
+        ["--max-concurrency", &slots, "--lease-seconds", "5", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
+    let server = crate::server::Server::start_in(app, dir.path(), &args, &[]);
+    let mut ids = Vec::new();
+    for n in 0..RUNS {
+        let body = serde_json::json!({"task_title": "effect", "payload": {"n": n, "millis": 2_000}, "unique": false});
+        ids.push(server.submit(body).await["task_id"].as_str().unwrap().to_owned());
+    }
+
+    // Kill once every slot runs an attempt (and, 2 s from the end of the
+    // first, none has finished).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let started = effects(dir.path()).iter().filter(|(what, _, _)| what == "start").count();
+        if started >= SLOTS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {started} runs started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    let at_kill = effects(dir.path());
+    let done_at_kill: HashSet<&str> =
+        at_kill.iter().filter(|(w, _, _)| w == "done").map(|(_, id, _)| id.as_str()).collect();
+    let running: HashSet<&str> = at_kill
+        .iter()
+        .filter(|(w, id, _)| w == "start" && !done_at_kill.contains(id.as_str()))
+        .map(|(_, id, _)| id.as_str())
+        .collect();
+    assert_eq!(running.len(), SLOTS, "every slot was running an attempt at the kill: {at_kill:?}");
+
+    let server = crate::server::Server::start_in(app, dir.path(), &args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut runs = Vec::new();
+    for id in &ids {
+        loop {
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+            if run["status"] == "completed" {
+                runs.push(run);
+                break;
+            }
+            assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
+            assert!(Instant::now() < deadline, "run {id} was not final within 60 s of the restart: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let after = effects(dir.path());
+    for run in &runs {
+        let id = run["task_id"].as_str().unwrap();
+        let done = after.iter().filter(|(w, i, _)| w == "done" && i == id).count();
+        assert_eq!(done, 1, "run {id} was executed to its end once: {after:?}");
+        let starts: Vec<u32> = after.iter().filter(|(w, i, _)| w == "start" && i == id).map(|(_, _, a)| *a).collect();
+        if running.contains(id) {
+            assert_eq!(run["attempt"], 2, "run {id} was running at the kill: {run}");
+            assert_eq!(starts, [1, 2], "run {id} started once per attempt");
+        } else {
+            assert_eq!(run["attempt"], 1, "run {id} was not running at the kill, so nothing re-executed it: {run}");
+            assert_eq!(starts, [1], "run {id} started once");
+        }
+    }
+}

@@ -1,8 +1,10 @@
-//! The network to PostgreSQL fails under a running server (through a
-//! loopback proxy, `proxy.rs`): cut for five seconds while runs flow, the
-//! API answers 503 at once during the cut, takes submits again soon after,
-//! and every acknowledged run completes exactly once; slowed by 300 ms a
-//! chunk for 30 s, no live lease expires.
+//! PostgreSQL fails under a running server: the network to it cut for five
+//! seconds while runs flow (through a loopback proxy, `proxy.rs`), the API
+//! answers 503 at once during the cut, takes submits again soon after, and
+//! every acknowledged run completes exactly once; slowed by 300 ms a chunk
+//! for 30 s, no live lease expires; the server itself restarted with
+//! `pg_ctl -m immediate` (a crash, to its clients) while 100 runs flow,
+//! nothing is lost and nothing runs twice.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +18,9 @@ use crate::proxy::Proxy;
 use crate::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
+/// The port of the PostgreSQL server the restart test has to itself, below
+/// the ephemeral port range (32768–60999), so no client socket holds it.
+const RESTART_PG_PORT: &str = "25434";
 
 async fn submit(client: &reqwest::Client, server: &Server, n: u32) -> reqwest::Result<reqwest::Response> {
     client
@@ -139,6 +144,103 @@ async fn postgres_slowed_by_300_ms_expires_no_live_lease() {
     }
     let log = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap();
     assert_eq!(log.lines().filter(|l| l.starts_with("start ")).count(), ids.len(), "each run started once: {log}");
+    drop(server);
+    let _ = PostgresStore::drop_test_database(&admin, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_immediately_while_runs_flow_loses_nothing_and_runs_nothing_twice() {
+    // The shared server's presence says PostgreSQL is wanted; this test
+    // restarts a server of its own.
+    if crate::backends::postgres_server().is_none() {
+        return;
+    }
+    let restart = |args: &'static [&'static str]| {
+        tokio::task::spawn_blocking(move || crate::backends::private_postgres(RESTART_PG_PORT, args))
+    };
+    let admin = restart(&[]).await.unwrap();
+    let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
+    let server = Server::start_binary(APP, &[], &[("TASKFLOW_DATABASE_URL", &url)]);
+    let client = server.client();
+
+    // The submitter: 100 runs, one every 100 ms; a submit answered 503 is
+    // sent again with the same idempotency key until it is acknowledged,
+    // as a client would.
+    let submitter = {
+        let (client, base) = (client.clone(), server.url.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut unavailable = 0;
+            for n in 0..100u32 {
+                let body = json!({"task_title": "effect", "payload": {"n": n, "millis": 200}, "unique": false});
+                let retry_until = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let response = client
+                        .post(format!("{base}/api/v1/tasks"))
+                        .header("Idempotency-Key", format!("restart-{n}"))
+                        .timeout(Duration::from_secs(30))
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("an answer, not a hang");
+                    let status = response.status();
+                    let answer: Value = response.json().await.unwrap();
+                    if status == StatusCode::ACCEPTED || status == StatusCode::OK {
+                        acked.push((answer["task_id"].as_str().unwrap().to_owned(), Instant::now()));
+                        break;
+                    }
+                    assert_eq!(
+                        status,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "only 503 while the database restarts: {answer}"
+                    );
+                    assert!(Instant::now() < retry_until, "submit {n} was not taken within 30 s: {answer}");
+                    unavailable += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (acked, unavailable)
+        })
+    };
+
+    // The crash, a third of the way in.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap_or_default().lines().nth(60).is_none() {
+        assert!(Instant::now() < deadline, "the runs did not flow");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    restart(&["--restart-immediate"]).await.unwrap();
+    let back = Instant::now();
+    let (acked, unavailable) = submitter.await.unwrap();
+    println!("{unavailable} submits were answered 503 during the restart and sent again");
+    let recovered = acked.iter().map(|(_, at)| *at).filter(|at| *at > back).min().expect("submits after the restart");
+    assert!(recovered - back < Duration::from_secs(10), "the API took submits again {:?} after", recovered - back);
+    let acked: Vec<String> = acked.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(acked.len(), 100);
+    assert_eq!(acked.iter().collect::<std::collections::HashSet<_>>().len(), 100, "one run per submit");
+
+    // Every run completes, each executed to its end once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &acked {
+        loop {
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+            if run["status"] == "completed" {
+                break;
+            }
+            assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
+            assert!(Instant::now() < deadline, "run {id} never completed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let log = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap();
+    let mut done: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines().filter(|l| l.starts_with("done ")) {
+        *done.entry(line.split(' ').nth(1).unwrap()).or_default() += 1;
+    }
+    for id in &acked {
+        assert_eq!(done.get(id.as_str()), Some(&1), "run {id} completed exactly once");
+    }
     drop(server);
     let _ = PostgresStore::drop_test_database(&admin, &url).await;
 }

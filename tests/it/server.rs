@@ -44,6 +44,18 @@ impl Server {
     /// Starts `serve` of `binary` on the data directory `data_dir` (which
     /// outlives it, for restarts).
     pub fn start_in(binary: &str, data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_with_stderr(binary, data_dir, args, env, Stdio::inherit())
+    }
+
+    /// Starts `serve` like [`Server::start_in`], its standard error going to
+    /// `stderr` (a file, to read what the server logged).
+    pub fn start_with_stderr(
+        binary: &str,
+        data_dir: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: impl Into<Stdio>,
+    ) -> Server {
         let mut command = Command::new(binary);
         command.arg("serve");
         if !args.contains(&"--addr") {
@@ -61,7 +73,7 @@ impl Server {
             .env("TASKFLOW_USERS", format!("{}:{}", USER.0, USER.1))
             .env("TASKFLOW_API_KEYS", API_KEY)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (key, value) in env {
             command.env(key, value);
         }

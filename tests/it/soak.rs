@@ -11,7 +11,7 @@
 //! test run includes); the full soak is
 //! `TASKFLOW_SOAK_SECONDS=600 cargo test -p taskflow-tests --test it soak -- --nocapture`
 //! (under `./scripts/test`'s environment, for PostgreSQL). It uses a
-//! PostgreSQL server of its own (`scripts/postgres` on port 55433), so
+//! PostgreSQL server of its own (`scripts/postgres` on port 25433), so
 //! restarting it disturbs no other test.
 
 use std::collections::{HashMap, HashSet};
@@ -26,7 +26,8 @@ use crate::proxy::Proxy;
 use crate::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
-const SOAK_PG_PORT: &str = "55433";
+/// Below the ephemeral port range (32768–60999), so no client socket holds it.
+const SOAK_PG_PORT: &str = "25433";
 
 /// What the submitter sent (each `n`) and which were acknowledged (`n` →
 /// run id).
@@ -42,13 +43,6 @@ impl Dice {
         self.0 ^= self.0 << 17;
         self.0 % below
     }
-}
-
-fn script(args: &[&str]) -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres");
-    let output = std::process::Command::new(path).args(args).env("TASKFLOW_PG_PORT", SOAK_PG_PORT).output().unwrap();
-    assert!(output.status.success(), "scripts/postgres {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -67,7 +61,7 @@ async fn soak_under_faults_loses_nothing() {
         return;
     }
     let seconds: u64 = std::env::var("TASKFLOW_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let admin = tokio::task::spawn_blocking(|| script(&[])).await.unwrap();
+    let admin = tokio::task::spawn_blocking(|| crate::backends::private_postgres(SOAK_PG_PORT, &[])).await.unwrap();
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
     let proxy = Proxy::start(host.parse().unwrap()).await;
@@ -141,7 +135,11 @@ async fn soak_under_faults_loses_nothing() {
                 let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
             }
             "pg-restart" => {
-                tokio::task::spawn_blocking(|| script(&["--restart-immediate"])).await.unwrap();
+                tokio::task::spawn_blocking(|| {
+                    crate::backends::private_postgres(SOAK_PG_PORT, &["--restart-immediate"])
+                })
+                .await
+                .unwrap();
             }
             _ => {
                 proxy.cut(true);

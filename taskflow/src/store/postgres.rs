@@ -70,6 +70,12 @@ const MAX_CONNECTIONS: u32 = 10;
 /// that with the database unreachable a request fails soon (503, retry)
 /// instead of holding its client for half a minute.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long PostgreSQL lets a session sit idle inside a transaction before it
+/// ends the session. Our transactions never wait on anything but the
+/// database, so such a gap means the client froze (`SIGSTOP`, a suspended
+/// VM) while holding row locks: without the limit a frozen worker's
+/// heartbeat would keep its runs locked and no one could rescue them.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
 /// How many changed ids a slow [`Store::changes`] receiver may fall behind.
 const CHANGES_CAPACITY: usize = 4096;
 /// The listener's wait before reconnecting: first, and at most.
@@ -148,7 +154,9 @@ impl PostgresStore {
         }
         let options: PgConnectOptions =
             url.parse().map_err(|e| failed(format!("the URL is invalid ({e}); {expected}")))?;
-        let options = options.application_name("taskflow");
+        let options = options
+            .application_name("taskflow")
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
 
         // One connection first: a pool would retry a refused connection
         // until its timeout and then say only that it timed out.
