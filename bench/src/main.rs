@@ -3,6 +3,7 @@
 //! `BENCHMARKS.md` and `bench/results.json`; `taskflow-bench app …` is this
 //! binary as a TaskFlow app (the `serve` the HTTP workloads talk to).
 
+mod executors;
 mod http;
 mod inproc;
 mod memory;
@@ -56,6 +57,7 @@ struct Plan {
     latency_secs: f64,
     latency_repeat: usize,
     b3_secs: f64,
+    b4_runs: usize,
     b5_pending: usize,
     peers: bool,
     postgres: bool,
@@ -73,7 +75,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-const USAGE: &str = "usage: taskflow-bench all [--quick] [--smoke] [--repeat N] [--only B1,B2,B3,B5] [--no-peers] [--no-postgres] \
+const USAGE: &str = "usage: taskflow-bench all [--quick] [--smoke] [--repeat N] [--only B1,B2,B3,B4,B5] [--no-peers] [--no-postgres] \
                      [--b1-runs N] [--concurrency N] [--out DIR]\n       taskflow-bench app <serve|token|…>";
 
 fn parse(args: &[String]) -> Result<Plan> {
@@ -93,6 +95,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             latency_secs: 0.5,
             latency_repeat: 1,
             b3_secs: 0.5,
+            b4_runs: 3,
             b5_pending: 500,
             peers: false,
             postgres: true,
@@ -113,6 +116,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             latency_secs: 3.0,
             latency_repeat: 1,
             b3_secs: 3.0,
+            b4_runs: 20,
             b5_pending: 50_000,
             peers: true,
             postgres: true,
@@ -134,6 +138,7 @@ fn parse(args: &[String]) -> Result<Plan> {
             latency_secs: 10.0,
             latency_repeat: 3,
             b3_secs: 20.0,
+            b4_runs: 100,
             b5_pending: 1_000_000,
             peers: true,
             postgres: true,
@@ -169,6 +174,11 @@ fn main() -> Result<()> {
         Some("app") => {
             let app_args = std::iter::once("taskflow-bench".to_owned()).chain(args[2..].iter().cloned());
             taskflow::App::from_args(app_args).run()?;
+            Ok(())
+        }
+        // The process and Docker executors run this binary as a worker.
+        Some("__run") => {
+            taskflow::App::from_args(args.iter().cloned()).run()?;
             Ok(())
         }
         Some("all") => {
@@ -289,7 +299,9 @@ async fn all(plan: Plan) -> Result<()> {
     if plan.wants("B3") {
         b3(&plan, &data_root, &mut rows).await;
     }
-    rows.push(Row::new("B4_executors", "B4: pending the process/Docker executor merge", "", Err("TODO".to_owned())));
+    if plan.wants("B4") {
+        b4(&plan, &mut rows).await;
+    }
     if plan.wants("B5") {
         b5(&plan, &data_root, &mut rows).await;
     }
@@ -382,6 +394,77 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
             ours,
         )
         .target(Target::AtLeast(10_000.0)),
+    );
+}
+
+async fn b4(plan: &Plan, rows: &mut Vec<Row>) {
+    let n = plan.b4_runs;
+    eprintln!("B4 executors, process: {n} runs × {}", plan.repeat);
+    let mut process = repeat_many(plan.repeat, "B4 process", 3, || async {
+        let pair = executors::process(n).await?;
+        Ok(vec![pair.ours_ms, pair.bare_ms, pair.ours_ms - pair.bare_ms])
+    })
+    .await
+    .into_iter();
+    let mut next = || process.next().unwrap_or_else(|| Err("missing".to_owned()));
+    let (ours, bare, overhead) = (next(), next(), next());
+    let mut row = Row::new("B4_process_ms_per_run", "B4 process executor: one `add_numbers` run", "ms", ours);
+    row.peers.push(Peer {
+        name: "bare spawn".to_owned(),
+        result: bare,
+        min_ratio: None,
+        config: format!(
+            "the same binary spawned by hand as `__run add_numbers`, payload on stdin; {n} runs a repetition"
+        ),
+    });
+    rows.push(row);
+    rows.push(
+        Row::new("B4_process_overhead_ms", "B4 process executor: per-run overhead over a bare spawn", "ms", overhead)
+            .target(Target::AtMost(2.0)),
+    );
+
+    eprintln!("B4 executors, Docker: {n} runs × {}", plan.repeat);
+    let (ours, bare, ratio) = match executors::docker_image().await {
+        Ok(tag) => {
+            let mut docker = repeat_many(plan.repeat, "B4 docker", 3, || async {
+                let pair = executors::docker_cold(n, &tag).await?;
+                Ok(vec![pair.ours_ms, pair.bare_ms, pair.ours_ms / pair.bare_ms])
+            })
+            .await
+            .into_iter();
+            let mut next = || docker.next().unwrap_or_else(|| Err("missing".to_owned()));
+            (next(), next(), next())
+        }
+        Err(error) => {
+            let why = Err(format!("no Docker: {error:#}"));
+            (why.clone(), why.clone(), why)
+        }
+    };
+    let mut row =
+        Row::new("B4_docker_cold_ms_per_run", "B4 Docker executor, cold: one run in a fresh container", "ms", ours);
+    row.peers.push(Peer {
+        name: "docker run --rm".to_owned(),
+        result: bare,
+        min_ratio: None,
+        config: format!(
+            "`docker run --rm -i` of the same worker image with the executor's limits (network none, read-only, \
+             /tmp tmpfs, no capabilities, no-new-privileges, user 65534, memory, CPU, pids); {n} runs a repetition"
+        ),
+    });
+    rows.push(row);
+    rows.push(
+        Row::new("B4_docker_cold_ratio", "B4 Docker executor, cold ÷ `docker run --rm`", "×", ratio)
+            .target(Target::AtMost(1.05)),
+    );
+    let warm = repeat(plan.repeat, "B4 docker warm", || executors::docker_warm(n)).await;
+    rows.push(
+        Row::new(
+            "B4_docker_warm_ms_per_run",
+            "B4 Docker executor, warm pool: one run in a started container",
+            "ms",
+            warm,
+        )
+        .target(Target::AtMost(10.0)),
     );
 }
 

@@ -210,6 +210,9 @@ impl Engine {
                     // No Docker here is normal: its runs fail with the reason.
                     Err(error) => tracing::debug!(%error, "taskflow engine: not looking for leftover containers"),
                 }
+                if let Err(error) = docker.warm_up().await {
+                    tracing::warn!(%error, "taskflow engine: cannot start the warm containers ahead of their runs");
+                }
             });
         }
         if let Some(changes) = engine.inner.store.changes() {
@@ -290,6 +293,8 @@ impl Engine {
         while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        #[cfg(feature = "docker")]
+        self.inner.executors.docker.remove_warm().await;
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, (u32, TaskContext)>> {

@@ -1,7 +1,8 @@
 //! The worker protocol of `<binary> __run <title>`: the payload as JSON on
-//! standard input, exactly one [`ResultFrame`] as one JSON line on standard
-//! output, log lines on standard error. The process and Docker executors
-//! speak it.
+//! standard input (or, for a worker started ahead of its run, an
+//! [`Envelope`] around it), exactly one [`ResultFrame`] as one JSON line on
+//! standard output, log lines on standard error. The process and Docker
+//! executors speak it.
 //!
 //! Version 1. Frames are serde enums so a later version can add variants;
 //! the `ok` / `error` shapes never change.
@@ -20,6 +21,28 @@ use crate::executor::Error as ExecutorError;
 
 /// The protocol version this binary speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Set (to `1`) in a worker's environment when its standard input carries
+/// an [`Envelope`] rather than the bare payload: a container started ahead
+/// of its run (the Docker executor's warm pool) learns the run from it.
+pub const ENVELOPE_ENV: &str = "TASKFLOW_ENVELOPE";
+
+/// A run as a worker started ahead receives it on standard input (since
+/// version 1; only with [`ENVELOPE_ENV`] set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The run's id (otherwise `TASKFLOW_RUN_ID`).
+    pub run_id: String,
+    /// The attempt, from 1 (otherwise `TASKFLOW_ATTEMPT`).
+    pub attempt: u32,
+    /// The payload.
+    pub payload: Value,
+}
+
+/// The line a worker given an [`Envelope`] writes on standard error after
+/// its result frame: all its output has been written, so the parent need
+/// not wait for the process (or its container) to end to have it all.
+pub const END_LINE: &str = "[taskflow] end of output";
 
 /// The one frame `__run` writes on standard output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

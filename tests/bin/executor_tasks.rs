@@ -218,3 +218,11 @@ pub fn whoami() -> u32 {
 pub fn len(text: String) -> usize {
     text.len()
 }
+
+/// Say which run this is and where it runs: the run id and attempt the
+/// worker was given, and its host name (a container's is its id's start).
+#[task(title = "exec.identity")]
+pub fn identity(ctx: &TaskContext) -> serde_json::Value {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    serde_json::json!({"run_id": ctx.run_id(), "attempt": ctx.attempt(), "host": host.trim()})
+}

@@ -634,3 +634,140 @@ async fn a_poison_container_run_stops_after_its_attempts() {
     assert!(error.message.contains("137"), "the reason names the exit: {error:?}");
     marked.assert_no_container_left();
 }
+
+/// Waits (at most [`WAIT`]) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The containers of a test waiting in a warm pool.
+fn warm_containers(marked: &Marked) -> Vec<String> {
+    docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={}", marked.label()),
+        "--filter",
+        "label=taskflow.warm",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_pool_serves_a_run_from_a_started_container_and_refills() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.warm_containers = 1;
+    let executor = DockerExecutor::new(config);
+    if !available(&executor).await {
+        return;
+    }
+    let def = taskflow::task_def("exec.identity").unwrap();
+    // The first run finds no container waiting: it creates its own, and the
+    // pool fills behind it.
+    let (ctx, _) = context();
+    let first = ctx.run_id().to_owned();
+    let result = executor.execute(def, ctx, json!({}), None).await.unwrap();
+    assert_eq!((&result["run_id"], &result["attempt"]), (&json!(first), &json!(1)), "{result}");
+    eventually("a warm container", || executor.warm_ready("exec.identity") == 1).await;
+    let waiting = warm_containers(&marked);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let state = docker(&["inspect", "-f", "{{.State.Status}} {{.HostConfig.ReadonlyRootfs}}", &waiting[0]]);
+    assert_eq!(state, ["running true"], "started ahead, hardened like any run's");
+
+    // The next run is served by that container, which learns its run from
+    // the envelope on its stdin, and is removed after it.
+    let sink = Arc::new(MemorySink::default());
+    let ctx = TaskContext::with_sink("run-served-warm", 3, sink);
+    let result = executor.execute(def, ctx, json!({}), None).await.unwrap();
+    assert_eq!((&result["run_id"], &result["attempt"]), (&json!("run-served-warm"), &json!(3)), "{result}");
+    let host = result["host"].as_str().unwrap();
+    assert!(!host.is_empty() && waiting[0].starts_with(host), "ran in the warm container {}: {result}", waiting[0]);
+    // Removed in the background once its outcome is in: a warm container
+    // serves one run.
+    eventually("the served container's removal", || {
+        docker(&["ps", "-aq", "--no-trunc"]).iter().all(|id| *id != waiting[0])
+    })
+    .await;
+
+    // Another takes its place.
+    eventually("a new warm container", || executor.warm_ready("exec.identity") == 1).await;
+    let refilled = warm_containers(&marked);
+    assert!(refilled.len() == 1 && refilled[0] != waiting[0], "{refilled:?}");
+    executor.remove_warm().await;
+    assert!(warm_containers(&marked).is_empty());
+    marked.assert_no_container_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_warm_containers_are_reaped() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.warm_containers = 2;
+    config.warm_idle = Duration::from_secs(1);
+    let executor = DockerExecutor::new(config);
+    if !available(&executor).await {
+        return;
+    }
+    let (result, _) = run_on(&executor, "exec.add", json!({"a": 1, "b": 1})).await;
+    assert_eq!(result.unwrap(), json!(2));
+    // Filled to two, then removed once idle past a second.
+    eventually("the pool to fill", || warm_containers(&marked).len() == 2 || executor.warm_ready("exec.add") == 2)
+        .await;
+    eventually("idle containers to be reaped", || {
+        executor.warm_ready("exec.add") == 0 && warm_containers(&marked).is_empty()
+    })
+    .await;
+    marked.assert_no_container_left();
+}
+
+/// The warm containers `serve` with process id `pid` keeps for `app`.
+fn warm_containers_of(app: &str, pid: u32) -> Vec<String> {
+    let filters = ["--filter", "label=taskflow.warm"];
+    let ids = docker(
+        &[&["ps", "-aq", "--no-trunc", "--filter", &format!("label=taskflow.app={app}")][..], &filters].concat(),
+    );
+    ids.into_iter()
+        .filter(|id| {
+            let owner = docker(&["inspect", "-f", "{{index .Config.Labels \"taskflow.owner\"}}", id]);
+            owner.first().is_some_and(|o| o.contains(&format!("/{pid}/")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stopped() {
+    let marked = Marked::new();
+    if executor(&marked).await.is_none() {
+        return;
+    }
+    let app = "simple_tasks";
+    let server = crate::server::Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &["--docker-warm", "1"], &[]);
+    let client = server.client();
+    let body = json!({"task_title": "add_numbers", "payload": {"a": 2, "b": 3}, "executor": "docker"});
+    let run = server.submit(body.clone()).await;
+    let run = crate::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
+    assert_eq!((&run["status"], &run["result"]), (&json!("completed"), &json!(5)), "{run}");
+    // The pool fills behind the first run.
+    let pid = server.pid();
+    eventually("a warm container", || warm_containers_of(app, pid).len() == 1).await;
+    let waiting = warm_containers_of(app, pid);
+
+    // The next run takes it; another replaces it.
+    let run = server.submit(body).await;
+    let run = crate::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
+    assert_eq!((&run["status"], &run["result"]), (&json!("completed"), &json!(5)), "{run}");
+    eventually("a fresh warm container", || {
+        let now = warm_containers_of(app, pid);
+        now.len() == 1 && now != waiting
+    })
+    .await;
+
+    // Stopping removes the pool's containers.
+    assert!(server.stop().success());
+    assert_eq!(warm_containers_of(app, pid), Vec::<String>::new(), "no warm container outlives its server");
+}

@@ -123,6 +123,13 @@ struct ServeArgs {
     /// Seconds a client may take to send a request's headers, then its body
     #[arg(long, env = "TASKFLOW_READ_TIMEOUT_SECONDS", default_value_t = 10)]
     read_timeout_seconds: u64,
+    /// Containers each Docker task keeps started ahead, so a run need not
+    /// create one (0: none)
+    #[arg(long, env = "TASKFLOW_DOCKER_WARM", default_value_t = 0)]
+    docker_warm: usize,
+    /// Seconds a warm container may wait for a run before it is removed
+    #[arg(long, env = "TASKFLOW_DOCKER_WARM_IDLE_SECONDS", default_value_t = 300)]
+    docker_warm_idle_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +198,30 @@ impl App {
 }
 
 impl ServeArgs {
+    /// The engine's settings these arguments give.
+    fn engine_config(&self) -> EngineConfig {
+        use std::time::Duration;
+        let retention =
+            (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400)));
+        let config = EngineConfig {
+            retention,
+            max_concurrency: self.max_concurrency.max(1),
+            max_log_bytes: self.max_log_bytes,
+            lease: Duration::from_secs(self.lease_seconds.max(1)),
+            heartbeat_interval: Duration::from_secs(self.heartbeat_seconds.max(1)),
+            rescue_interval: Duration::from_secs(self.rescue_seconds.max(1)),
+            ..EngineConfig::default()
+        };
+        #[cfg(feature = "docker")]
+        let config = {
+            let mut config = config;
+            config.docker.warm_containers = self.docker_warm;
+            config.docker.warm_idle = Duration::from_secs(self.docker_warm_idle_seconds.max(1));
+            config
+        };
+        config
+    }
+
     /// `serve`'s arguments when no command is given: defaults and environment.
     fn parse_from_env() -> ServeArgs {
         #[derive(Parser)]
@@ -250,11 +281,7 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         let mut out =
             reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
         let (store, described) = open_store(store_args).await?;
-        let retention = (args.retention_days > 0)
-            .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
-        let config =
-            EngineConfig { retention, max_concurrency: args.max_concurrency.max(1), ..EngineConfig::default() };
-        let engine = Engine::start(store, config)?;
+        let engine = Engine::start(store, args.engine_config())?;
         let web = web::start(&engine, store_args, &args).await?;
         let result = (|| -> std::io::Result<()> {
             writeln!(
@@ -427,28 +454,44 @@ fn worker_run(title: &str) -> Result<()> {
         let context = context.to_owned();
         move |source| Error::Io { context, source }
     };
+    let enveloped = std::env::var_os(crate::protocol::ENVELOPE_ENV).is_some_and(|v| v == "1");
+    // An envelope is one line (compact JSON); the bare payload runs to the
+    // end of the input.
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).map_err(io_error("reading the payload from stdin"))?;
+    if enveloped {
+        std::io::stdin().read_line(&mut input).map_err(io_error("reading the envelope from stdin"))?;
+    } else {
+        std::io::stdin().read_to_string(&mut input).map_err(io_error("reading the payload from stdin"))?;
+    }
     let mut frame_out = reserve_stdout().map_err(io_error("redirecting stdout to stderr"))?;
-    let run_id = std::env::var("TASKFLOW_RUN_ID").unwrap_or_else(|_| "local".to_owned());
-    let attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let not_json = |e: serde_json::Error| {
+        TaskError::Payload(crate::error::PayloadError::single("payload", format!("not valid JSON: {e}")))
+    };
+    let mut run_id = std::env::var("TASKFLOW_RUN_ID").unwrap_or_else(|_| "local".to_owned());
+    let mut attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
+    // A worker started ahead of its run learns the run with its payload.
+    let payload = if enveloped {
+        serde_json::from_str::<crate::protocol::Envelope>(&input).map_err(not_json).map(|envelope| {
+            run_id = envelope.run_id;
+            attempt = envelope.attempt;
+            envelope.payload
+        })
+    } else if input.trim().is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str(&input).map_err(not_json)
+    };
     let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::context::StderrSink));
-    let result = find(title).and_then(|def| {
-        let payload = if input.trim().is_empty() {
-            Value::Object(Default::default())
-        } else {
-            serde_json::from_str(&input).map_err(|e| {
-                TaskError::Payload(crate::error::PayloadError::single("payload", format!("not valid JSON: {e}")))
-            })?
-        };
-        def.invoke_blocking(&ctx, payload)
-    });
+    let result = find(title).and_then(|def| def.invoke_blocking(&ctx, payload?));
     // Whatever the task printed goes out (to stderr) before the frame.
     let _ = std::io::stdout().flush();
     let frame = ResultFrame::from(result.clone());
     let mut line = serde_json::to_vec(&frame).map_err(|e| TaskError::Output { message: e.to_string() })?;
     line.push(b'\n');
     frame_out.write_all(&line).and_then(|()| frame_out.flush()).map_err(io_error("writing the result frame"))?;
+    if enveloped {
+        let _ = writeln!(std::io::stderr(), "{}", crate::protocol::END_LINE);
+    }
     result.map(|_| ()).map_err(Error::Task)
 }
 
@@ -466,4 +509,72 @@ fn reserve_stdout() -> std::io::Result<std::fs::File> {
 #[cfg(not(unix))]
 fn reserve_stdout() -> std::io::Result<std::io::Stdout> {
     Ok(std::io::stdout())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn serve_flags_reach_the_engine() {
+        let cli = Cli::parse_from([
+            "app",
+            "serve",
+            "--max-concurrency",
+            "7",
+            "--max-log-bytes",
+            "1000",
+            "--lease-seconds",
+            "5",
+            "--heartbeat-seconds",
+            "2",
+            "--rescue-seconds",
+            "3",
+            "--retention-days",
+            "0",
+            "--docker-warm",
+            "2",
+            "--docker-warm-idle-seconds",
+            "60",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else { panic!("not serve") };
+        let config = args.engine_config();
+        assert_eq!(config.max_concurrency, 7);
+        assert_eq!(config.max_log_bytes, 1000);
+        assert_eq!(config.lease, Duration::from_secs(5));
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.rescue_interval, Duration::from_secs(3));
+        assert_eq!(config.retention, None);
+        #[cfg(feature = "docker")]
+        {
+            assert_eq!(config.docker.warm_containers, 2);
+            assert_eq!(config.docker.warm_idle, Duration::from_secs(60));
+        }
+    }
+
+    #[test]
+    fn serve_defaults_are_the_engine_defaults() {
+        let config = ServeArgs::parse_from_env().engine_config();
+        let defaults = EngineConfig::default();
+        assert_eq!(
+            (
+                config.max_concurrency,
+                config.max_log_bytes,
+                config.lease,
+                config.heartbeat_interval,
+                config.rescue_interval
+            ),
+            (
+                defaults.max_concurrency,
+                defaults.max_log_bytes,
+                defaults.lease,
+                defaults.heartbeat_interval,
+                defaults.rescue_interval
+            )
+        );
+    }
 }

@@ -18,11 +18,19 @@
 //! into the run's log as they come. A timeout or cancel kills it; every
 //! container is removed, and containers left behind by an earlier process
 //! of this app (a crash) are removed when the engine starts.
+//!
+//! With a warm pool (`warm_containers` > 0) each Docker task keeps that
+//! many containers created, attached and started ahead, their worker
+//! waiting on standard input: a run takes one and writes it an envelope
+//! (run id, attempt, payload; [`protocol::Envelope`]) instead of creating
+//! a container. Each serves one run and is removed like any other; the
+//! pool is refilled behind it, and containers idle past `warm_idle` are
+//! removed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::{
@@ -38,6 +46,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::image::{self, BinaryInputs};
 use super::process::{MAX_LOG_LINE, short, telling};
+use super::warm_pool::WarmPool;
 use super::{Availability, Error};
 use crate::context::TaskContext;
 use crate::error::TaskError;
@@ -88,6 +97,12 @@ pub struct DockerExecutorConfig {
     pub tmp_bytes: u64,
     /// The largest result frame accepted, in bytes (default 16 MiB).
     pub max_result_bytes: usize,
+    /// How many containers each Docker task keeps started ahead, waiting for
+    /// a run (default 0: every run creates its container).
+    pub warm_containers: usize,
+    /// How long a warm container may wait for a run before it is removed
+    /// (default 5 minutes).
+    pub warm_idle: Duration,
 }
 
 impl Default for DockerExecutorConfig {
@@ -102,6 +117,8 @@ impl Default for DockerExecutorConfig {
             default_pids: 128,
             tmp_bytes: 64 * 1024 * 1024,
             max_result_bytes: 16 * 1024 * 1024,
+            warm_containers: 0,
+            warm_idle: Duration::from_secs(300),
         }
     }
 }
@@ -138,13 +155,38 @@ struct Inner {
     /// This process's mark on its containers: `<host>/<pid>/<start>`, the
     /// same for every executor of the process.
     owner: String,
+    /// Containers started ahead, per task, keyed by image tag.
+    warm: std::sync::Mutex<WarmPool<Warm>>,
+    /// Whether the task removing idle warm containers runs.
+    reaping: std::sync::atomic::AtomicBool,
+}
+
+/// A container started ahead: attached, its worker waiting for an envelope.
+struct Warm {
+    container: ContainerGuard,
+    attached: bollard::container::AttachContainerResults,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm").field("container", &self.container.id).finish_non_exhaustive()
+    }
 }
 
 impl DockerExecutor {
     /// An executor with `config`. Connects on first use.
     pub fn new(config: DockerExecutorConfig) -> DockerExecutor {
         let owner = process_owner().to_owned();
-        DockerExecutor { inner: Arc::new(Inner { config, docker: OnceCell::new(), inputs: OnceCell::new(), owner }) }
+        DockerExecutor {
+            inner: Arc::new(Inner {
+                config,
+                docker: OnceCell::new(),
+                inputs: OnceCell::new(),
+                owner,
+                warm: std::sync::Mutex::new(WarmPool::new()),
+                reaping: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
     }
 
     /// Its settings.
@@ -400,24 +442,118 @@ impl DockerExecutor {
             () = ctx.cancelled() => return Err(TaskError::Cancelled),
         };
         let docker = self.connect().await?.clone();
-        let container = self.create_container(&docker, def, &ctx, &image).await?;
-        let outcome = self.run_container(&docker, &container, &ctx, &payload, timeout).await;
+        if self.inner.config.warm_containers > 0 {
+            let (warm, stale) = self.lock_warm().take(def.title(), &image.tag);
+            drop(stale);
+            if let Some(Warm { container, attached }) = warm {
+                let envelope = protocol::Envelope { run_id: ctx.run_id().to_owned(), attempt: ctx.attempt(), payload };
+                let body = serde_json::to_vec(&envelope).map_err(|e| TaskError::Output { message: e.to_string() })?;
+                let outcome = self.drive(&docker, &container, attached, &ctx, (body, true), timeout).await;
+                // The outcome is known: the run need not wait for the
+                // removal, nor share the engine with the refill.
+                tokio::spawn(container.remove());
+                self.refill(def, &image);
+                return outcome;
+            }
+        }
+        let container = self.create_container(&docker, def, Some(&ctx), &image).await?;
+        let body = serde_json::to_vec(&payload).map_err(|e| TaskError::Output { message: e.to_string() })?;
+        let outcome = match attach_and_start(&docker, &container.id).await {
+            Ok(attached) => self.drive(&docker, &container, attached, &ctx, (body, false), timeout).await,
+            Err(error) => Err(error.into()),
+        };
         container.remove().await;
+        if self.inner.config.warm_containers > 0 {
+            self.refill(def, &image);
+        }
         outcome
+    }
+
+    /// How many containers of `task` wait started ahead.
+    pub fn warm_ready(&self, task: &str) -> usize {
+        self.lock_warm().ready(task)
+    }
+
+    /// Starts the warm containers of every Docker task linked in (building
+    /// their images first), so the first runs find them ready. Does nothing
+    /// without a warm pool.
+    ///
+    /// # Errors
+    /// When the engine is unreachable or an image cannot be built.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        if self.inner.config.warm_containers == 0 {
+            return Ok(());
+        }
+        for def in crate::registry::tasks().filter(|def| def.options().executor == ExecutorKind::Docker) {
+            let image = self.image_for(def).await?;
+            self.refill(def, &image);
+        }
+        Ok(())
+    }
+
+    /// Removes every warm container (the engine is stopping).
+    pub async fn remove_warm(&self) {
+        let drained = self.lock_warm().drain();
+        for warm in drained {
+            warm.container.remove().await;
+        }
+    }
+
+    fn lock_warm(&self) -> std::sync::MutexGuard<'_, WarmPool<Warm>> {
+        self.inner.warm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts, in the background, the containers that bring `def`'s pool
+    /// back to its size.
+    fn refill(&self, def: &'static TaskDef, image: &WorkerImage) {
+        let missing = self.lock_warm().reserve(def.title(), &image.tag, self.inner.config.warm_containers);
+        for _ in 0..missing {
+            let (executor, image) = (self.clone(), image.clone());
+            tokio::spawn(async move {
+                match executor.start_warm(def, &image).await {
+                    Ok(warm) => {
+                        let unwanted = executor.lock_warm().put(def.title(), &image.tag, warm, Instant::now());
+                        if let Some(unwanted) = unwanted {
+                            unwanted.container.remove().await;
+                        }
+                    }
+                    Err(error) => {
+                        executor.lock_warm().give_up(def.title(), &image.tag);
+                        tracing::warn!(%error, task = def.title(), "taskflow docker executor: starting a warm container failed");
+                    }
+                }
+            });
+        }
+        if missing > 0 && !self.inner.reaping.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::spawn(reap_idle(Arc::downgrade(&self.inner)));
+        }
+    }
+
+    async fn start_warm(&self, def: &'static TaskDef, image: &WorkerImage) -> Result<Warm, Error> {
+        let docker = self.connect().await?.clone();
+        let container = self.create_container(&docker, def, None, image).await?;
+        let attached = attach_and_start(&docker, &container.id).await?;
+        Ok(Warm { container, attached })
     }
 
     async fn create_container(
         &self,
         docker: &Docker,
         def: &'static TaskDef,
-        ctx: &TaskContext,
+        ctx: Option<&TaskContext>,
         image: &WorkerImage,
     ) -> Result<ContainerGuard, Error> {
         let config = &self.inner.config;
         let options = def.options().container;
         let memory = options.memory_bytes.unwrap_or(config.default_memory_bytes);
         let memory = i64::try_from(memory).unwrap_or(i64::MAX);
-        let mut env = vec![format!("TASKFLOW_RUN_ID={}", ctx.run_id()), format!("TASKFLOW_ATTEMPT={}", ctx.attempt())];
+        // A warm container learns its run from the envelope on its stdin.
+        let mut env = match ctx {
+            Some(ctx) => {
+                vec![format!("TASKFLOW_RUN_ID={}", ctx.run_id()), format!("TASKFLOW_ATTEMPT={}", ctx.attempt())]
+            }
+            None => vec![format!("{}=1", protocol::ENVELOPE_ENV)],
+        };
         for name in options.env {
             if let Ok(value) = std::env::var(name) {
                 env.push(format!("{name}={value}"));
@@ -426,8 +562,15 @@ impl DockerExecutor {
         let mut labels: HashMap<String, String> = config.labels.iter().cloned().collect();
         labels.insert("taskflow.app".to_owned(), self.app()?);
         labels.insert("taskflow.task".to_owned(), def.title().to_owned());
-        labels.insert("taskflow.run".to_owned(), ctx.run_id().to_owned());
-        labels.insert("taskflow.attempt".to_owned(), ctx.attempt().to_string());
+        match ctx {
+            Some(ctx) => {
+                labels.insert("taskflow.run".to_owned(), ctx.run_id().to_owned());
+                labels.insert("taskflow.attempt".to_owned(), ctx.attempt().to_string());
+            }
+            None => {
+                labels.insert("taskflow.warm".to_owned(), "true".to_owned());
+            }
+        }
         labels.insert("taskflow.owner".to_owned(), self.inner.owner.clone());
         let host_config = HostConfig {
             network_mode: Some(if options.network { "bridge" } else { "none" }.to_owned()),
@@ -467,37 +610,21 @@ impl DockerExecutor {
         Ok(ContainerGuard { docker: docker.clone(), id: created.id, armed: true, memory: memory as u64 })
     }
 
-    async fn run_container(
+    /// Writes `body` (an [`protocol::Envelope`] when `enveloped`) to the
+    /// attached, started `container`, streams its output into the run and
+    /// waits for its end: the run's outcome.
+    async fn drive(
         &self,
         docker: &Docker,
         container: &ContainerGuard,
+        attached: bollard::container::AttachContainerResults,
         ctx: &TaskContext,
-        payload: &Value,
+        (body, enveloped): (Vec<u8>, bool),
         timeout: Option<Duration>,
     ) -> TaskResult {
-        let docker_error = |doing: &str| {
-            let doing = doing.to_owned();
-            move |e: bollard::errors::Error| Error::Docker { doing, message: e.to_string() }
-        };
         let id = container.id.as_str();
-        // Waiting and streaming last as long as the run: no request timeout.
-        let unbounded = docker.clone().with_timeout(Duration::from_secs(100 * 365 * 86_400));
-        let attach = AttachContainerOptions::<String> {
-            stdin: Some(true),
-            stdout: Some(true),
-            stderr: Some(true),
-            stream: Some(true),
-            logs: Some(false),
-            ..Default::default()
-        };
-        let attached =
-            unbounded.attach_container(id, Some(attach)).await.map_err(docker_error("attaching to the container"))?;
-        docker
-            .start_container(id, None::<StartContainerOptions<String>>)
-            .await
-            .map_err(docker_error("starting the container"))?;
+        let unbounded = unbounded(docker);
         let mut input = attached.input;
-        let body = serde_json::to_vec(payload).map_err(|e| TaskError::Output { message: e.to_string() })?;
         // Closing our half of the connection closes the container's stdin
         // (`stdin_once`); a worker that exits early makes these fail, which
         // its exit explains.
@@ -516,7 +643,12 @@ impl DockerExecutor {
             let mut stdout = Vec::new();
             let mut splitter = LineSplitter::new(MAX_LOG_LINE);
             let mut last = None;
+            let ended = std::sync::atomic::AtomicBool::new(false);
             let mut forward = |line: &[u8]| {
+                if enveloped && line == protocol::END_LINE.as_bytes() {
+                    ended.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 protocol::forward_stderr_line(&log_ctx, line);
                 if telling(line) {
                     last = Some(short(line));
@@ -538,6 +670,12 @@ impl DockerExecutor {
                     Ok(LogOutput::StdIn { .. }) => {}
                     Err(_) => break,
                 }
+                // A worker given an envelope says when its output is
+                // complete: the frame, then the end line after every log
+                // line. No need to wait for the engine to close the stream.
+                if ended.load(std::sync::atomic::Ordering::Relaxed) && stdout.contains(&b'\n') {
+                    break;
+                }
             }
             splitter.finish(&mut forward);
             (if too_large { None } else { Some(stdout) }, last)
@@ -557,10 +695,16 @@ impl DockerExecutor {
                 },
                 joined = &mut reader, if read.is_none() => {
                     let joined = joined.unwrap_or((Some(Vec::new()), None));
-                    if joined.0.is_none() {
-                        break End::TooLarge;
+                    match &joined.0 {
+                        None => break End::TooLarge,
+                        // The frame is the outcome: no need to wait for the
+                        // engine to see the container exit.
+                        Some(stdout) if !stdout.iter().all(u8::is_ascii_whitespace) => {
+                            writer.abort();
+                            return protocol::decode_frame(stdout)?;
+                        }
+                        Some(_) => read = Some(joined),
                     }
-                    read = Some(joined);
                 }
                 () = &mut deadline, if timeout.is_some() => break End::TimedOut,
                 () = ctx.cancelled() => break End::Cancelled,
@@ -620,6 +764,57 @@ impl DockerExecutor {
             code => format!("exited with code {code}"),
         };
         Err(Error::Crashed { how, last_output }.into())
+    }
+}
+
+/// The engine without a request timeout: waiting and streaming last as
+/// long as the run.
+fn unbounded(docker: &Docker) -> Docker {
+    docker.clone().with_timeout(Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// Attaches to the created container `id` (before it starts, so no output
+/// is missed) and starts it.
+async fn attach_and_start(docker: &Docker, id: &str) -> Result<bollard::container::AttachContainerResults, Error> {
+    let docker_error = |doing: &str| {
+        let doing = doing.to_owned();
+        move |e: bollard::errors::Error| Error::Docker { doing, message: e.to_string() }
+    };
+    let attach = AttachContainerOptions::<String> {
+        stdin: Some(true),
+        stdout: Some(true),
+        stderr: Some(true),
+        stream: Some(true),
+        logs: Some(false),
+        ..Default::default()
+    };
+    let attached = unbounded(docker)
+        .attach_container(id, Some(attach))
+        .await
+        .map_err(docker_error("attaching to the container"))?;
+    docker
+        .start_container(id, None::<StartContainerOptions<String>>)
+        .await
+        .map_err(docker_error("starting the container"))?;
+    Ok(attached)
+}
+
+/// Removes warm containers idle past the pool's limit, until the executor
+/// is dropped.
+async fn reap_idle(inner: Weak<Inner>) {
+    loop {
+        let every = match inner.upgrade() {
+            Some(inner) => (inner.config.warm_idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let idle = inner.config.warm_idle;
+        let reaped = inner.warm.lock().unwrap_or_else(PoisonError::into_inner).reap(idle, Instant::now());
+        drop(inner);
+        for warm in reaped {
+            warm.container.remove().await;
+        }
     }
 }
 

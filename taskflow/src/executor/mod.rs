@@ -11,6 +11,7 @@ mod docker;
 mod image;
 mod process;
 mod thread;
+mod warm_pool;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::registry::{ExecutorKind, TaskDef, TaskResult};
 pub use docker::{DockerExecutor, DockerExecutorConfig, WorkerImage};
 pub use process::{ProcessExecutor, ProcessExecutorConfig};
 pub use thread::{ThreadExecutor, ThreadExecutorConfig};
+pub use warm_pool::WarmPool;
 
 /// `Result` with the executors' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
