@@ -107,6 +107,11 @@ impl Client {
         Client { store, engine: None, events: broadcast::channel(1024).0 }
     }
 
+    /// The engine of this process, if the client has one.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
     fn publish(&self, event: RunEvent) {
         let _ = self.events.send(event);
     }

@@ -24,13 +24,24 @@ use crate::store::{self, RunFilter, StoredLogLine};
 /// from the store.
 const EVENT_BUFFER: usize = 4096;
 
+/// How long the executors' availability is reused: `/health`, every form
+/// and the OpenAPI document ask for it, and asking the Docker engine each
+/// time would make them as slow as the engine's answer.
+const AVAILABILITY_TTL: Duration = Duration::from_secs(2);
+
 /// The control plane of this process: its client, its tasks, and its
 /// events in wire form.
 #[derive(Debug, Clone)]
 pub struct Plane {
     client: Client,
     events: broadcast::Sender<Event>,
+    /// The executors' availability and when it was asked; one caller asks
+    /// at a time, the others wait for its answer.
+    availability: Arc<tokio::sync::Mutex<Option<Asked>>>,
 }
+
+/// The executors' availability, and when it was asked.
+type Asked = (tokio::time::Instant, Vec<ExecutorHealth>);
 
 impl Plane {
     /// The plane over `client`. Starts a task forwarding the client's
@@ -57,7 +68,29 @@ impl Plane {
                 }
             }
         });
-        Arc::new(Plane { client, events })
+        Arc::new(Plane { client, events, availability: Arc::default() })
+    }
+
+    /// The executors' availability: this engine's (which knows its own
+    /// Docker host), or the defaults' without one; asked at most every
+    /// [`AVAILABILITY_TTL`].
+    async fn executors(&self) -> Vec<ExecutorHealth> {
+        let mut cached = self.availability.lock().await;
+        if let Some((at, executors)) = cached.as_ref()
+            && at.elapsed() < AVAILABILITY_TTL
+        {
+            return executors.clone();
+        }
+        let availability = match self.client.engine() {
+            Some(engine) => engine.availability().await,
+            None => crate::executor::availability().await,
+        };
+        let executors: Vec<ExecutorHealth> = availability
+            .into_iter()
+            .map(|a| ExecutorHealth { name: a.kind.as_str().to_owned(), available: a.available, detail: a.detail })
+            .collect();
+        *cached = Some((tokio::time::Instant::now(), executors.clone()));
+        executors
     }
 }
 
@@ -320,11 +353,7 @@ impl ControlPlane for Plane {
                 port::Component { available: false, detail: "does not answer".to_owned() }
             }
         };
-        let executors = crate::executor::availability()
-            .await
-            .into_iter()
-            .map(|a| ExecutorHealth { name: a.kind.as_str().to_owned(), available: a.available, detail: a.detail })
-            .collect();
+        let executors = self.executors().await;
         Health { status: if store.available { "ok" } else { "unavailable" }.to_owned(), store, executors }
     }
 }
@@ -377,5 +406,21 @@ mod tests {
         assert!(matches!(store_error(stale), PortError::Conflict(message) if message.contains("attempt 1")));
         let busy = store::Error::Database("cannot begin a transaction: database is locked".into());
         assert!(matches!(store_error(busy), PortError::Unavailable(message) if !message.contains("locked")));
+    }
+
+    #[cfg(feature = "docker")]
+    #[tokio::test]
+    async fn health_asks_this_engines_executors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SqliteStore::open_in(dir.path()).unwrap());
+        let mut config = crate::engine::EngineConfig::default();
+        config.docker.host = Some("tcp://127.0.0.1:9".to_owned());
+        let engine = crate::engine::Engine::start(store, config).unwrap();
+        let plane = Plane::new(Client::new(engine.clone()));
+        let health = plane.health().await;
+        assert_eq!(health.status, "ok");
+        let docker = health.executors.iter().find(|e| e.name == "docker").unwrap();
+        assert!(!docker.available && docker.detail.contains("127.0.0.1:9"), "the engine's own host: {docker:?}");
+        engine.shutdown(Duration::ZERO).await;
     }
 }
