@@ -115,6 +115,10 @@ const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt,
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Heartbeats' own connection: a burst of slow writes holding every
+    /// connection of `pool` must not delay lease renewals until the leases
+    /// expire and their runs execute twice.
+    leases: PgPool,
     shared: Arc<Shared>,
 }
 
@@ -188,11 +192,13 @@ impl PostgresStore {
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
         let listener = tokio::spawn(forward_changes(listener_pool, listener, changes.clone()));
 
+        let leases =
+            PgPoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options.clone());
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PostgresStore { pool, shared: Arc::new(Shared { url: shown, changes, listener }) })
+        Ok(PostgresStore { pool, leases, shared: Arc::new(Shared { url: shown, changes, listener }) })
     }
 
     /// The database's URL, without its password.
@@ -267,7 +273,8 @@ impl Store for PostgresStore {
         runs: Vec<(RunId, u32)>,
         lease_until: Timestamp,
     ) -> BoxFuture<Result<Vec<RunId>>> {
-        self.with_pool(move |pool| async move { heartbeat(&pool, &worker_id, &runs, lease_until).await })
+        let leases = self.leases.clone();
+        Box::pin(async move { heartbeat(&leases, &worker_id, &runs, lease_until).await })
     }
 
     fn finish(&self, report: Report) -> BoxFuture<Result<Run>> {
@@ -312,7 +319,18 @@ impl Store for PostgresStore {
     }
 
     fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>> {
-        self.with_pool(move |pool| async move { append_logs(&pool, lines).await })
+        self.with_pool(move |pool| async move {
+            // Locks are taken in id order everywhere, but a plan may still
+            // touch rows in another; PostgreSQL then aborts one transaction
+            // as a deadlock, and log lines are worth another try.
+            let mut tries = 0;
+            loop {
+                match append_logs(&pool, lines.clone()).await {
+                    Err(Error::Database(message)) if message.contains("deadlock detected") && tries < 3 => tries += 1,
+                    other => return other,
+                }
+            }
+        })
     }
 
     fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>> {
@@ -650,10 +668,13 @@ async fn heartbeat(
     if runs.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<uuid::Uuid> = runs.iter().map(|(id, _)| id.as_uuid()).collect();
-    let attempts: Vec<i64> = runs.iter().map(|(_, attempt)| i64::from(*attempt)).collect();
-    let mut tx = begin(pool).await?;
-    lock_in_order(&mut tx, &ids, "cannot renew leases").await?;
+    // One statement, outside an explicit transaction: one round trip, so a
+    // slow network (300 ms a round trip) still renews well inside a lease.
+    // The runs go in id order, the order every multi-run lock is taken in.
+    let mut sorted: Vec<(uuid::Uuid, i64)> =
+        runs.iter().map(|(id, attempt)| (id.as_uuid(), i64::from(*attempt))).collect();
+    sorted.sort_unstable();
+    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i64>) = sorted.into_iter().unzip();
     let renewed: Vec<(uuid::Uuid, i64)> = query(
         "UPDATE taskflow_runs AS r SET lease_until = $1 \
          FROM unnest($2::uuid[], $3::bigint[]) AS h (id, attempt) \
@@ -664,14 +685,13 @@ async fn heartbeat(
     .bind(&ids)
     .bind(&attempts)
     .bind(worker_id)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await
     .map_err(db("cannot renew leases"))?
     .iter()
     .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
     .collect::<Result<_, sqlx_core::Error>>()
     .map_err(db("cannot renew leases"))?;
-    commit(tx).await?;
     let renewed: HashSet<(uuid::Uuid, i64)> = renewed.into_iter().collect();
     Ok(runs
         .iter()
