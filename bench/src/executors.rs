@@ -70,28 +70,43 @@ async fn by_hand(mut command: tokio::process::Command, i: usize) -> Result<()> {
     Ok(())
 }
 
+/// `n` runs through an executor (`ours`) and `n` by hand (`bare`'s
+/// command), alternately, after one of each to warm up.
+async fn alternate<F, Fut>(n: usize, mut ours: F, bare: impl Fn() -> tokio::process::Command) -> Result<Pair>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = taskflow::registry::TaskResult>,
+{
+    let (mut ours_times, mut bare_times) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..=n {
+        let start = Instant::now();
+        let result = ours(i).await;
+        let took = start.elapsed();
+        check(i, result)?;
+        let command = bare();
+        let start = Instant::now();
+        by_hand(command, i).await?;
+        if i > 0 {
+            ours_times.push(took);
+            bare_times.push(start.elapsed());
+        }
+    }
+    Ok(Pair { ours_ms: median_ms(ours_times), bare_ms: median_ms(bare_times) })
+}
+
 /// `n` runs through the [`ProcessExecutor`] and `n` bare spawns of the same
 /// binary, alternately, after one of each to warm up.
 pub async fn process(n: usize) -> Result<Pair> {
     let executor = ProcessExecutor::new(ProcessExecutorConfig::default());
     let program = executor.program()?;
     let def = task()?;
-    let (mut ours, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..=n {
-        let start = Instant::now();
-        let result = executor.execute(def, TaskContext::new(format!("b4-process-{i}")), payload(i), None).await;
-        let took = start.elapsed();
-        check(i, result)?;
+    let ours = |i| executor.execute(def, TaskContext::new(format!("b4-process-{i}")), payload(i), None);
+    alternate(n, ours, || {
         let mut command = tokio::process::Command::new(&program);
         command.arg("__run").arg(TITLE);
-        let start = Instant::now();
-        by_hand(command, i).await?;
-        if i > 0 {
-            ours.push(took);
-            bare.push(start.elapsed());
-        }
-    }
-    Ok(Pair { ours_ms: median_ms(ours), bare_ms: median_ms(bare) })
+        command
+    })
+    .await
 }
 
 /// The Docker executor's worker image of the task, built if it is missing
@@ -112,24 +127,15 @@ pub async fn docker_cold(n: usize, tag: &str) -> Result<Pair> {
     let cpus = format!("{}", config.default_nano_cpus as f64 / 1e9);
     let pids = config.default_pids.to_string();
     let tmpfs = format!("/tmp:rw,nosuid,nodev,size={},mode=1777", config.tmp_bytes);
-    let (mut ours, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..=n {
-        let start = Instant::now();
-        let result = executor.execute(def, TaskContext::new(format!("b4-docker-{i}")), payload(i), None).await;
-        let took = start.elapsed();
-        check(i, result)?;
+    let ours = |i| executor.execute(def, TaskContext::new(format!("b4-docker-{i}")), payload(i), None);
+    alternate(n, ours, || {
         let mut command = tokio::process::Command::new("docker");
         command.args(["run", "--rm", "-i", "--network", "none", "--read-only", "--tmpfs", &tmpfs]);
         command.args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", "65534:65534"]);
         command.args(["--memory", &memory, "--memory-swap", &memory, "--cpus", &cpus, "--pids-limit", &pids, tag]);
-        let start = Instant::now();
-        by_hand(command, i).await?;
-        if i > 0 {
-            ours.push(took);
-            bare.push(start.elapsed());
-        }
-    }
-    Ok(Pair { ours_ms: median_ms(ours), bare_ms: median_ms(bare) })
+        command
+    })
+    .await
 }
 
 /// `n` runs through a [`DockerExecutor`] with a warm pool of one container:

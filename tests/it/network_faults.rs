@@ -31,6 +31,31 @@ async fn submit(client: &reqwest::Client, server: &Server, n: u32) -> reqwest::R
         .await
 }
 
+/// Every run of `acked` completes (within two minutes), each executed to its
+/// end once by the effect log.
+async fn completes_each_once(server: &Server, acked: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in acked {
+        loop {
+            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+            if run["status"] == "completed" {
+                break;
+            }
+            assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
+            assert!(Instant::now() < deadline, "run {id} never completed: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let log = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap();
+    let mut done: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines().filter(|l| l.starts_with("done ")) {
+        *done.entry(line.split(' ').nth(1).unwrap()).or_default() += 1;
+    }
+    for id in acked {
+        assert_eq!(done.get(id.as_str()), Some(&1), "run {id} completed exactly once");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_for_five_seconds_answers_503_then_loses_nothing() {
     let Some(admin) = crate::backends::postgres_server() else { return };
@@ -84,27 +109,7 @@ async fn postgres_cut_for_five_seconds_answers_503_then_loses_nothing() {
         n += 1;
     }
 
-    // Every acknowledged run completes, each executed to its end once.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for id in &acked {
-        loop {
-            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
-            if run["status"] == "completed" {
-                break;
-            }
-            assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
-            assert!(Instant::now() < deadline, "run {id} never completed: {run}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let log = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap();
-    let mut done: HashMap<&str, usize> = HashMap::new();
-    for line in log.lines().filter(|l| l.starts_with("done ")) {
-        *done.entry(line.split(' ').nth(1).unwrap()).or_default() += 1;
-    }
-    for id in &acked {
-        assert_eq!(done.get(id.as_str()), Some(&1), "run {id} completed exactly once");
-    }
+    completes_each_once(&server, &acked).await;
     drop(server);
     let _ = PostgresStore::drop_test_database(&admin, &url).await;
 }
@@ -220,27 +225,7 @@ async fn postgres_restarted_immediately_while_runs_flow_loses_nothing_and_runs_n
     assert_eq!(acked.len(), 100);
     assert_eq!(acked.iter().collect::<std::collections::HashSet<_>>().len(), 100, "one run per submit");
 
-    // Every run completes, each executed to its end once.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for id in &acked {
-        loop {
-            let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
-            if run["status"] == "completed" {
-                break;
-            }
-            assert!(run["status"] == "pending" || run["status"] == "running", "{run}");
-            assert!(Instant::now() < deadline, "run {id} never completed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let log = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap();
-    let mut done: HashMap<&str, usize> = HashMap::new();
-    for line in log.lines().filter(|l| l.starts_with("done ")) {
-        *done.entry(line.split(' ').nth(1).unwrap()).or_default() += 1;
-    }
-    for id in &acked {
-        assert_eq!(done.get(id.as_str()), Some(&1), "run {id} completed exactly once");
-    }
+    completes_each_once(&server, &acked).await;
     drop(server);
     let _ = PostgresStore::drop_test_database(&admin, &url).await;
 }
