@@ -343,7 +343,7 @@ pub fn header(mode: &str, machine: &Machine, repeat: usize, latency_repeat: usiz
     let _ = writeln!(md, "| kernel | {} |", machine.kernel);
     let _ = writeln!(md, "| load average (1, 5, 15 min) at start | {} |", machine.load_start);
     let _ = writeln!(md, "| load average at end | {} |", machine.load_end);
-    let _ = writeln!(md, "| repetitions | B1: {repeat}; B2, B3, B5: {latency_repeat} |\n");
+    let _ = writeln!(md, "| repetitions | B1, B4: {repeat}; B2, B3, B5: {latency_repeat} |\n");
     md.push_str(
         "Figures are the **median** of the repetitions, with the min–max range in brackets. The load \
          generators, the peers' brokers and the servers all share the machine's cores.\n\n## Results\n\n",
