@@ -777,3 +777,32 @@ async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stoppe
     assert!(server.stop().success());
     assert_eq!(warm_containers_of(app, pid), Vec::<String>::new(), "no warm container outlives its server");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_container_that_died_while_waiting_is_not_handed_a_run() {
+    let marked = Marked::new();
+    let mut config = config(&marked, APP, &worker());
+    config.warm_containers = 1;
+    let executor = DockerExecutor::new(config);
+    if !available(&executor).await {
+        return;
+    }
+    let def = taskflow::task_def("exec.identity").unwrap();
+    let (ctx, _) = context();
+    executor.execute(def, ctx, json!({}), None).await.unwrap();
+    eventually("a warm container", || executor.warm_ready("exec.identity") == 1).await;
+    let waiting = warm_containers(&marked);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    docker(&["kill", &waiting[0]]);
+
+    // The run does not go to the dead container: it gets one of its own.
+    let (ctx, _) = context();
+    let run_id = ctx.run_id().to_owned();
+    let result = executor.execute(def, ctx, json!({}), None).await.expect("the run succeeds");
+    assert_eq!(result["run_id"], json!(run_id), "{result}");
+    assert!(!waiting[0].starts_with(result["host"].as_str().unwrap()), "not in the dead container: {result}");
+    eventually("the dead container's removal", || !docker(&["ps", "-aq", "--no-trunc"]).contains(&waiting[0])).await;
+    eventually("a live warm container again", || executor.warm_ready("exec.identity") == 1).await;
+    executor.remove_warm().await;
+    marked.assert_no_container_left();
+}

@@ -443,9 +443,7 @@ impl DockerExecutor {
         };
         let docker = self.connect().await?.clone();
         if self.inner.config.warm_containers > 0 {
-            let (warm, stale) = self.lock_warm().take(def.title(), &image.tag);
-            drop(stale);
-            if let Some(Warm { container, attached }) = warm {
+            if let Some(Warm { container, attached }) = self.take_live(&docker, def, &image).await {
                 let envelope = protocol::Envelope { run_id: ctx.run_id().to_owned(), attempt: ctx.attempt(), payload };
                 let body = serde_json::to_vec(&envelope).map_err(|e| TaskError::Output { message: e.to_string() })?;
                 let outcome = self.drive(&docker, &container, attached, &ctx, (body, true), timeout).await;
@@ -467,6 +465,30 @@ impl DockerExecutor {
             self.refill(def, &image);
         }
         outcome
+    }
+
+    /// A warm container of `def` that still runs, if the pool has one: one
+    /// that died while waiting (killed, the engine restarted) is removed
+    /// rather than handed a run, which would fail for nothing and spend an
+    /// attempt.
+    async fn take_live(&self, docker: &Docker, def: &'static TaskDef, image: &WorkerImage) -> Option<Warm> {
+        loop {
+            let (warm, stale) = self.lock_warm().take(def.title(), &image.tag);
+            drop(stale);
+            let warm = warm?;
+            let running = docker
+                .inspect_container(&warm.container.id, None)
+                .await
+                .ok()
+                .and_then(|c| c.state)
+                .and_then(|state| state.running)
+                .unwrap_or(false);
+            if running {
+                return Some(warm);
+            }
+            tracing::warn!(container = %warm.container.id, task = def.title(), "taskflow docker executor: a warm container died while waiting; not using it");
+            tokio::spawn(warm.container.remove());
+        }
     }
 
     /// How many containers of `task` wait started ahead.
