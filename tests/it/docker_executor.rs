@@ -663,25 +663,32 @@ fn warm_containers(marked: &Marked) -> Vec<String> {
     ])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warm_pool_serves_a_run_from_a_started_container_and_refills() {
-    let marked = Marked::new();
-    let mut config = config(&marked, APP, &worker());
+/// An executor keeping one warm `exec.identity` container, after a first
+/// run (which finds none waiting, creates its own and fills the pool behind
+/// it), with that container's id; `None` (after `SKIPPED`) without Docker.
+async fn warm_pool_of_one(marked: &Marked) -> Option<(DockerExecutor, Vec<String>)> {
+    let mut config = config(marked, APP, &worker());
     config.warm_containers = 1;
     let executor = DockerExecutor::new(config);
     if !available(&executor).await {
-        return;
+        return None;
     }
     let def = taskflow::task_def("exec.identity").unwrap();
-    // The first run finds no container waiting: it creates its own, and the
-    // pool fills behind it.
     let (ctx, _) = context();
     let first = ctx.run_id().to_owned();
     let result = executor.execute(def, ctx, json!({}), None).await.unwrap();
     assert_eq!((&result["run_id"], &result["attempt"]), (&json!(first), &json!(1)), "{result}");
     eventually("a warm container", || executor.warm_ready("exec.identity") == 1).await;
-    let waiting = warm_containers(&marked);
+    let waiting = warm_containers(marked);
     assert_eq!(waiting.len(), 1, "{waiting:?}");
+    Some((executor, waiting))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_pool_serves_a_run_from_a_started_container_and_refills() {
+    let marked = Marked::new();
+    let Some((executor, waiting)) = warm_pool_of_one(&marked).await else { return };
+    let def = taskflow::task_def("exec.identity").unwrap();
     let state = docker(&["inspect", "-f", "{{.State.Status}} {{.HostConfig.ReadonlyRootfs}}", &waiting[0]]);
     assert_eq!(state, ["running true"], "started ahead, hardened like any run's");
 
@@ -781,18 +788,8 @@ async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stoppe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_warm_container_that_died_while_waiting_is_not_handed_a_run() {
     let marked = Marked::new();
-    let mut config = config(&marked, APP, &worker());
-    config.warm_containers = 1;
-    let executor = DockerExecutor::new(config);
-    if !available(&executor).await {
-        return;
-    }
+    let Some((executor, waiting)) = warm_pool_of_one(&marked).await else { return };
     let def = taskflow::task_def("exec.identity").unwrap();
-    let (ctx, _) = context();
-    executor.execute(def, ctx, json!({}), None).await.unwrap();
-    eventually("a warm container", || executor.warm_ready("exec.identity") == 1).await;
-    let waiting = warm_containers(&marked);
-    assert_eq!(waiting.len(), 1, "{waiting:?}");
     docker(&["kill", &waiting[0]]);
 
     // The run does not go to the dead container: it gets one of its own.
