@@ -25,7 +25,7 @@ use crate::executor::{DockerExecutor, DockerExecutorConfig};
 use crate::executor::{Executors, ProcessExecutor, ProcessExecutorConfig, ThreadExecutor, ThreadExecutorConfig};
 use crate::registry;
 use crate::run::{self, Run, RunError, RunId, Timestamp};
-use crate::store::{self, ClaimRequest, Outcome, Report, Store, StoredLogLine};
+use crate::store::{self, Change, ClaimRequest, Outcome, Report, Store, StoredLogLine};
 
 /// How long a failed report waits before it is tried again: first, and at
 /// most.
@@ -502,14 +502,19 @@ impl Engine {
         }
     }
 
-    /// Follows runs changed by other processes sharing the store: publishes
-    /// them, claims new pending runs at once, and stops local runs that were
-    /// cancelled elsewhere without waiting for the next heartbeat.
-    async fn follow_changes(self, mut changes: broadcast::Receiver<RunId>) {
+    /// Follows the changes announced by the store: claims new pending runs
+    /// at once and stops local runs cancelled elsewhere, without waiting for
+    /// the next claim or heartbeat; and publishes runs changed by other
+    /// processes sharing the store. What this process changed through the
+    /// engine's store it has published already (the engine its claims and
+    /// outcomes, a [`Client`](crate::Client) of the engine its submits and
+    /// cancels), so those are not read back: one read per change would
+    /// cost a round trip for every write.
+    async fn follow_changes(self, mut changes: broadcast::Receiver<Change>) {
         loop {
-            let id = tokio::select! {
+            let change = tokio::select! {
                 received = changes.recv() => match received {
-                    Ok(id) => id,
+                    Ok(change) => change,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.wake();
                         continue;
@@ -518,16 +523,27 @@ impl Engine {
                 },
                 () = self.inner.shutdown.cancelled() => return,
             };
-            match self.inner.store.get(id).await {
+            match change.status {
+                Some(run::RunStatus::Pending) => self.wake(),
+                Some(run::RunStatus::Cancelled) => self.cancel_local(change.id),
+                _ => {}
+            }
+            if change.own {
+                continue;
+            }
+            if change.status.is_none() {
+                self.publish(RunEvent::Deleted(change.id));
+                continue;
+            }
+            match self.inner.store.get(change.id).await {
                 Ok(Some(run)) => {
-                    match run.status {
-                        run::RunStatus::Pending => self.wake(),
-                        run::RunStatus::Cancelled => self.cancel_local(run.id),
-                        _ => {}
+                    // Cancelled since, perhaps, if the change said otherwise.
+                    if run.status == run::RunStatus::Cancelled {
+                        self.cancel_local(run.id);
                     }
                     self.publish(RunEvent::Status(Box::new(run)));
                 }
-                Ok(None) => self.publish(RunEvent::Deleted(id)),
+                Ok(None) => self.publish(RunEvent::Deleted(change.id)),
                 Err(error) => log_error("reading a changed run", &error),
             }
         }

@@ -354,7 +354,7 @@ impl Store for FlakyReports {
     fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
         self.inner.logs(id, after, limit)
     }
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<RunId>> {
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<taskflow::store::Change>> {
         self.inner.changes()
     }
 }

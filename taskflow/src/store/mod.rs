@@ -312,19 +312,33 @@ pub trait Store: Send + Sync + 'static {
     /// A run's log lines after sequence number `after`, at most `limit`.
     fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>>;
 
-    /// The ids of runs changed by any process sharing this store, this one
+    /// The runs changed by any process sharing this store, this one
     /// included: created, claimed, finished, released, cancelled, rescued
-    /// or deleted. Each id arrives after the change has committed; read the
-    /// run to see it. `None` when the store is used by this process only
+    /// or deleted. Each [`Change`] arrives after its commit; read the run to
+    /// see the rest of it. `None` when the store is used by this process only
     /// (SQLite), where the process already knows every change.
     ///
     /// Best effort, so keep polling as well: lease renewals, log lines and
-    /// pruning are not announced, ids changed while the store's listening
+    /// pruning are not announced, changes made while the store's listening
     /// connection was down are missed, and a receiver that falls too far
     /// behind gets [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged).
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<RunId>> {
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+}
+
+/// A committed change of a run, as [`Store::changes`] announces it: enough
+/// to decide whether the run must be read, so a server need not read back
+/// every run it changed itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The run.
+    pub id: RunId,
+    /// Its status after the change; `None` when it was deleted.
+    pub status: Option<RunStatus>,
+    /// Whether this store handle (or a clone of it) made the change, rather
+    /// than another connection to the database.
+    pub own: bool,
 }
 
 /// Lets a status decision be reported as a store error for `id`.

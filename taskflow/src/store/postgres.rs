@@ -2,29 +2,33 @@
 //!
 //! # Durability
 //!
-//! Every write is one transaction and is acknowledged only after its
-//! `COMMIT`; with the server's default `synchronous_commit = on` the commit
-//! is flushed to the server's write-ahead log first.
+//! Every write is acknowledged only after its `COMMIT`; with the server's
+//! default `synchronous_commit = on` the commit is flushed to the server's
+//! write-ahead log first. Submits and finishes that arrive together share
+//! one transaction ([`group_commit`]); the other writes are one transaction
+//! each.
 //!
 //! # Concurrency
 //!
 //! Any number of processes may share the database. Claims and rescues select
 //! their rows `FOR UPDATE SKIP LOCKED`, so claimers never wait for each other
-//! and never take the same run; `finish`, `cancel` and `delete` lock the one
-//! row they change, so a stale report or a cancel racing a claim sees the
+//! and never take the same run; `finish`, `cancel` and `delete` lock the
+//! rows they change, so a stale report or a cancel racing a claim sees the
 //! row as the other left it. The writes that lock several rows of a kind
-//! (`heartbeat`, `append_logs`) lock them in id order, so writers do not
-//! deadlock. Two equal submits racing each other meet on a unique index
-//! (`ON CONFLICT DO NOTHING`) and the loser looks again and finds the
+//! (finishes, `heartbeat`, `append_logs`) lock them in id order, so writers
+//! do not deadlock. Two equal submits racing each other meet on a unique
+//! index (`ON CONFLICT DO NOTHING`) and the loser looks again and finds the
 //! winner's run.
 //!
 //! # Change notifications
 //!
-//! Every transaction that creates, changes or deletes a run calls
-//! `pg_notify('taskflow_runs', <id>)`; PostgreSQL delivers the notifications
-//! at commit. A listener task holds one extra connection with `LISTEN
-//! taskflow_runs` and forwards the ids to [`Store::changes`] receivers,
-//! reconnecting when the connection drops.
+//! Every transaction that creates, changes or deletes runs calls
+//! `pg_notify('taskflow_runs', '<origin> <id>:<status> …')`, a notification
+//! per hundred runs; PostgreSQL delivers them at commit. `<origin>` is
+//! random per [`PostgresStore::connect`], so a server tells its own changes
+//! from others' ([`Change::own`]). A listener task holds one extra
+//! connection with `LISTEN taskflow_runs` and forwards the changes to
+//! [`Store::changes`] receivers, reconnecting when the connection drops.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -44,14 +48,17 @@ use sqlx_postgres::{
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use self::group_commit::GroupCommit;
 use super::row::{RawRun, corrupt, level_name, log_line, parse_status, read_raw_run, to_i64};
 use super::{
-    ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Outcome, Page, Report, Result,
+    Change, ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Page, Report, Result,
     RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
 use crate::context::Level;
 use crate::registry::BoxFuture;
-use crate::run::{Run, RunError, RunId, Timestamp};
+use crate::run::{Run, RunId, RunStatus, Timestamp};
+
+mod group_commit;
 
 /// The migrations, in order: version, name, SQL.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "0001_runs", include_str!("../../migrations/postgres/0001_runs.sql"))];
@@ -76,7 +83,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// VM) while holding row locks: without the limit a frozen worker's
 /// heartbeat would keep its runs locked and no one could rescue them.
 const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
-/// How many changed ids a slow [`Store::changes`] receiver may fall behind.
+/// How many runs one notification announces: a payload must stay under
+/// PostgreSQL's 8000 bytes, and each run takes at most 48.
+const NOTIFY_CHUNK: usize = 100;
+/// The status a deleted run is announced with.
+const DELETED: &str = "deleted";
+/// How many changes a slow [`Store::changes`] receiver may fall behind.
 const CHANGES_CAPACITY: usize = 4096;
 /// The listener's wait before reconnecting: first, and at most.
 const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -92,6 +104,10 @@ const RESCUE_BATCH: usize = 500;
 const PRUNE_BATCH: u64 = 1000;
 
 /// The columns a [`Run`] is read from, in the order [`read_run`] expects.
+/// `id` and `priority` come out converted (text, bigint) under their own
+/// names: a query selecting these orders by `taskflow_runs.id` and
+/// `taskflow_runs.priority`, or it would sort the converted values instead
+/// of reading the indexes in order.
 const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt, max_attempts, executor, \
      priority::bigint, not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, \
      error_kind, error_message, worker_id, lease_until, idempotency_key";
@@ -99,14 +115,14 @@ const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt,
 /// The store for several servers sharing one PostgreSQL database (feature
 /// `postgres`).
 ///
-/// **Durability**: every write is one transaction, acknowledged after its
-/// commit.
+/// **Durability**: every write is acknowledged after its commit; submits and
+/// finishes arriving together share a transaction (group commit).
 ///
 /// **Concurrency**: any number of processes may share the database; claims
 /// use `FOR UPDATE SKIP LOCKED`, so a run is never claimed twice, and equal
 /// submits racing each other make one run.
 ///
-/// **Changes**: [`Store::changes`] yields the ids of runs changed by any
+/// **Changes**: [`Store::changes`] yields the runs changed by any
 /// process using the database (this one included), through PostgreSQL's
 /// `LISTEN`/`NOTIFY`.
 ///
@@ -125,8 +141,12 @@ pub struct PostgresStore {
 struct Shared {
     /// The URL without its password.
     url: String,
-    changes: broadcast::Sender<RunId>,
+    /// Marks the changes this store announces (see [`notify`]).
+    origin: Arc<str>,
+    changes: broadcast::Sender<Change>,
     listener: JoinHandle<()>,
+    /// Submits and finishes, written in batches.
+    batches: GroupCommit,
 }
 
 impl Drop for Shared {
@@ -190,7 +210,9 @@ impl PostgresStore {
             .connect_lazy_with(options.clone());
         let listener = listen(&listener_pool).await.map_err(|e| failed(format!("cannot listen for changes: {e}")))?;
         let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
-        let listener = tokio::spawn(forward_changes(listener_pool, listener, changes.clone()));
+        // Tells this handle's own announcements from other connections'.
+        let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let listener = tokio::spawn(forward_changes(listener_pool, listener, origin.clone(), changes.clone()));
 
         let leases =
             PgPoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options.clone());
@@ -198,7 +220,8 @@ impl PostgresStore {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PostgresStore { pool, leases, shared: Arc::new(Shared { url: shown, changes, listener }) })
+        let batches = GroupCommit::start(pool.clone(), origin.clone());
+        Ok(PostgresStore { pool, leases, shared: Arc::new(Shared { url: shown, origin, changes, listener, batches }) })
     }
 
     /// The database's URL, without its password.
@@ -248,23 +271,28 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Runs `op` on the pool; `op` gets an owned handle to it.
-    fn with_pool<T, F>(&self, op: impl FnOnce(PgPool) -> F + Send + 'static) -> BoxFuture<Result<T>>
+    /// Runs `op` on the pool; `op` gets an owned handle to it, and the origin
+    /// its announcements carry.
+    fn with_pool<T, F>(&self, op: impl FnOnce(PgPool, Arc<str>) -> F + Send + 'static) -> BoxFuture<Result<T>>
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        Box::pin(op(self.pool.clone()))
+        Box::pin(op(self.pool.clone(), self.shared.origin.clone()))
     }
 }
 
 impl Store for PostgresStore {
     fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>> {
-        self.with_pool(move |pool| async move { submit(&pool, new, Timestamp::now()).await })
+        if new.idempotency_key.is_none() {
+            let shared = self.shared.clone();
+            return Box::pin(async move { shared.batches.submit(new).await });
+        }
+        self.with_pool(move |pool, origin| async move { submit(&pool, &origin, new, Timestamp::now()).await })
     }
 
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
-        self.with_pool(move |pool| async move { claim(&pool, &request).await })
+        self.with_pool(move |pool, origin| async move { claim(&pool, &origin, &request).await })
     }
 
     fn heartbeat(
@@ -278,24 +306,25 @@ impl Store for PostgresStore {
     }
 
     fn finish(&self, report: Report) -> BoxFuture<Result<Run>> {
-        self.with_pool(move |pool| async move { finish(&pool, report).await })
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.batches.finish(report).await })
     }
 
     fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<Result<Run>> {
-        self.with_pool(move |pool| async move { cancel(&pool, id, now).await })
+        self.with_pool(move |pool, origin| async move { cancel(&pool, &origin, id, now).await })
     }
 
     fn delete(&self, id: RunId, force: bool) -> BoxFuture<Result<()>> {
-        self.with_pool(move |pool| async move { delete(&pool, id, force).await })
+        self.with_pool(move |pool, origin| async move { delete(&pool, &origin, id, force).await })
     }
 
     fn rescue_expired(&self, now: Timestamp) -> BoxFuture<Result<Vec<Run>>> {
         // One transaction per batch, so a large rescue holds few locks at a
         // time; each batch leaves fewer expired runs, so this ends.
-        self.with_pool(move |pool| async move {
+        self.with_pool(move |pool, origin| async move {
             let mut rescued = Vec::new();
             loop {
-                let batch = rescue_batch(&pool, now).await?;
+                let batch = rescue_batch(&pool, &origin, now).await?;
                 let done = batch.len() < RESCUE_BATCH;
                 rescued.extend(batch);
                 if done {
@@ -306,7 +335,7 @@ impl Store for PostgresStore {
     }
 
     fn prune(&self, before: Timestamp) -> BoxFuture<Result<u64>> {
-        self.with_pool(move |pool| async move {
+        self.with_pool(move |pool, _| async move {
             let mut pruned = 0;
             loop {
                 let deleted = prune_batch(&pool, before).await?;
@@ -319,7 +348,7 @@ impl Store for PostgresStore {
     }
 
     fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>> {
-        self.with_pool(move |pool| async move {
+        self.with_pool(move |pool, _| async move {
             // Locks are taken in id order everywhere, but a plan may still
             // touch rows in another; PostgreSQL then aborts one transaction
             // as a deadlock, and log lines are worth another try.
@@ -334,21 +363,21 @@ impl Store for PostgresStore {
     }
 
     fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>> {
-        self.with_pool(move |pool| async move {
+        self.with_pool(move |pool, _| async move {
             let mut conn = pool.acquire().await.map_err(db("cannot read a run"))?;
             load(&mut conn, id, "").await
         })
     }
 
     fn list(&self, filter: RunFilter) -> BoxFuture<Result<Page<Run>>> {
-        self.with_pool(move |pool| async move { list(&pool, filter).await })
+        self.with_pool(move |pool, _| async move { list(&pool, filter).await })
     }
 
     fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>> {
-        self.with_pool(move |pool| async move { logs(&pool, id, after, limit).await })
+        self.with_pool(move |pool, _| async move { logs(&pool, id, after, limit).await })
     }
 
-    fn changes(&self) -> Option<broadcast::Receiver<RunId>> {
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         Some(self.shared.changes.subscribe())
     }
 }
@@ -453,17 +482,20 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx_core::Error> {
     Ok(listener)
 }
 
-/// Forwards the ids of changed runs to the broadcast channel, for as long as
+/// Forwards the changes announced to the broadcast channel, for as long as
 /// the store lives (the task is aborted with it). A lost connection is
 /// re-established; what changed meanwhile is not announced.
-async fn forward_changes(pool: PgPool, mut listener: PgListener, changes: broadcast::Sender<RunId>) {
+async fn forward_changes(pool: PgPool, mut listener: PgListener, origin: Arc<str>, changes: broadcast::Sender<Change>) {
     loop {
         let error = loop {
             match listener.try_recv().await {
-                Ok(Some(notification)) => match notification.payload().parse::<RunId>() {
+                Ok(Some(notification)) => match parse_changes(notification.payload(), &origin) {
                     // No receiver is fine.
-                    Ok(id) => drop(changes.send(id)),
-                    Err(error) => tracing::warn!(%error, "ignoring a malformed run change notification"),
+                    Some(announced) => announced.into_iter().for_each(|change| drop(changes.send(change))),
+                    None => tracing::warn!(
+                        payload = notification.payload(),
+                        "ignoring a malformed run change notification (from an older version of TaskFlow?)"
+                    ),
                 },
                 // The listener has reconnected by itself.
                 Ok(None) => {
@@ -507,7 +539,7 @@ async fn commit(tx: PgTransaction<'_>) -> Result<()> {
     tx.commit().await.map_err(db("cannot commit"))
 }
 
-async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted> {
+async fn submit(pool: &PgPool, origin: &str, new: NewRun, now: Timestamp) -> Result<Submitted> {
     let unique_key = new.unique_key().into_bytes();
     let mut tx = begin(pool).await?;
     for _ in 0..SUBMIT_ROUNDS {
@@ -532,7 +564,7 @@ async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted>
         if new.unique {
             let sql = format!(
                 "SELECT {RUN_COLUMNS} FROM taskflow_runs \
-                 WHERE unique_key = sha256($1) AND status IN ('pending', 'running') ORDER BY id LIMIT 1"
+                 WHERE unique_key = sha256($1) AND status IN ('pending', 'running') ORDER BY taskflow_runs.id LIMIT 1"
             );
             let row = query(&sql)
                 .bind(&unique_key)
@@ -574,7 +606,7 @@ async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted>
         .map_err(db("cannot insert a run"))?
         .rows_affected();
         if inserted == 1 {
-            notify(&mut tx, &[run.id]).await?;
+            notify(&mut tx, origin, &[(run.id, Some(run.status))]).await?;
             commit(tx).await?;
             return Ok(Submitted { run, created: true });
         }
@@ -585,7 +617,7 @@ async fn submit(pool: &PgPool, new: NewRun, now: Timestamp) -> Result<Submitted>
     )))
 }
 
-async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
+async fn claim(pool: &PgPool, origin: &str, request: &ClaimRequest) -> Result<Vec<Run>> {
     let executors: Vec<&str> = apply::distinct(&request.executors).into_iter().map(|e| e.as_str()).collect();
     if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
@@ -634,7 +666,7 @@ async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
         "SELECT {RUN_COLUMNS} FROM taskflow_runs \
          WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND task_title = ANY($5) \
          AND NOT task_title = ANY($3) \
-         ORDER BY priority DESC, not_before, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+         ORDER BY taskflow_runs.priority DESC, not_before, taskflow_runs.id LIMIT $4 FOR UPDATE SKIP LOCKED"
     );
     let rows = query(&sql)
         .bind(request.now.0)
@@ -652,7 +684,7 @@ async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<Run>> {
         apply::claim(run, &request.worker_id, lease_until, request.now)?;
     }
     save(&mut tx, &runs).await?;
-    notify(&mut tx, &runs.iter().map(|run| run.id).collect::<Vec<_>>()).await?;
+    notify(&mut tx, origin, &announced(&runs)).await?;
     // The rows looked at but not claimed are unlocked here too.
     commit(tx).await?;
     Ok(runs)
@@ -678,13 +710,15 @@ async fn heartbeat(
     let renewed: Vec<(uuid::Uuid, i64)> = query(
         "UPDATE taskflow_runs AS r SET lease_until = $1 \
          FROM unnest($2::uuid[], $3::bigint[]) AS h (id, attempt) \
-         WHERE r.id = h.id AND r.attempt = h.attempt AND r.status = 'running' AND r.worker_id = $4 \
+         WHERE r.id = h.id AND r.id = ANY($2) AND r.attempt = h.attempt AND r.status = $5 AND r.worker_id = $4 \
          RETURNING r.id, r.attempt",
     )
     .bind(lease_until.0)
     .bind(&ids)
     .bind(&attempts)
     .bind(worker_id)
+    // A parameter, not a constant: see `group_commit::Updates::push`.
+    .bind(RunStatus::Running.as_str())
     .fetch_all(pool)
     .await
     .map_err(db("cannot renew leases"))?
@@ -700,31 +734,17 @@ async fn heartbeat(
         .collect())
 }
 
-async fn finish(pool: &PgPool, mut report: Report) -> Result<Run> {
-    let id = report.id;
-    if let Outcome::Failed { error, .. } = &mut report.outcome {
-        *error = RunError { kind: storable(&error.kind), message: storable(&error.message) };
-    }
-    let mut tx = begin(pool).await?;
-    let mut run = load(&mut tx, id, "FOR UPDATE").await?.ok_or(Error::NotFound(id))?;
-    apply::finish(&mut run, report)?;
-    save(&mut tx, std::slice::from_ref(&run)).await?;
-    notify(&mut tx, &[id]).await?;
-    commit(tx).await?;
-    Ok(run)
-}
-
-async fn cancel(pool: &PgPool, id: RunId, now: Timestamp) -> Result<Run> {
+async fn cancel(pool: &PgPool, origin: &str, id: RunId, now: Timestamp) -> Result<Run> {
     let mut tx = begin(pool).await?;
     let mut run = load(&mut tx, id, "FOR UPDATE").await?.ok_or(Error::NotFound(id))?;
     apply::cancel(&mut run, now)?;
     save(&mut tx, std::slice::from_ref(&run)).await?;
-    notify(&mut tx, &[id]).await?;
+    notify(&mut tx, origin, &[(id, Some(run.status))]).await?;
     commit(tx).await?;
     Ok(run)
 }
 
-async fn delete(pool: &PgPool, id: RunId, force: bool) -> Result<()> {
+async fn delete(pool: &PgPool, origin: &str, id: RunId, force: bool) -> Result<()> {
     let mut tx = begin(pool).await?;
     let status: Option<String> = query_scalar("SELECT status FROM taskflow_runs WHERE id = $1 FOR UPDATE")
         .bind(id.as_uuid())
@@ -741,17 +761,17 @@ async fn delete(pool: &PgPool, id: RunId, force: bool) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(db("cannot delete a run"))?;
-    notify(&mut tx, &[id]).await?;
+    notify(&mut tx, origin, &[(id, None)]).await?;
     commit(tx).await
 }
 
 /// Rescues up to [`RESCUE_BATCH`] running runs whose lease ended before
 /// `now`; runs another transaction holds are left for the next rescue.
-async fn rescue_batch(pool: &PgPool, now: Timestamp) -> Result<Vec<Run>> {
+async fn rescue_batch(pool: &PgPool, origin: &str, now: Timestamp) -> Result<Vec<Run>> {
     let mut tx = begin(pool).await?;
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM taskflow_runs WHERE status = 'running' AND lease_until < $1 \
-         ORDER BY lease_until, id LIMIT {RESCUE_BATCH} FOR UPDATE SKIP LOCKED"
+         ORDER BY lease_until, taskflow_runs.id LIMIT {RESCUE_BATCH} FOR UPDATE SKIP LOCKED"
     );
     let rows = query(&sql).bind(now.0).fetch_all(&mut *tx).await.map_err(db("cannot select expired leases"))?;
     let mut runs = rows.iter().map(read_run).collect::<Result<Vec<_>>>()?;
@@ -759,7 +779,7 @@ async fn rescue_batch(pool: &PgPool, now: Timestamp) -> Result<Vec<Run>> {
         apply::expire(run, now)?;
     }
     save(&mut tx, &runs).await?;
-    notify(&mut tx, &runs.iter().map(|run| run.id).collect::<Vec<_>>()).await?;
+    notify(&mut tx, origin, &announced(&runs)).await?;
     commit(tx).await?;
     Ok(runs)
 }
@@ -852,6 +872,11 @@ async fn lock_in_order(tx: &mut PgTransaction<'_>, ids: &[uuid::Uuid], context: 
 
 /// Writes everything a status change may touch, for every run in one
 /// statement. The runs are locked by the caller's transaction.
+///
+/// `r.id = ANY($1)` repeats the join on purpose: it lets the planner find
+/// the rows by primary key whatever it believes of the table's size. On a
+/// young table (no statistics yet, its size growing by thousands a second)
+/// the join alone was planned as a scan of the whole table per claim.
 async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
     if runs.is_empty() {
         return Ok(());
@@ -889,7 +914,7 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
                      $8::text[], $9::text[], $10::text[], $11::bigint[]) \
              AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, error_message, \
                    worker_id, lease_until) \
-         WHERE r.id = u.id",
+         WHERE r.id = u.id AND r.id = ANY($1)",
     )
     .bind(&ids)
     .bind(&statuses)
@@ -912,19 +937,51 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
     Ok(())
 }
 
-/// Announces that the runs `ids` changed, at the commit of `tx`.
-async fn notify(tx: &mut PgTransaction<'_>, ids: &[RunId]) -> Result<()> {
-    if ids.is_empty() {
+/// Announces that runs changed (to their status, or `None`: deleted), at
+/// the commit of `tx`: a notification per [`NOTIFY_CHUNK`] runs, its
+/// payload `<origin> <id>:<status> <id>:<status> …` (see [`parse_changes`]).
+async fn notify(tx: &mut PgTransaction<'_>, origin: &str, changes: &[(RunId, Option<RunStatus>)]) -> Result<()> {
+    if changes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<uuid::Uuid> = ids.iter().map(RunId::as_uuid).collect();
-    query("SELECT pg_notify($1, id::text) FROM unnest($2::uuid[]) AS id")
+    let payloads: Vec<String> = changes
+        .chunks(NOTIFY_CHUNK)
+        .map(|chunk| {
+            let mut payload = origin.to_owned();
+            for (id, status) in chunk {
+                let status = status.map_or(DELETED, RunStatus::as_str);
+                payload.push_str(&format!(" {id}:{status}"));
+            }
+            payload
+        })
+        .collect();
+    query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
         .bind(CHANNEL)
-        .bind(&ids)
+        .bind(&payloads)
         .execute(&mut **tx)
         .await
         .map_err(db("cannot announce a change"))?;
     Ok(())
+}
+
+/// The announcement of `runs` changing to their current status.
+fn announced(runs: &[Run]) -> Vec<(RunId, Option<RunStatus>)> {
+    runs.iter().map(|run| (run.id, Some(run.status))).collect()
+}
+
+/// The changes a notification's payload announces, each marked `own` when
+/// its origin is `origin`; `None` for a payload that is not one of ours.
+fn parse_changes(payload: &str, origin: &str) -> Option<Vec<Change>> {
+    let mut parts = payload.split(' ');
+    let own = parts.next()? == origin;
+    let changes: Vec<Change> = parts
+        .map(|part| {
+            let (id, status) = part.split_once(':')?;
+            let status = if status == DELETED { None } else { Some(status.parse().ok()?) };
+            Some(Change { id: id.parse().ok()?, status, own })
+        })
+        .collect::<Option<_>>()?;
+    (!changes.is_empty()).then_some(changes)
 }
 
 // ---------------------------------------------------------------------------
@@ -966,7 +1023,7 @@ async fn list(pool: &PgPool, filter: RunFilter) -> Result<Page<Run>> {
         .and_then(|row| row.try_get(0))
         .map_err(db("cannot count runs"))?;
     let page_sql = format!(
-        "SELECT {RUN_COLUMNS} FROM taskflow_runs{filter_sql} ORDER BY id DESC LIMIT ${} OFFSET ${}",
+        "SELECT {RUN_COLUMNS} FROM taskflow_runs{filter_sql} ORDER BY taskflow_runs.id DESC LIMIT ${} OFFSET ${}",
         args.len() + 1,
         args.len() + 2
     );
@@ -1047,6 +1104,8 @@ mod tests {
     use super::super::conformance::pg::{with_database, with_store};
     use super::*;
     use crate::registry::ExecutorKind;
+    use crate::run::RunError;
+    use crate::store::Outcome;
 
     /// A connection of the test's own to its database, for what the store
     /// does not do.
@@ -1073,7 +1132,7 @@ mod tests {
     }
 
     /// The next changed id, within five seconds.
-    async fn next_change(changes: &mut Receiver<RunId>) -> RunId {
+    async fn next_change(changes: &mut Receiver<Change>) -> Change {
         tokio::time::timeout(Duration::from_secs(5), changes.recv())
             .await
             .expect("a change is announced within five seconds")
@@ -1189,17 +1248,23 @@ mod tests {
             let watcher = PostgresStore::connect(&url).await.unwrap();
             let mut changes = watcher.changes().expect("PostgreSQL announces changes");
             let mut own = writer.changes().unwrap();
+            // What another server hears: the run, its new status, not its own.
+            let heard = |id, status| Change { id, status, own: false };
 
             let mut new = run_at("t", json!({}));
             new.max_attempts = 3;
             let submitted = writer.submit(new).await.unwrap().run;
-            assert_eq!(next_change(&mut changes).await, submitted.id);
-            assert_eq!(next_change(&mut own).await, submitted.id, "the writer hears its own changes");
+            assert_eq!(next_change(&mut changes).await, heard(submitted.id, Some(RunStatus::Pending)));
+            assert_eq!(
+                next_change(&mut own).await,
+                Change { id: submitted.id, status: Some(RunStatus::Pending), own: true },
+                "the writer hears its own changes, marked as its own"
+            );
             // A de-duplicated submit changes nothing.
             assert!(!writer.submit(run_at("t", json!({}))).await.unwrap().created);
 
             let claimed = writer.claim(claim_request("w1", 2_000)).await.unwrap().remove(0);
-            assert_eq!(next_change(&mut changes).await, claimed.id);
+            assert_eq!(next_change(&mut changes).await, heard(claimed.id, Some(RunStatus::Running)));
             // Lease renewals and log lines are not announced …
             writer.heartbeat("w1".to_owned(), vec![(claimed.id, 1)], Timestamp(40_000)).await.unwrap();
             writer.append_logs(vec![(claimed.id, Timestamp(2_500), Level::Info, "hi".to_owned())]).await.unwrap();
@@ -1213,17 +1278,17 @@ mod tests {
             };
             assert!(writer.finish(stale.clone()).await.is_err());
             let released = writer.finish(Report { attempt: 1, ..stale }).await.unwrap();
-            assert_eq!(next_change(&mut changes).await, released.id);
+            assert_eq!(next_change(&mut changes).await, heard(released.id, Some(RunStatus::Pending)));
 
             let claimed = writer.claim(claim_request("w2", 4_000)).await.unwrap().remove(0);
-            assert_eq!(next_change(&mut changes).await, claimed.id);
+            assert_eq!(next_change(&mut changes).await, heard(claimed.id, Some(RunStatus::Running)));
             let rescued = writer.rescue_expired(Timestamp(60_000)).await.unwrap();
             assert_eq!(rescued.len(), 1);
-            assert_eq!(next_change(&mut changes).await, claimed.id);
+            assert_eq!(next_change(&mut changes).await, heard(claimed.id, Some(RunStatus::Pending)));
             writer.cancel(claimed.id, Timestamp(61_000)).await.unwrap();
-            assert_eq!(next_change(&mut changes).await, claimed.id);
+            assert_eq!(next_change(&mut changes).await, heard(claimed.id, Some(RunStatus::Cancelled)));
             writer.delete(claimed.id, false).await.unwrap();
-            assert_eq!(next_change(&mut changes).await, claimed.id);
+            assert_eq!(next_change(&mut changes).await, heard(claimed.id, None));
 
             let many = (0..3).map(|i| run_at("many", json!({ "i": i })));
             let mut expected = HashSet::new();
@@ -1232,12 +1297,28 @@ mod tests {
             }
             let mut seen = HashSet::new();
             for _ in 0..3 {
-                seen.insert(next_change(&mut changes).await);
+                seen.insert(next_change(&mut changes).await.id);
             }
             assert_eq!(seen, expected);
             assert!(changes.try_recv().is_err(), "nothing else was announced");
         })
         .await;
+    }
+
+    /// Payloads that are not ours (another program on the channel, an older
+    /// TaskFlow) are refused whole; ours split into one change per run.
+    #[test]
+    fn notification_payloads_parse() {
+        let (a, b) = (RunId::new(), RunId::new());
+        let changes = parse_changes(&format!("me {a}:running {b}:deleted"), "me").unwrap();
+        assert_eq!(
+            changes,
+            [Change { id: a, status: Some(RunStatus::Running), own: true }, Change { id: b, status: None, own: true }]
+        );
+        assert!(!parse_changes(&format!("you {a}:failed"), "me").unwrap()[0].own);
+        for bad in [a.to_string(), format!("me {a}"), format!("me {a}:sleeping"), "me nope:running".to_owned()] {
+            assert_eq!(parse_changes(&bad, "me"), None, "{bad}");
+        }
     }
 
     /// When the listening connection is killed, the store listens again.
@@ -1263,8 +1344,8 @@ mod tests {
                 assert!(tokio::time::Instant::now() < deadline, "no change heard after the reconnect");
                 submitted.insert(store.submit(run_at("t", json!({ "i": i }))).await.unwrap().run.id);
                 match tokio::time::timeout(Duration::from_millis(200), changes.recv()).await {
-                    Ok(Ok(id)) => {
-                        assert!(submitted.contains(&id));
+                    Ok(Ok(change)) => {
+                        assert!(submitted.contains(&change.id));
                         break;
                     }
                     Ok(Err(error)) => panic!("the changes channel failed: {error}"),

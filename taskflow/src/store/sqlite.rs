@@ -58,7 +58,11 @@ const PRUNE_BATCH: usize = 1000;
 /// How many idle read connections are kept.
 const IDLE_READERS: usize = 4;
 /// How long a connection waits for a lock held by another connection.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Generous: SQLite's busy handler is not fair (a waiter sleeps and retries),
+/// so with several processes writing to one file on a loaded machine one
+/// writer can lose the lock many times in a row; 5 s was seen to run out
+/// that way. A client would rather wait than be answered 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The columns a [`Run`] is read from, in the order [`read_run`] expects.
 const RUN_COLUMNS: &str = "id, task_title, payload, status, attempt, max_attempts, executor, priority, not_before, \

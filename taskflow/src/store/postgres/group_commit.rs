@@ -1,0 +1,690 @@
+//! Group commit: the submits and finishes that arrive together are written
+//! by one statement.
+//!
+//! One transaction per write costs a handful of round trips and a WAL flush
+//! each, and a server then spends its CPU on loopback TCP and context
+//! switches rather than on runs. Here writers hand their command to a
+//! batcher and wait; the batcher takes whatever has queued up (up to
+//! [`MAX_BATCH`]) and writes it, with at most [`IN_FLIGHT`] batches at a
+//! time. A command alone goes out at once, so a quiet server waits for
+//! nobody; under load the queue fills while the batches in flight commit,
+//! and the next batch is larger. Every answer is sent after its batch
+//! commits: an acknowledged submit is as durable as one committed alone.
+//!
+//! A batch reads first (the active runs its de-duplicated submits share,
+//! the runs its reports are about), decides in Rust (`apply`, so every
+//! status change still goes through `run::transition`), and then writes
+//! every insert, update and notification in one statement, which commits
+//! on its own: no row lock is held across a round trip, so a heartbeat on
+//! a slow network never waits behind a batch. A finish is therefore a
+//! compare-and-set on the run's holder (running, this attempt, this
+//! worker); a run that changed between the read and the write is read and
+//! decided again.
+//!
+//! Submits with an idempotency key are not batched (they look the key up
+//! first and answer conflicts). A de-duplicated submit that loses a race
+//! with another server's (the unique index refuses its row) is answered by
+//! the one-transaction path after the batch, which finds the winner's run.
+//!
+//! A command is written even when its caller stops waiting for the answer:
+//! a submit whose client went away may still create its run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use sqlx_core::row::Row;
+use sqlx_postgres::{PgConnection, PgPool};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{CHANNEL, NOTIFY_CHUNK, RUN_COLUMNS, db, query, read_run, storable, submit, to_i64};
+use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
+use crate::store::{Error, NewRun, Outcome, Report, Result, Submitted, apply};
+
+/// The most commands one transaction writes.
+const MAX_BATCH: usize = 512;
+/// The most batches writing at once, each on its own connection of the
+/// pool (which the other writes and the reads share).
+const IN_FLIGHT: usize = 4;
+/// How often a batch that PostgreSQL aborted as a deadlock is tried again.
+const DEADLOCK_TRIES: usize = 3;
+
+/// A write waiting for its batch.
+enum Command {
+    Submit { new: NewRun, reply: oneshot::Sender<Result<Submitted>> },
+    Finish { report: Report, reply: oneshot::Sender<Result<Run>> },
+}
+
+/// The handle writers queue their commands on; the batcher stops when the
+/// last handle is dropped, after writing what was queued.
+pub(super) struct GroupCommit {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl GroupCommit {
+    /// Starts the batcher on the current Tokio runtime.
+    pub(super) fn start(pool: PgPool, origin: Arc<str>) -> GroupCommit {
+        let (commands, queue) = mpsc::unbounded_channel();
+        tokio::spawn(batcher(pool, origin, queue));
+        GroupCommit { commands }
+    }
+
+    /// Submits `new` (without an idempotency key) in the next batch.
+    pub(super) async fn submit(&self, new: NewRun) -> Result<Submitted> {
+        debug_assert!(new.idempotency_key.is_none(), "keyed submits are not batched");
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Submit { new, reply }).map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Records `report` in the next batch.
+    pub(super) async fn finish(&self, report: Report) -> Result<Run> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Finish { report, reply }).map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+async fn batcher(pool: PgPool, origin: Arc<str>, mut queue: mpsc::UnboundedReceiver<Command>) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut commands = Vec::new();
+    loop {
+        // A slot first: while every slot is busy the queue grows, and the
+        // next batch takes all of it.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        if queue.recv_many(&mut commands, MAX_BATCH).await == 0 {
+            return;
+        }
+        let batch = std::mem::take(&mut commands);
+        let (pool, origin) = (pool.clone(), origin.clone());
+        tokio::spawn(async move {
+            write(&pool, &origin, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes one batch and answers every command in it.
+async fn write(pool: &PgPool, origin: &str, batch: Vec<Command>) {
+    let mut submits = Vec::new();
+    let mut finishes = Vec::new();
+    for command in batch {
+        match command {
+            Command::Submit { new, reply } => submits.push((new, reply)),
+            Command::Finish { report, reply } => finishes.push((report, reply)),
+        }
+    }
+    let news: Vec<&NewRun> = submits.iter().map(|(new, _)| new).collect();
+    let reports: Vec<&Report> = finishes.iter().map(|(report, _)| report).collect();
+    let mut tries = 1;
+    let written = loop {
+        match write_once(pool, origin, &news, &reports).await {
+            Err(Error::Database(message)) if message.contains("deadlock detected") && tries < DEADLOCK_TRIES => {
+                tries += 1;
+            }
+            other => break other,
+        }
+    };
+    match written {
+        Ok((submitted, finished)) => {
+            for ((new, reply), answer) in submits.into_iter().zip(submitted) {
+                // `None`: lost a race on the unique index to another
+                // connection's equal submit; submitted again alone.
+                let answer = match answer {
+                    Some(submitted) => Ok(submitted),
+                    None => submit(pool, origin, new, Timestamp::now()).await,
+                };
+                let _ = reply.send(answer);
+            }
+            for ((_, reply), answer) in finishes.into_iter().zip(finished) {
+                let _ = reply.send(answer);
+            }
+        }
+        Err(error) => {
+            for (_, reply) in submits {
+                let _ = reply.send(Err(copy(&error)));
+            }
+            for (_, reply) in finishes {
+                let _ = reply.send(Err(copy(&error)));
+            }
+        }
+    }
+}
+
+/// The same error for another command of a failed batch.
+fn copy(error: &Error) -> Error {
+    match error {
+        Error::Closed => Error::Closed,
+        Error::Database(message) => Error::Database(message.clone()),
+        other => Error::Database(other.to_string()),
+    }
+}
+
+/// One batch: the reads first (the active runs de-duplicated submits share,
+/// the runs the reports are about), the decisions in Rust, then every
+/// change in one statement ([`write_changes`]), which commits on its own.
+/// No row lock is held across a round trip — a heartbeat never waits for a
+/// batch on a slow network — so a finish is a compare-and-set: its run is
+/// updated only if it is still running the reporting attempt for the
+/// reporting worker, and a run changed between the read and the write is
+/// read and decided again.
+async fn write_once(
+    pool: &PgPool,
+    origin: &str,
+    news: &[&NewRun],
+    reports: &[&Report],
+) -> Result<(Vec<Option<Submitted>>, Vec<Result<Run>>)> {
+    let mut conn = pool.acquire().await.map_err(db("cannot write a batch"))?;
+    let plan = plan_submits(&mut conn, news, Timestamp::now()).await?;
+    let mut answers: Vec<Option<Result<Run>>> = reports.iter().map(|_| None).collect();
+    let mut open: Vec<usize> = (0..reports.len()).collect();
+    let mut created = HashSet::new();
+    for round in 0..FINISH_ROUNDS {
+        let decided = decide_finishes(&mut conn, reports, &open).await?;
+        let fresh = if round == 0 { plan.new_rows(news) } else { NewRows::default() };
+        let written = write_changes(&mut conn, origin, &fresh, &decided.changed).await?;
+        if round == 0 {
+            created = plan.fresh.values().map(|run| run.id).filter(|id| written.contains(id)).collect();
+        }
+        // A run that changed since it was read is decided again, with
+        // every report of the batch about it.
+        let moved: HashSet<RunId> =
+            decided.changed.iter().map(|held| held.run.id).filter(|id| !written.contains(id)).collect();
+        open.clear();
+        for (i, answer) in decided.answers {
+            if moved.contains(&reports[i].id) {
+                open.push(i);
+            } else {
+                answers[i] = Some(answer);
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
+    }
+    let finished = answers
+        .into_iter()
+        .zip(reports)
+        .map(|(answer, report)| {
+            answer.unwrap_or_else(|| {
+                Err(Error::Database(format!("run {} kept changing while its outcome was stored; try again", report.id)))
+            })
+        })
+        .collect();
+    Ok((plan.answers(&created), finished))
+}
+
+/// How often a finish whose run changed under it is decided again.
+const FINISH_ROUNDS: usize = 3;
+
+/// What the submits of a batch come to, before anything is written.
+struct SubmitPlan {
+    /// The unique key of each de-duplicated submit.
+    keys: Vec<Option<Vec<u8>>>,
+    /// For each submit, the first equal de-duplicated submit of the batch
+    /// (itself if none): equal submits share its answer.
+    leader: Vec<usize>,
+    /// The active runs leaders found.
+    existing: HashMap<usize, Run>,
+    /// The runs created for the other leaders, by index.
+    fresh: HashMap<usize, Run>,
+}
+
+impl SubmitPlan {
+    /// The rows of the runs to create, in id order.
+    fn new_rows(&self, news: &[&NewRun]) -> NewRows {
+        let mut fresh: Vec<(&usize, &Run)> = self.fresh.iter().collect();
+        fresh.sort_unstable_by_key(|(_, run)| run.id);
+        let mut rows = NewRows::default();
+        for (i, run) in fresh {
+            let key = self.keys[*i].clone().unwrap_or_else(|| news[*i].unique_key().into_bytes());
+            rows.push(run, key, news[*i].unique);
+        }
+        rows
+    }
+
+    /// Each submit's answer, given the runs created; `None` for a submit
+    /// whose new run the unique index refused (another connection's equal
+    /// submit won).
+    fn answers(&self, created: &HashSet<RunId>) -> Vec<Option<Submitted>> {
+        (0..self.leader.len())
+            .map(|i| {
+                let lead = self.leader[i];
+                if let Some(run) = self.existing.get(&lead) {
+                    return Some(Submitted { run: run.clone(), created: false });
+                }
+                let run = self.fresh.get(&lead).filter(|run| created.contains(&run.id))?;
+                Some(Submitted { run: run.clone(), created: lead == i })
+            })
+            .collect()
+    }
+}
+
+/// Finds the active runs de-duplicated submits share (one statement) and
+/// makes the runs of the others.
+async fn plan_submits(conn: &mut PgConnection, news: &[&NewRun], now: Timestamp) -> Result<SubmitPlan> {
+    let keys: Vec<Option<Vec<u8>>> = news.iter().map(|new| new.unique.then(|| new.unique_key().into_bytes())).collect();
+    let mut first: HashMap<&[u8], usize> = HashMap::new();
+    let leader: Vec<usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| key.as_deref().map_or(i, |key| *first.entry(key).or_insert(i)))
+        .collect();
+
+    let (at, lookup): (Vec<i64>, Vec<&[u8]>) = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, key)| key.as_deref().filter(|_| leader[i] == i).map(|key| (i as i64, key)))
+        .unzip();
+    let mut existing = HashMap::new();
+    if !lookup.is_empty() {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, q.i FROM unnest($1::bytea[], $2::bigint[]) AS q (k, i) \
+             CROSS JOIN LATERAL (SELECT * FROM taskflow_runs \
+                 WHERE unique_key = sha256(q.k) AND status IN ('pending', 'running') ORDER BY id LIMIT 1) AS r"
+        );
+        let rows = query(&sql)
+            .bind(&lookup)
+            .bind(&at)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db("cannot look up active runs"))?;
+        for row in &rows {
+            let i: i64 = row.try_get(20).map_err(db("cannot look up active runs"))?;
+            existing.insert(usize::try_from(i).unwrap_or(usize::MAX), read_run(row)?);
+        }
+    }
+    let fresh = (0..news.len())
+        .filter(|i| leader[*i] == *i && !existing.contains_key(i))
+        .map(|i| (i, apply::create(news[i], now)))
+        .collect();
+    Ok(SubmitPlan { keys, leader, existing, fresh })
+}
+
+/// A run as a report left it, and who held it before: the write applies
+/// only if it still is so held.
+struct Held {
+    run: Run,
+    attempt: u32,
+    worker_id: String,
+}
+
+/// The decisions on the reports `open`.
+struct Decided {
+    /// `(index of the report, its answer)`.
+    answers: Vec<(usize, Result<Run>)>,
+    /// The runs to write, one per run, in id order.
+    changed: Vec<Held>,
+}
+
+/// Reads the runs of the `open` reports and applies the reports to them, in
+/// order (a second report about one run sees the first's change).
+async fn decide_finishes(conn: &mut PgConnection, reports: &[&Report], open: &[usize]) -> Result<Decided> {
+    if open.is_empty() {
+        return Ok(Decided { answers: Vec::new(), changed: Vec::new() });
+    }
+    let ids: Vec<uuid::Uuid> = open.iter().map(|i| reports[*i].id.as_uuid()).collect();
+    let sql = format!("SELECT {RUN_COLUMNS} FROM taskflow_runs WHERE id = ANY($1)");
+    let rows = query(&sql).bind(&ids).fetch_all(&mut *conn).await.map_err(db("cannot read runs"))?;
+    let mut runs: HashMap<RunId, Run> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let run = read_run(row)?;
+        runs.insert(run.id, run);
+    }
+
+    // The holder each changed run had when read.
+    let mut held: HashMap<RunId, (u32, String)> = HashMap::new();
+    let mut answers = Vec::with_capacity(open.len());
+    for &i in open {
+        let mut report = reports[i].clone();
+        if let Outcome::Failed { error, .. } = &mut report.outcome {
+            *error = RunError { kind: storable(&error.kind), message: storable(&error.message) };
+        }
+        let Some(run) = runs.get_mut(&report.id) else {
+            answers.push((i, Err(Error::NotFound(report.id))));
+            continue;
+        };
+        let holder = (run.attempt, run.worker_id.clone().unwrap_or_default());
+        // Applied to a copy: a refused report leaves the run as it was.
+        let mut next = run.clone();
+        match apply::finish(&mut next, report) {
+            Ok(()) => {
+                held.entry(run.id).or_insert(holder);
+                *run = next.clone();
+                answers.push((i, Ok(next)));
+            }
+            Err(error) => answers.push((i, Err(error))),
+        }
+    }
+    let mut changed: Vec<Held> = held
+        .into_iter()
+        .filter_map(|(id, (attempt, worker_id))| Some(Held { run: runs.remove(&id)?, attempt, worker_id }))
+        .collect();
+    changed.sort_unstable_by_key(|held| held.run.id);
+    Ok(Decided { answers, changed })
+}
+
+/// Inserts `fresh` (runs of `news`), applies `changed` where still held,
+/// and announces what it wrote — in one statement, so one round trip and
+/// one commit. Returns the ids written: a de-duplicated run another
+/// connection's equal submit beat to the unique index is not, nor a run
+/// that changed since it was read.
+async fn write_changes(
+    conn: &mut PgConnection,
+    origin: &str,
+    fresh: &NewRows,
+    changed: &[Held],
+) -> Result<HashSet<RunId>> {
+    if fresh.ids.is_empty() && changed.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut updates = Updates::default();
+    for held in changed {
+        updates.push(held);
+    }
+    let sql = format!(
+        "WITH inserted AS ( \
+             INSERT INTO taskflow_runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
+                 not_before, timeout_ms, retry_delay_ms, created_at, unique_key, dedup) \
+             SELECT id, title, payload::json, 'pending', attempt, max_attempts, executor, priority, not_before, \
+                 timeout_ms, retry_delay_ms, created_at, sha256(k), dedup \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
+                         $7::integer[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[], \
+                         $13::boolean[]) \
+                 AS u (id, title, payload, attempt, max_attempts, executor, priority, not_before, timeout_ms, \
+                       retry_delay_ms, created_at, k, dedup) \
+             ON CONFLICT DO NOTHING RETURNING id, status \
+         ), updated AS ( \
+             UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
+                 started_at = u.started_at, finished_at = u.finished_at, result = u.result::json, \
+                 error_kind = u.error_kind, error_message = u.error_message, worker_id = u.worker_id, \
+                 lease_until = u.lease_until \
+             FROM unnest($14::uuid[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
+                         $20::text[], $21::text[], $22::text[], $23::text[], $24::bigint[], $25::bigint[], \
+                         $26::text[], $27::text[]) \
+                 AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, \
+                       error_message, worker_id, lease_until, held_attempt, held_worker, held_status) \
+             WHERE r.id = u.id AND r.id = ANY($14) AND r.status = u.held_status AND r.attempt = u.held_attempt \
+                 AND r.worker_id = u.held_worker \
+             RETURNING r.id, r.status \
+         ), changed AS ( \
+             SELECT id, status FROM inserted UNION ALL SELECT id, status FROM updated \
+         ), announced AS ( \
+             SELECT pg_notify($28, $29 || string_agg(' ' || id::text || ':' || status, '')) \
+             FROM (SELECT id, status, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS chunk FROM changed) AS c \
+             GROUP BY chunk \
+         ) \
+         SELECT id FROM changed WHERE (SELECT count(*) FROM announced) > 0"
+    );
+    let written = query(&sql)
+        .bind(&fresh.ids)
+        .bind(&fresh.titles)
+        .bind(&fresh.payloads)
+        .bind(&fresh.attempts)
+        .bind(&fresh.max_attempts)
+        .bind(&fresh.executors)
+        .bind(&fresh.priorities)
+        .bind(&fresh.not_befores)
+        .bind(&fresh.timeouts)
+        .bind(&fresh.retry_delays)
+        .bind(&fresh.created_at)
+        .bind(&fresh.unique_keys)
+        .bind(&fresh.dedup)
+        .bind(&updates.ids)
+        .bind(&updates.statuses)
+        .bind(&updates.attempts)
+        .bind(&updates.not_befores)
+        .bind(&updates.started)
+        .bind(&updates.finished)
+        .bind(&updates.results)
+        .bind(&updates.error_kinds)
+        .bind(&updates.error_messages)
+        .bind(&updates.workers)
+        .bind(&updates.leases)
+        .bind(&updates.held_attempts)
+        .bind(&updates.held_workers)
+        .bind(&updates.held_statuses)
+        .bind(CHANNEL)
+        .bind(origin)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("cannot write runs"))?;
+    written
+        .iter()
+        .map(|row| row.try_get::<uuid::Uuid, _>(0))
+        .collect::<Result<HashSet<_>, sqlx_core::Error>>()
+        .map(|written| {
+            let fresh = fresh.ids.iter().copied().map(RunId::from_uuid);
+            fresh.chain(changed.iter().map(|held| held.run.id)).filter(|id| written.contains(&id.as_uuid())).collect()
+        })
+        .map_err(db("cannot write runs"))
+}
+/// The columns of the runs one batch creates.
+#[derive(Default)]
+struct NewRows {
+    ids: Vec<uuid::Uuid>,
+    titles: Vec<String>,
+    payloads: Vec<String>,
+    attempts: Vec<i64>,
+    max_attempts: Vec<i64>,
+    executors: Vec<&'static str>,
+    priorities: Vec<i32>,
+    not_befores: Vec<i64>,
+    timeouts: Vec<Option<i64>>,
+    retry_delays: Vec<i64>,
+    created_at: Vec<i64>,
+    unique_keys: Vec<Vec<u8>>,
+    dedup: Vec<bool>,
+}
+
+impl NewRows {
+    fn push(&mut self, run: &Run, unique_key: Vec<u8>, dedup: bool) {
+        self.ids.push(run.id.as_uuid());
+        self.titles.push(run.task_title.clone());
+        self.payloads.push(run.payload.to_string());
+        self.attempts.push(i64::from(run.attempt));
+        self.max_attempts.push(i64::from(run.max_attempts));
+        self.executors.push(run.executor.as_str());
+        self.priorities.push(run.priority);
+        self.not_befores.push(run.not_before.0);
+        self.timeouts.push(run.timeout_ms.map(to_i64));
+        self.retry_delays.push(to_i64(run.retry_delay_ms));
+        self.created_at.push(run.created_at.0);
+        self.unique_keys.push(unique_key);
+        self.dedup.push(dedup);
+    }
+}
+
+/// The columns a finish changes, and the holder it expects, of the runs one
+/// batch finishes.
+#[derive(Default)]
+struct Updates<'a> {
+    ids: Vec<uuid::Uuid>,
+    statuses: Vec<&'static str>,
+    attempts: Vec<i64>,
+    not_befores: Vec<i64>,
+    started: Vec<Option<i64>>,
+    finished: Vec<Option<i64>>,
+    results: Vec<Option<String>>,
+    error_kinds: Vec<Option<&'a str>>,
+    error_messages: Vec<Option<&'a str>>,
+    workers: Vec<Option<&'a str>>,
+    leases: Vec<Option<i64>>,
+    held_attempts: Vec<i64>,
+    held_workers: Vec<&'a str>,
+    held_statuses: Vec<&'static str>,
+}
+
+impl<'a> Updates<'a> {
+    fn push(&mut self, held: &'a Held) {
+        let run = &held.run;
+        self.ids.push(run.id.as_uuid());
+        self.statuses.push(run.status.as_str());
+        self.attempts.push(i64::from(run.attempt));
+        self.not_befores.push(run.not_before.0);
+        self.started.push(run.started_at.map(|t| t.0));
+        self.finished.push(run.finished_at.map(|t| t.0));
+        self.results.push(run.result.as_ref().map(serde_json::Value::to_string));
+        self.error_kinds.push(run.error.as_ref().map(|e| e.kind.as_str()));
+        self.error_messages.push(run.error.as_ref().map(|e| e.message.as_str()));
+        self.workers.push(run.worker_id.as_deref());
+        self.leases.push(run.lease_until.map(|t| t.0));
+        self.held_attempts.push(i64::from(held.attempt));
+        self.held_workers.push(&held.worker_id);
+        // A parameter, not a constant: `status = 'running'` would tempt the
+        // planner into the partial index of running runs and a join over
+        // all of them, where the primary key finds each row.
+        self.held_statuses.push(RunStatus::Running.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio::task::JoinSet;
+
+    use super::*;
+    use crate::registry::ExecutorKind;
+    use crate::run::RunStatus;
+    use crate::store::conformance::pg::with_database;
+    use crate::store::{ClaimRequest, PostgresStore, Store};
+
+    fn new_run(payload: serde_json::Value, unique: bool) -> NewRun {
+        let mut new = NewRun::new("t", payload);
+        new.not_before = Some(Timestamp(1_000));
+        new.unique = unique;
+        new
+    }
+
+    /// Commands queued together (a current-thread runtime: the batcher runs
+    /// only once all are queued) are one batch, and each gets its own
+    /// answer: equal de-duplicated submits share a run, equal plain ones do
+    /// not; a stale or unknown report is refused without failing the rest.
+    #[tokio::test]
+    async fn one_batch_answers_each_command_alone() {
+        with_database(|url| async move {
+            let store = PostgresStore::connect(&url).await.unwrap();
+            let batches = &store.shared.batches;
+            let (a, a_again, b, b_again, c) = tokio::join!(
+                batches.submit(new_run(json!({"n": 1}), true)),
+                batches.submit(new_run(json!({"n": 1}), true)),
+                batches.submit(new_run(json!({"n": 2}), false)),
+                batches.submit(new_run(json!({"n": 2}), false)),
+                batches.submit(new_run(json!({"n": 3}), true)),
+            );
+            let (a, a_again, b, b_again, c) = (a.unwrap(), a_again.unwrap(), b.unwrap(), b_again.unwrap(), c.unwrap());
+            assert!(a.created && !a_again.created);
+            assert_eq!(a.run.id, a_again.run.id);
+            assert!(b.created && b_again.created);
+            assert_ne!(b.run.id, b_again.run.id);
+            assert!(c.created);
+            // An equal de-duplicated submit in a later batch finds the run.
+            let later = batches.submit(new_run(json!({"n": 1}), true)).await.unwrap();
+            assert_eq!((later.run.id, later.created), (a.run.id, false));
+            assert_eq!(store.list(Default::default()).await.unwrap().total, 4);
+
+            let claimed = store
+                .claim(ClaimRequest {
+                    worker_id: "w".into(),
+                    limit: 2,
+                    lease: Duration::from_secs(30),
+                    executors: vec![ExecutorKind::Thread],
+                    titles: vec!["t".into()],
+                    task_limits: Vec::new(),
+                    now: Timestamp(2_000),
+                })
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 2);
+            let report = |run: &Run, attempt| Report {
+                id: run.id,
+                attempt,
+                worker_id: "w".into(),
+                outcome: Outcome::Completed(json!(run.id.to_string())),
+                now: Timestamp(3_000),
+            };
+            let unknown = RunId::new();
+            let (done, stale, missing, other) = tokio::join!(
+                batches.finish(report(&claimed[0], 1)),
+                batches.finish(report(&claimed[1], 2)),
+                batches.finish(Report { id: unknown, ..report(&claimed[0], 1) }),
+                batches.finish(report(&claimed[1], 1)),
+            );
+            let done = done.unwrap();
+            assert_eq!((done.status, done.result), (RunStatus::Completed, Some(json!(claimed[0].id.to_string()))));
+            assert!(matches!(stale, Err(Error::StaleAttempt { attempt: 2, .. })), "{stale:?}");
+            assert!(matches!(missing, Err(Error::NotFound(id)) if id == unknown), "{missing:?}");
+            assert_eq!(other.unwrap().status, RunStatus::Completed);
+            for run in &claimed {
+                let stored = store.get(run.id).await.unwrap().unwrap();
+                assert_eq!((stored.status, stored.finished_at), (RunStatus::Completed, Some(Timestamp(3_000))));
+            }
+        })
+        .await;
+    }
+
+    /// Two servers submitting equal de-duplicated runs at once, in batches
+    /// of their own, make one run: the batch that loses on the unique index
+    /// submits again and finds the winner's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn equal_submits_of_two_servers_make_one_run() {
+        with_database(|url| async move {
+            let stores = [PostgresStore::connect(&url).await.unwrap(), PostgresStore::connect(&url).await.unwrap()];
+            for round in 0..10 {
+                let mut submits = JoinSet::new();
+                for i in 0..16 {
+                    let store = stores[i % 2].clone();
+                    submits.spawn(async move { store.submit(new_run(json!({"round": round}), true)).await.unwrap() });
+                }
+                let submitted = submits.join_all().await;
+                assert_eq!(submitted.iter().filter(|s| s.created).count(), 1, "round {round}: {submitted:?}");
+                let ids: HashSet<RunId> = submitted.iter().map(|s| s.run.id).collect();
+                assert_eq!(ids.len(), 1, "round {round}");
+            }
+            assert_eq!(stores[0].list(Default::default()).await.unwrap().total, 10);
+        })
+        .await;
+    }
+
+    /// A finish decided on a run that changed before the write (here:
+    /// cancelled) writes nothing: the write is a compare-and-set on the
+    /// holder, and says which runs it did write.
+    #[tokio::test]
+    async fn a_run_changed_after_its_read_is_not_overwritten() {
+        with_database(|url| async move {
+            let store = PostgresStore::connect(&url).await.unwrap();
+            let run = store.submit(new_run(json!({}), false)).await.unwrap().run;
+            let request = ClaimRequest {
+                worker_id: "w".into(),
+                limit: 1,
+                lease: Duration::from_secs(30),
+                executors: vec![ExecutorKind::Thread],
+                titles: vec!["t".into()],
+                task_limits: Vec::new(),
+                now: Timestamp(2_000),
+            };
+            let claimed = store.claim(request).await.unwrap().remove(0);
+            let report = Report {
+                id: run.id,
+                attempt: 1,
+                worker_id: "w".into(),
+                outcome: Outcome::Completed(json!(1)),
+                now: Timestamp(3_000),
+            };
+            let mut conn = store.pool.acquire().await.unwrap();
+            let decided = decide_finishes(&mut conn, &[&report], &[0]).await.unwrap();
+            assert_eq!(decided.changed.len(), 1);
+            assert_eq!(decided.changed[0].run.status, RunStatus::Completed);
+            store.cancel(claimed.id, Timestamp(2_500)).await.unwrap();
+
+            let written = write_changes(&mut conn, "test", &NewRows::default(), &decided.changed).await.unwrap();
+            assert!(written.is_empty(), "{written:?}");
+            assert_eq!(store.get(run.id).await.unwrap().unwrap().status, RunStatus::Cancelled);
+            // Through the batcher, the report is decided again and refused.
+            let refused = store.finish(report).await.unwrap_err();
+            assert!(matches!(refused, Error::StaleAttempt { .. }), "{refused:?}");
+        })
+        .await;
+    }
+}
