@@ -662,12 +662,7 @@ async fn claim(pool: &PgPool, origin: &str, request: &ClaimRequest) -> Result<Ve
     let full = apply::full(&room);
     // Look a little further when limited tasks may have to be passed over.
     let window = apply::window(request.limit, &room);
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM taskflow_runs \
-         WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND task_title = ANY($5) \
-         AND NOT task_title = ANY($3) \
-         ORDER BY taskflow_runs.priority DESC, not_before, taskflow_runs.id LIMIT $4 FOR UPDATE SKIP LOCKED"
-    );
+    let sql = claim_sql();
     let rows = query(&sql)
         .bind(request.now.0)
         .bind(&executors)
@@ -994,6 +989,27 @@ async fn load(conn: &mut PgConnection, id: RunId, lock: &str) -> Result<Option<R
     row.as_ref().map(read_run).transpose()
 }
 
+/// The candidates of a claim: `$1` now, `$2` the executors, `$3` the full
+/// tasks, `$4` how many, `$5` the tasks of the claiming binary.
+fn claim_sql() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM taskflow_runs \
+         WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND task_title = ANY($5) \
+         AND NOT task_title = ANY($3) \
+         ORDER BY taskflow_runs.priority DESC, not_before, taskflow_runs.id LIMIT $4 FOR UPDATE SKIP LOCKED"
+    )
+}
+
+/// A page of `list`: the runs `filter_sql` (with `args` arguments) keeps,
+/// newest first; the limit and offset follow the arguments.
+fn page_sql(filter_sql: &str, args: usize) -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM taskflow_runs{filter_sql} ORDER BY taskflow_runs.id DESC LIMIT ${} OFFSET ${}",
+        args + 1,
+        args + 2
+    )
+}
+
 async fn list(pool: &PgPool, filter: RunFilter) -> Result<Page<Run>> {
     let mut conditions = Vec::new();
     let mut args = Vec::new();
@@ -1022,11 +1038,7 @@ async fn list(pool: &PgPool, filter: RunFilter) -> Result<Page<Run>> {
         .await
         .and_then(|row| row.try_get(0))
         .map_err(db("cannot count runs"))?;
-    let page_sql = format!(
-        "SELECT {RUN_COLUMNS} FROM taskflow_runs{filter_sql} ORDER BY taskflow_runs.id DESC LIMIT ${} OFFSET ${}",
-        args.len() + 1,
-        args.len() + 2
-    );
+    let page_sql = page_sql(&filter_sql, args.len());
     let rows = with_args(&page_sql)
         .bind(i64::from(limit))
         .bind(i64::from(offset))
@@ -1301,6 +1313,51 @@ mod tests {
             }
             assert_eq!(seen, expected);
             assert!(changes.try_recv().is_err(), "nothing else was announced");
+        })
+        .await;
+    }
+
+    /// A page of the run list and a claim read the indexes in order, with
+    /// no sort of the runs (they once sorted the text of every id, the whole
+    /// table for a page of fifty): `EXPLAIN` on 40,000 analysed runs.
+    #[tokio::test]
+    async fn lists_and_claims_read_indexes_in_order() {
+        with_database(|url| async move {
+            PostgresStore::connect(&url).await.unwrap();
+            let mut conn = raw(&url).await;
+            conn.execute(
+                "INSERT INTO taskflow_runs (id, task_title, payload, status, attempt, max_attempts, executor, \
+                     priority, not_before, retry_delay_ms, created_at, unique_key, dedup) \
+                 SELECT gen_random_uuid(), 't', '{}', CASE WHEN g % 3 = 0 THEN 'completed' ELSE 'pending' END, \
+                     1, 1, 'thread', 0, g, 0, g, sha256(g::text::bytea), false \
+                 FROM generate_series(1, 40000) AS g; \
+                 ANALYZE taskflow_runs",
+            )
+            .await
+            .unwrap();
+            let plan = |rows: Vec<PgRow>| rows.iter().map(|row| row.get::<String, _>(0)).collect::<Vec<_>>().join("\n");
+
+            let explain = format!("EXPLAIN {}", page_sql("", 0));
+            let rows = query(&explain).bind(50_i64).bind(0_i64).fetch_all(&mut conn).await.unwrap();
+            let page = plan(rows);
+            let explain = format!("EXPLAIN {}", page_sql(" WHERE status = $1", 1));
+            let rows = query(&explain).bind("completed").bind(50_i64).bind(0_i64).fetch_all(&mut conn).await.unwrap();
+            let filtered = plan(rows);
+            let explain = format!("EXPLAIN {}", claim_sql());
+            let rows = query(&explain)
+                .bind(1_000_000_i64)
+                .bind(vec!["thread"])
+                .bind(Vec::<String>::new())
+                .bind(1024_i64)
+                .bind(vec!["t"])
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            let claim = plan(rows);
+            for plan in [&page, &filtered, &claim] {
+                assert!(plan.contains("Index Scan"), "{plan}");
+                assert!(!plan.contains("Sort"), "{plan}");
+            }
         })
         .await;
     }
