@@ -25,12 +25,6 @@ impl RunId {
     pub fn as_uuid(&self) -> uuid::Uuid {
         self.0
     }
-
-    /// The id a store wrote as `uuid`.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn from_uuid(uuid: uuid::Uuid) -> RunId {
-        RunId(uuid)
-    }
 }
 
 impl Default for RunId {

@@ -4,19 +4,20 @@
 //!
 //! Every write is acknowledged only after its `COMMIT`; with the server's
 //! default `synchronous_commit = on` the commit is flushed to the server's
-//! write-ahead log first. Submits and finishes that arrive together share
-//! one transaction ([`group_commit`]); the other writes are one transaction
-//! each.
+//! write-ahead log first. Submits and finishes that arrive together are
+//! written by one statement ([`group_commit`]); the other writes are one
+//! transaction each.
 //!
 //! # Concurrency
 //!
 //! Any number of processes may share the database. Claims and rescues select
 //! their rows `FOR UPDATE SKIP LOCKED`, so claimers never wait for each other
-//! and never take the same run; `finish`, `cancel` and `delete` lock the
-//! rows they change, so a stale report or a cancel racing a claim sees the
-//! row as the other left it. The writes that lock several rows of a kind
-//! (finishes, `heartbeat`, `append_logs`) lock them in id order, so writers
-//! do not deadlock. Two equal submits racing each other meet on a unique
+//! and never take the same run; `cancel` and `delete` lock the row they
+//! change, and a finish updates its run only if the run is still held by
+//! the reporting attempt (a compare-and-set), so a stale report or a cancel
+//! racing a claim sees the row as the other left it. The writes that lock
+//! several rows of a kind (`heartbeat`, `append_logs`) lock them in id
+//! order, so writers do not deadlock. Two equal submits racing each other meet on a unique
 //! index (`ON CONFLICT DO NOTHING`) and the loser looks again and finds the
 //! winner's run.
 //!
@@ -712,7 +713,7 @@ async fn heartbeat(
     .bind(&ids)
     .bind(&attempts)
     .bind(worker_id)
-    // A parameter, not a constant: see `group_commit::Updates::push`.
+    // A parameter, not a constant: see `group_commit::write_changes`.
     .bind(RunStatus::Running.as_str())
     .fetch_all(pool)
     .await
@@ -876,32 +877,11 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
     if runs.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(runs.len());
-    let mut statuses = Vec::with_capacity(runs.len());
-    let mut attempts = Vec::with_capacity(runs.len());
-    let mut not_befores = Vec::with_capacity(runs.len());
-    let mut started = Vec::with_capacity(runs.len());
-    let mut finished = Vec::with_capacity(runs.len());
-    let mut results = Vec::with_capacity(runs.len());
-    let mut error_kinds = Vec::with_capacity(runs.len());
-    let mut error_messages = Vec::with_capacity(runs.len());
-    let mut workers = Vec::with_capacity(runs.len());
-    let mut leases = Vec::with_capacity(runs.len());
-    for run in runs {
-        ids.push(run.id.as_uuid());
-        statuses.push(run.status.as_str());
-        attempts.push(i64::from(run.attempt));
-        not_befores.push(run.not_before.0);
-        started.push(run.started_at.map(|t| t.0));
-        finished.push(run.finished_at.map(|t| t.0));
-        results.push(run.result.as_ref().map(Value::to_string));
-        error_kinds.push(run.error.as_ref().map(|e| e.kind.as_str()));
-        error_messages.push(run.error.as_ref().map(|e| e.message.as_str()));
-        workers.push(run.worker_id.as_deref());
-        leases.push(run.lease_until.map(|t| t.0));
-    }
-    let changed = query(
-        "UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
+    let mut columns = ChangedColumns::default();
+    runs.iter().for_each(|run| columns.push(run));
+    let changed = columns
+        .bind(query(
+            "UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
          started_at = u.started_at, finished_at = u.finished_at, result = u.result::json, \
          error_kind = u.error_kind, error_message = u.error_message, worker_id = u.worker_id, \
          lease_until = u.lease_until \
@@ -910,31 +890,71 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
              AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, error_message, \
                    worker_id, lease_until) \
          WHERE r.id = u.id AND r.id = ANY($1)",
-    )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&attempts)
-    .bind(&not_befores)
-    .bind(&started)
-    .bind(&finished)
-    .bind(&results)
-    .bind(&error_kinds)
-    .bind(&error_messages)
-    .bind(&workers)
-    .bind(&leases)
-    .execute(&mut **tx)
-    .await
-    .map_err(db("cannot update runs"))?
-    .rows_affected();
+        ))
+        .execute(&mut **tx)
+        .await
+        .map_err(db("cannot update runs"))?
+        .rows_affected();
     if changed != runs.len() as u64 {
         return Err(Error::Database(format!("cannot update runs: {changed} of {} were found", runs.len())));
     }
     Ok(())
 }
 
+/// The columns a status change may touch, of several runs, as arrays for
+/// `unnest`: what [`save`] writes, and the group commit's finishes.
+#[derive(Default)]
+struct ChangedColumns<'a> {
+    ids: Vec<uuid::Uuid>,
+    statuses: Vec<&'static str>,
+    attempts: Vec<i64>,
+    not_befores: Vec<i64>,
+    started: Vec<Option<i64>>,
+    finished: Vec<Option<i64>>,
+    results: Vec<Option<String>>,
+    error_kinds: Vec<Option<&'a str>>,
+    error_messages: Vec<Option<&'a str>>,
+    workers: Vec<Option<&'a str>>,
+    leases: Vec<Option<i64>>,
+}
+
+impl<'a> ChangedColumns<'a> {
+    fn push(&mut self, run: &'a Run) {
+        self.ids.push(run.id.as_uuid());
+        self.statuses.push(run.status.as_str());
+        self.attempts.push(i64::from(run.attempt));
+        self.not_befores.push(run.not_before.0);
+        self.started.push(run.started_at.map(|t| t.0));
+        self.finished.push(run.finished_at.map(|t| t.0));
+        self.results.push(run.result.as_ref().map(Value::to_string));
+        self.error_kinds.push(run.error.as_ref().map(|e| e.kind.as_str()));
+        self.error_messages.push(run.error.as_ref().map(|e| e.message.as_str()));
+        self.workers.push(run.worker_id.as_deref());
+        self.leases.push(run.lease_until.map(|t| t.0));
+    }
+
+    /// Binds the columns, in the order above, as the query's next eleven
+    /// arguments.
+    fn bind<'q>(&'q self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.statuses)
+            .bind(&self.attempts)
+            .bind(&self.not_befores)
+            .bind(&self.started)
+            .bind(&self.finished)
+            .bind(&self.results)
+            .bind(&self.error_kinds)
+            .bind(&self.error_messages)
+            .bind(&self.workers)
+            .bind(&self.leases)
+    }
+}
+
 /// Announces that runs changed (to their status, or `None`: deleted), at
 /// the commit of `tx`: a notification per [`NOTIFY_CHUNK`] runs, its
-/// payload `<origin> <id>:<status> <id>:<status> …` (see [`parse_changes`]).
+/// payload `<origin> <id>:<status> <id>:<status> …` (see [`parse_changes`];
+/// the group commit's statement builds the same payloads in SQL).
 async fn notify(tx: &mut PgTransaction<'_>, origin: &str, changes: &[(RunId, Option<RunStatus>)]) -> Result<()> {
     if changes.is_empty() {
         return Ok(());

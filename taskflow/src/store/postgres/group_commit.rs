@@ -36,7 +36,7 @@ use sqlx_core::row::Row;
 use sqlx_postgres::{PgConnection, PgPool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{CHANNEL, NOTIFY_CHUNK, RUN_COLUMNS, db, query, read_run, storable, submit, to_i64};
+use super::{CHANNEL, ChangedColumns, NOTIFY_CHUNK, RUN_COLUMNS, db, query, read_run, storable, submit, to_i64};
 use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
 use crate::store::{Error, NewRun, Outcome, Report, Result, Submitted, apply};
 
@@ -45,6 +45,8 @@ const MAX_BATCH: usize = 512;
 /// The most batches writing at once, each on its own connection of the
 /// pool (which the other writes and the reads share).
 const IN_FLIGHT: usize = 4;
+/// How often a finish whose run changed under it is decided again.
+const FINISH_ROUNDS: usize = 3;
 /// How often a batch that PostgreSQL aborted as a deadlock is tried again.
 const DEADLOCK_TRIES: usize = 3;
 
@@ -183,12 +185,12 @@ async fn write_once(
         let fresh = if round == 0 { plan.new_rows(news) } else { NewRows::default() };
         let written = write_changes(&mut conn, origin, &fresh, &decided.changed).await?;
         if round == 0 {
-            created = plan.fresh.values().map(|run| run.id).filter(|id| written.contains(id)).collect();
+            created = plan.fresh.values().map(|run| run.id).filter(|id| written.contains(&id.as_uuid())).collect();
         }
         // A run that changed since it was read is decided again, with
         // every report of the batch about it.
         let moved: HashSet<RunId> =
-            decided.changed.iter().map(|held| held.run.id).filter(|id| !written.contains(id)).collect();
+            decided.changed.iter().map(|held| held.run.id).filter(|id| !written.contains(&id.as_uuid())).collect();
         open.clear();
         for (i, answer) in decided.answers {
             if moved.contains(&reports[i].id) {
@@ -212,9 +214,6 @@ async fn write_once(
         .collect();
     Ok((plan.answers(&created), finished))
 }
-
-/// How often a finish whose run changed under it is decided again.
-const FINISH_ROUNDS: usize = 3;
 
 /// What the submits of a batch come to, before anything is written.
 struct SubmitPlan {
@@ -373,7 +372,7 @@ async fn write_changes(
     origin: &str,
     fresh: &NewRows,
     changed: &[Held],
-) -> Result<HashSet<RunId>> {
+) -> Result<HashSet<uuid::Uuid>> {
     if fresh.ids.is_empty() && changed.is_empty() {
         return Ok(HashSet::new());
     }
@@ -400,10 +399,10 @@ async fn write_changes(
                  lease_until = u.lease_until \
              FROM unnest($14::uuid[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
                          $20::text[], $21::text[], $22::text[], $23::text[], $24::bigint[], $25::bigint[], \
-                         $26::text[], $27::text[]) \
+                         $26::text[]) \
                  AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, \
-                       error_message, worker_id, lease_until, held_attempt, held_worker, held_status) \
-             WHERE r.id = u.id AND r.id = ANY($14) AND r.status = u.held_status AND r.attempt = u.held_attempt \
+                       error_message, worker_id, lease_until, held_attempt, held_worker) \
+             WHERE r.id = u.id AND r.id = ANY($14) AND r.status = $27 AND r.attempt = u.held_attempt \
                  AND r.worker_id = u.held_worker \
              RETURNING r.id, r.status \
          ), changed AS ( \
@@ -415,7 +414,7 @@ async fn write_changes(
          ) \
          SELECT id FROM changed WHERE (SELECT count(*) FROM announced) > 0"
     );
-    let written = query(&sql)
+    let statement = query(&sql)
         .bind(&fresh.ids)
         .bind(&fresh.titles)
         .bind(&fresh.payloads)
@@ -428,36 +427,24 @@ async fn write_changes(
         .bind(&fresh.retry_delays)
         .bind(&fresh.created_at)
         .bind(&fresh.unique_keys)
-        .bind(&fresh.dedup)
-        .bind(&updates.ids)
-        .bind(&updates.statuses)
-        .bind(&updates.attempts)
-        .bind(&updates.not_befores)
-        .bind(&updates.started)
-        .bind(&updates.finished)
-        .bind(&updates.results)
-        .bind(&updates.error_kinds)
-        .bind(&updates.error_messages)
-        .bind(&updates.workers)
-        .bind(&updates.leases)
+        .bind(&fresh.dedup);
+    let written = updates
+        .columns
+        .bind(statement)
         .bind(&updates.held_attempts)
         .bind(&updates.held_workers)
-        .bind(&updates.held_statuses)
+        // A parameter, not a constant: `status = 'running'` would tempt the
+        // planner into the partial index of running runs and a join over
+        // all of them, where the primary key finds each row.
+        .bind(RunStatus::Running.as_str())
         .bind(CHANNEL)
         .bind(origin)
         .fetch_all(&mut *conn)
         .await
         .map_err(db("cannot write runs"))?;
-    written
-        .iter()
-        .map(|row| row.try_get::<uuid::Uuid, _>(0))
-        .collect::<Result<HashSet<_>, sqlx_core::Error>>()
-        .map(|written| {
-            let fresh = fresh.ids.iter().copied().map(RunId::from_uuid);
-            fresh.chain(changed.iter().map(|held| held.run.id)).filter(|id| written.contains(&id.as_uuid())).collect()
-        })
-        .map_err(db("cannot write runs"))
+    written.iter().map(|row| row.try_get(0)).collect::<Result<_, sqlx_core::Error>>().map_err(db("cannot write runs"))
 }
+
 /// The columns of the runs one batch creates.
 #[derive(Default)]
 struct NewRows {
@@ -498,42 +485,16 @@ impl NewRows {
 /// batch finishes.
 #[derive(Default)]
 struct Updates<'a> {
-    ids: Vec<uuid::Uuid>,
-    statuses: Vec<&'static str>,
-    attempts: Vec<i64>,
-    not_befores: Vec<i64>,
-    started: Vec<Option<i64>>,
-    finished: Vec<Option<i64>>,
-    results: Vec<Option<String>>,
-    error_kinds: Vec<Option<&'a str>>,
-    error_messages: Vec<Option<&'a str>>,
-    workers: Vec<Option<&'a str>>,
-    leases: Vec<Option<i64>>,
+    columns: ChangedColumns<'a>,
     held_attempts: Vec<i64>,
     held_workers: Vec<&'a str>,
-    held_statuses: Vec<&'static str>,
 }
 
 impl<'a> Updates<'a> {
     fn push(&mut self, held: &'a Held) {
-        let run = &held.run;
-        self.ids.push(run.id.as_uuid());
-        self.statuses.push(run.status.as_str());
-        self.attempts.push(i64::from(run.attempt));
-        self.not_befores.push(run.not_before.0);
-        self.started.push(run.started_at.map(|t| t.0));
-        self.finished.push(run.finished_at.map(|t| t.0));
-        self.results.push(run.result.as_ref().map(serde_json::Value::to_string));
-        self.error_kinds.push(run.error.as_ref().map(|e| e.kind.as_str()));
-        self.error_messages.push(run.error.as_ref().map(|e| e.message.as_str()));
-        self.workers.push(run.worker_id.as_deref());
-        self.leases.push(run.lease_until.map(|t| t.0));
+        self.columns.push(&held.run);
         self.held_attempts.push(i64::from(held.attempt));
         self.held_workers.push(&held.worker_id);
-        // A parameter, not a constant: `status = 'running'` would tempt the
-        // planner into the partial index of running runs and a join over
-        // all of them, where the primary key finds each row.
-        self.held_statuses.push(RunStatus::Running.as_str());
     }
 }
 
@@ -549,6 +510,19 @@ mod tests {
     use crate::run::RunStatus;
     use crate::store::conformance::pg::with_database;
     use crate::store::{ClaimRequest, PostgresStore, Store};
+
+    /// A claim of up to `limit` runs of `t` by worker `w`, at 2 s.
+    fn claim_request(limit: u32) -> ClaimRequest {
+        ClaimRequest {
+            worker_id: "w".into(),
+            limit,
+            lease: Duration::from_secs(30),
+            executors: vec![ExecutorKind::Thread],
+            titles: vec!["t".into()],
+            task_limits: Vec::new(),
+            now: Timestamp(2_000),
+        }
+    }
 
     fn new_run(payload: serde_json::Value, unique: bool) -> NewRun {
         let mut new = NewRun::new("t", payload);
@@ -584,18 +558,7 @@ mod tests {
             assert_eq!((later.run.id, later.created), (a.run.id, false));
             assert_eq!(store.list(Default::default()).await.unwrap().total, 4);
 
-            let claimed = store
-                .claim(ClaimRequest {
-                    worker_id: "w".into(),
-                    limit: 2,
-                    lease: Duration::from_secs(30),
-                    executors: vec![ExecutorKind::Thread],
-                    titles: vec!["t".into()],
-                    task_limits: Vec::new(),
-                    now: Timestamp(2_000),
-                })
-                .await
-                .unwrap();
+            let claimed = store.claim(claim_request(2)).await.unwrap();
             assert_eq!(claimed.len(), 2);
             let report = |run: &Run, attempt| Report {
                 id: run.id,
@@ -655,16 +618,7 @@ mod tests {
         with_database(|url| async move {
             let store = PostgresStore::connect(&url).await.unwrap();
             let run = store.submit(new_run(json!({}), false)).await.unwrap().run;
-            let request = ClaimRequest {
-                worker_id: "w".into(),
-                limit: 1,
-                lease: Duration::from_secs(30),
-                executors: vec![ExecutorKind::Thread],
-                titles: vec!["t".into()],
-                task_limits: Vec::new(),
-                now: Timestamp(2_000),
-            };
-            let claimed = store.claim(request).await.unwrap().remove(0);
+            let claimed = store.claim(claim_request(1)).await.unwrap().remove(0);
             let report = Report {
                 id: run.id,
                 attempt: 1,
