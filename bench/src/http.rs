@@ -57,7 +57,7 @@ fn epoch_ms_now() -> f64 {
 
 /// B2 over REST, in milliseconds: submit→202 (µs-exact), and submit→start
 /// and submit→completed from the stored `started_at` / `finished_at`
-/// (millisecond resolution).
+/// (millisecond resolution; a start no earlier than the 202).
 #[derive(Debug, Clone, Copy)]
 pub struct RestLatency {
     /// submit→202 p50, p99, max.
@@ -96,16 +96,20 @@ pub async fn rest_latency(server: &Server, rate: f64, secs: f64) -> Result<RestL
                 handle.spawn(async move {
                     let status = submit(&client, &server, i as u64, tag).await;
                     let us = Instant::now().saturating_duration_since(sched(i)).as_micros() as u64;
-                    let _ = ack_tx.send(status.map(|s| (s, us)).map_err(|e| e.to_string()));
+                    let _ = ack_tx.send(status.map(|s| (i, s, us)).map_err(|e| e.to_string()));
                 });
             }
         })
     };
     let mut ack = histogram();
+    let mut acked_us = vec![0; n];
     for _ in 0..n {
         match ack_rx.recv().await {
-            Some(Ok((StatusCode::ACCEPTED, us))) => ack.saturating_record(us),
-            Some(Ok((status, _))) => bail!("a submit was answered {status}"),
+            Some(Ok((i, StatusCode::ACCEPTED, us))) => {
+                ack.saturating_record(us);
+                acked_us[i] = us;
+            }
+            Some(Ok((_, status, _))) => bail!("a submit was answered {status}"),
             Some(Err(e)) => bail!("a submit failed: {e}"),
             None => bail!("the scheduler stopped early"),
         }
@@ -135,7 +139,10 @@ pub async fn rest_latency(server: &Server, rate: f64, secs: f64) -> Result<RestL
                 // middle of it (so each figure is ± 0.5 ms).
                 let to_us = |ms: i64| ((ms as f64 + 0.5 - scheduled_ms).max(0.0) * 1000.0) as u64;
                 if let (Some(st), Some(fi)) = (run.started_at, run.finished_at) {
-                    s.saturating_record(to_us(st.millis()));
+                    // A run its submit claimed has the submit's time as
+                    // `started_at`, before the commit that made it
+                    // running: it starts no earlier than its 202.
+                    s.saturating_record(to_us(st.millis()).max(acked_us[i as usize]));
                     d.saturating_record(to_us(fi.millis()));
                     seen += 1;
                 }

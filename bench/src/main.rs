@@ -272,9 +272,10 @@ async fn all(plan: Plan) -> Result<()> {
          time, HDR histograms in µs. In process: `Client::subscribe()` events (`running`, `completed`), engine \
          max_concurrency 32. Over REST: `POST /api/v1/tasks` to `taskflow-bench app serve` (default engine) with a \
          bearer token from `app token`, through a pooled hyper client; start and completion from the stored \
-         `started_at` / `finished_at` (milliseconds, taken at mid-millisecond, so ± 0.5 ms; `started_at` is the \
-         time the claim was issued, before it committed, so REST submit→start reads low against in-process \
-         submit→start, which is the `running` event after the claim's commit)."
+         `started_at` / `finished_at` (milliseconds, taken at mid-millisecond, so ± 0.5 ms). `started_at` is \
+         the time the claim was issued, before it committed (for a run its submit claimed, the submit's time), \
+         so REST submit→start counts from the later of `started_at` and the 202; in process it is the \
+         `running` event, after the claim's commit."
             .to_owned(),
     );
     notes.lines.push(

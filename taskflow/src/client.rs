@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::engine::{Engine, RunEvent};
+use crate::engine::{Engine, Reservation, RunEvent};
 use crate::error::{PayloadError, TaskError};
 use crate::registry::{self, ExecutorKind};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
@@ -146,11 +146,22 @@ impl Client {
         // that run finished would make a second run.
         new.unique = !options.no_dedup && options.idempotency_key.is_none();
         new.idempotency_key = options.idempotency_key;
+        // With a free slot here and nothing waiting, the run is claimed by
+        // its submit and starts at once: no second write, no claim loop.
+        let reservation = self.engine.as_ref().and_then(|engine| engine.reserve(&new));
+        new.claim = reservation.as_ref().map(Reservation::claim);
         let submitted = self.store.submit(new).await?;
         if submitted.created {
-            self.publish(RunEvent::Status(Box::new(submitted.run.clone())));
-            if let Some(engine) = &self.engine {
-                engine.wake();
+            match (&self.engine, reservation) {
+                (Some(engine), Some(reservation)) if reservation.holds(&submitted.run) => {
+                    engine.start_claimed(submitted.run.clone(), reservation);
+                }
+                _ => {
+                    self.publish(RunEvent::Status(Box::new(submitted.run.clone())));
+                    if let Some(engine) = &self.engine {
+                        engine.wake();
+                    }
+                }
             }
         }
         Ok(submitted.run)

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::executor::{DockerExecutor, DockerExecutorConfig};
 use crate::executor::{Executors, ProcessExecutor, ProcessExecutorConfig, ThreadExecutor, ThreadExecutorConfig};
 use crate::registry;
 use crate::run::{self, Run, RunError, RunId, Timestamp};
-use crate::store::{self, Change, ClaimRequest, Outcome, Report, Store, StoredLogLine};
+use crate::store::{self, Change, ClaimRequest, NewRun, Outcome, Report, Store, StoredLogLine, SubmitClaim};
 
 /// How long a failed report waits before it is tried again: first, and at
 /// most.
@@ -143,6 +144,17 @@ struct Inner {
     running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
     /// Whether a claim is in flight (shutdown waits for it to settle).
     claiming: std::sync::atomic::AtomicBool,
+    /// Slots promised to runs being submitted with a claim
+    /// ([`Engine::reserve`]); counted as taken until the run starts.
+    reserved: AtomicUsize,
+    /// Counts the times the queue may have gained a run for this engine (a
+    /// local submit stored pending, a retry, a rescue, another process's
+    /// submit).
+    queued: AtomicU64,
+    /// The value of `queued` when a claim last came back with fewer runs
+    /// than it asked for: while the two are equal nothing is known to wait,
+    /// and a submit may claim its run itself without overtaking any.
+    drained: AtomicU64,
     /// Woken by local submits and finished runs, so claims need no polling.
     wake: Notify,
     /// The tasks this binary has, from the registry: only their runs are
@@ -184,6 +196,10 @@ impl Engine {
                 events,
                 running: Mutex::new(HashMap::new()),
                 claiming: std::sync::atomic::AtomicBool::new(false),
+                reserved: AtomicUsize::new(0),
+                // Not drained: the store may hold runs from before the start.
+                queued: AtomicU64::new(1),
+                drained: AtomicU64::new(0),
                 wake: Notify::new(),
                 titles: registry::tasks().map(|def| def.title().to_owned()).collect(),
                 task_limits: registry::tasks()
@@ -255,7 +271,50 @@ impl Engine {
 
     /// Wakes the claim loop: a run may be waiting.
     pub(crate) fn wake(&self) {
+        self.inner.queued.fetch_add(1, Ordering::SeqCst);
         self.inner.wake.notify_one();
+    }
+
+    /// Whether the last claim found the queue empty and nothing has been
+    /// queued since (by this process, or by another one that said so).
+    fn drained(&self) -> bool {
+        self.inner.drained.load(Ordering::SeqCst) == self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Takes a slot for `new`, to be claimed at its submit, when it can
+    /// start at once without overtaking anything: this engine executes its
+    /// task, has a free slot, and no run is known to wait; the task has no
+    /// concurrency limit (the store counts those) and the run no delay.
+    /// The slot is the reservation's until the run starts or it is dropped.
+    pub(crate) fn reserve(&self, new: &NewRun) -> Option<Reservation> {
+        let inner = &self.inner;
+        if inner.shutdown.is_cancelled()
+            || new.not_before.is_some()
+            || !self.drained()
+            || !inner.titles.contains(&new.task_title)
+            || inner.task_limits.iter().any(|(title, _)| *title == new.task_title)
+        {
+            return None;
+        }
+        let reserved = inner.reserved.fetch_add(1, Ordering::SeqCst) + 1;
+        let reservation = Reservation { engine: self.clone() };
+        (self.running_count() + reserved <= inner.config.max_concurrency).then_some(reservation)
+    }
+
+    /// Starts a run its submit claimed for this engine under `reservation`
+    /// (or hands it back, if the engine is shutting down meanwhile).
+    pub(crate) fn start_claimed(&self, run: Run, reservation: Reservation) {
+        if self.inner.shutdown.is_cancelled() {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.release(&run).await;
+                drop(reservation);
+            });
+            return;
+        }
+        // Counted as running before the reservation lets go of the slot.
+        self.start_run(run);
+        drop(reservation);
     }
 
     /// Signals the context of a run executing here, if it is.
@@ -275,9 +334,9 @@ impl Engine {
     /// go back to pending at once for another worker), and stops the loops.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
-        // A claim in flight either starts its runs (counted below) or, seeing
-        // the shutdown, hands them back.
-        while self.inner.claiming.load(std::sync::atomic::Ordering::SeqCst) {
+        // A claim in flight, or a submit claiming its run, either starts its
+        // runs (counted below) or, seeing the shutdown, hands them back.
+        while self.inner.claiming.load(Ordering::SeqCst) || self.inner.reserved.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let deadline = far_or(tokio::time::Instant::now(), grace);
@@ -307,9 +366,11 @@ impl Engine {
             if self.inner.shutdown.is_cancelled() {
                 return;
             }
-            let free = config.max_concurrency.saturating_sub(self.running_count());
+            let taken = self.running_count() + self.inner.reserved.load(Ordering::SeqCst);
+            let free = config.max_concurrency.saturating_sub(taken);
             let mut claimed = 0;
             if free > 0 {
+                let queued = self.inner.queued.load(Ordering::SeqCst);
                 let request = ClaimRequest {
                     worker_id: config.worker_id.clone(),
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
@@ -319,11 +380,14 @@ impl Engine {
                     task_limits: self.inner.task_limits.clone(),
                     now: Timestamp::now(),
                 };
-                self.inner.claiming.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.inner.claiming.store(true, Ordering::SeqCst);
                 let result = self.inner.store.claim(request).await;
                 match result {
                     Ok(runs) => {
                         claimed = runs.len();
+                        if claimed < free {
+                            self.inner.drained.store(queued, Ordering::SeqCst);
+                        }
                         for run in runs {
                             if self.inner.shutdown.is_cancelled() {
                                 // Claimed while shutting down: give it straight back.
@@ -335,7 +399,7 @@ impl Engine {
                     }
                     Err(error) => log_error("claiming runs", &error),
                 }
-                self.inner.claiming.store(false, std::sync::atomic::Ordering::SeqCst);
+                self.inner.claiming.store(false, Ordering::SeqCst);
             }
             if claimed == 0 || claimed < free {
                 tokio::select! {
@@ -365,7 +429,10 @@ impl Engine {
             // outage is not beaten by the rescuer.
             engine.report(&run, outcome).await;
             engine.lock_running().remove(&run.id);
-            engine.wake();
+            // A slot is free: claim what waits, if anything does.
+            if !engine.drained() {
+                engine.inner.wake.notify_one();
+            }
         });
     }
 
@@ -423,7 +490,13 @@ impl Engine {
         let mut retried = false;
         loop {
             match self.inner.store.finish(report.clone()).await {
-                Ok(run) => return self.publish(RunEvent::Status(Box::new(run))),
+                Ok(run) => {
+                    if run.status == run::RunStatus::Pending {
+                        // Retried or released: it waits in the queue again.
+                        self.wake();
+                    }
+                    return self.publish(RunEvent::Status(Box::new(run)));
+                }
                 // Cancelled, re-queued or deleted meanwhile: the report
                 // changes nothing, as it must. After a failed try, the
                 // earlier one may have been stored: publish the run as it is.
@@ -623,5 +696,37 @@ impl RunSink for EngineSink {
         if let Ok(run_id) = run_id.parse() {
             let _ = self.events.send(RunEvent::Progress { run_id, progress });
         }
+    }
+}
+
+/// A slot of an [`Engine`] taken for a run being submitted with a claim
+/// ([`Engine::reserve`]); dropping it frees the slot.
+pub(crate) struct Reservation {
+    engine: Engine,
+}
+
+impl Reservation {
+    /// The claim the submit asks the store for.
+    pub(crate) fn claim(&self) -> SubmitClaim {
+        let config = &self.engine.inner.config;
+        SubmitClaim { worker_id: config.worker_id.clone(), lease: config.lease }
+    }
+
+    /// Whether `run` was claimed for this reservation's engine.
+    pub(crate) fn holds(&self, run: &Run) -> bool {
+        run.status == run::RunStatus::Running
+            && run.worker_id.as_deref() == Some(self.engine.inner.config.worker_id.as_str())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.engine.inner.reserved.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").finish_non_exhaustive()
     }
 }

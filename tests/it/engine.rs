@@ -569,6 +569,58 @@ async fn a_run_submitted_on_one_postgres_connection_is_executed_by_an_engine_on_
     engine_b.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A run submitted to an idle engine is claimed by its submit: it comes
+/// back `running`, leased to this engine, started when it was created, and
+/// completes. While a run waits in the queue, a new submit does not claim
+/// its own run: it queues behind and starts after the waiting one.
+/// (SQLite: the PostgreSQL store stores such a run pending, for now.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_to_an_idle_engine_claims_its_run_and_never_overtakes_a_waiting_one() {
+    let config = config_with(|c| c.max_concurrency = 1);
+    let worker_id = config.worker_id.clone();
+    let Some(fx) = fixture_with(Backend::Sqlite, config).await else { return };
+    // Idle once a first run went through: the engine's last claim came back short.
+    let first = fx.client.submit("tests.sleep_ms", json!({"ms": 0})).await.unwrap();
+    assert_eq!(fx.client.wait(first.id, WAIT).await.unwrap().status, RunStatus::Completed);
+    settle(&fx.engine).await;
+
+    let direct = fx.client.submit("tests.sleep_ms", json!({"ms": 1})).await.unwrap();
+    assert_eq!(direct.status, RunStatus::Running, "{direct:?}");
+    assert_eq!(direct.worker_id.as_deref(), Some(worker_id.as_str()));
+    assert_eq!(direct.started_at, Some(direct.created_at));
+    assert!(direct.lease_until.is_some_and(|until| until > direct.created_at));
+    let done = fx.client.wait(direct.id, WAIT).await.unwrap();
+    assert_eq!((done.status, done.result), (RunStatus::Completed, Some(json!(1))));
+    settle(&fx.engine).await;
+
+    // The one slot taken by a run of 300 ms: the next one waits, and the
+    // one after it must not take the slot first.
+    let blocker = fx.client.submit("tests.sleep_ms", json!({"ms": 300})).await.unwrap();
+    assert_eq!(blocker.status, RunStatus::Running, "{blocker:?}");
+    let waiting = fx.client.submit("tests.sleep_ms", json!({"ms": 2})).await.unwrap();
+    assert_eq!(waiting.status, RunStatus::Pending, "{waiting:?}");
+    let later = fx.client.submit("tests.sleep_ms", json!({"ms": 3})).await.unwrap();
+    assert_eq!(later.status, RunStatus::Pending, "{later:?}");
+    let waiting = fx.client.wait(waiting.id, WAIT).await.unwrap();
+    let later = fx.client.wait(later.id, WAIT).await.unwrap();
+    assert_eq!((waiting.status, later.status), (RunStatus::Completed, RunStatus::Completed));
+    assert!(waiting.finished_at <= later.started_at, "{waiting:?} then {later:?}");
+    fx.engine.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Until the engine holds no run (a run's completion is published just
+/// before its slot is freed), then ten poll intervals for its claim loop to
+/// find the queue empty.
+async fn settle(engine: &Engine) {
+    for _ in 0..1000 {
+        if engine.running_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(config().poll_interval * 10).await;
+}
+
 crate::backends::on_every_backend!(
     typed_helpers_submit_and_return_the_tasks_own_types,
     a_run_completes_with_its_result_and_logs,

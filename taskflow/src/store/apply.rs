@@ -16,8 +16,8 @@ use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
 const LIMITED_WINDOW: u32 = 64;
 
 /// The run a submit creates, `pending` from `new.not_before` (or `now`).
-pub(super) fn create(new: &NewRun, now: Timestamp) -> Run {
-    Run {
+pub(super) fn create(new: &NewRun, now: Timestamp) -> Result<Run> {
+    let mut run = Run {
         id: RunId::new(),
         task_title: new.task_title.clone(),
         payload: new.payload.clone(),
@@ -38,7 +38,13 @@ pub(super) fn create(new: &NewRun, now: Timestamp) -> Run {
         worker_id: None,
         lease_until: None,
         idempotency_key: new.idempotency_key.clone(),
+    };
+    // Claimed at its submit: only a run that is due (a delayed one waits
+    // in the queue like any other).
+    if let Some(by) = new.claim.as_ref().filter(|_| run.not_before <= now) {
+        claim(&mut run, &by.worker_id, now.plus(by.lease), now)?;
     }
+    Ok(run)
 }
 
 /// The executors of a claim, each once, in the order given.
@@ -170,6 +176,8 @@ pub(super) fn expire(run: &mut Run, now: Timestamp) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
@@ -177,7 +185,7 @@ mod tests {
     fn pending(title: &str, max_attempts: u32) -> Run {
         let mut new = NewRun::new(title, json!({"n": 1}));
         new.max_attempts = max_attempts;
-        create(&new, Timestamp(100))
+        create(&new, Timestamp(100)).unwrap()
     }
 
     fn running(max_attempts: u32) -> Run {
@@ -199,12 +207,27 @@ mod tests {
         let mut new = NewRun::new("t", json!({}));
         new.max_attempts = 0;
         new.idempotency_key = Some("k".to_owned());
-        let run = create(&new, Timestamp(7));
+        let run = create(&new, Timestamp(7)).unwrap();
         assert_eq!((run.status, run.attempt, run.max_attempts), (RunStatus::Pending, 1, 1));
         assert_eq!((run.not_before, run.created_at), (Timestamp(7), Timestamp(7)));
         assert_eq!(run.idempotency_key.as_deref(), Some("k"));
         new.not_before = Some(Timestamp(50));
-        assert_eq!(create(&new, Timestamp(7)).not_before, Timestamp(50));
+        assert_eq!(create(&new, Timestamp(7)).unwrap().not_before, Timestamp(50));
+    }
+
+    #[test]
+    fn a_claim_at_submit_creates_a_running_run_unless_it_is_delayed() {
+        let mut new = NewRun::new("t", json!({}));
+        new.claim = Some(super::super::SubmitClaim { worker_id: "w1".to_owned(), lease: Duration::from_secs(30) });
+        let run = create(&new, Timestamp(7)).unwrap();
+        assert_eq!((run.status, run.attempt), (RunStatus::Running, 1));
+        assert_eq!(
+            (run.worker_id.as_deref(), run.lease_until, run.started_at),
+            (Some("w1"), Some(Timestamp(30_007)), Some(Timestamp(7)))
+        );
+        new.not_before = Some(Timestamp(50));
+        let delayed = create(&new, Timestamp(7)).unwrap();
+        assert_eq!((delayed.status, delayed.worker_id, delayed.started_at), (RunStatus::Pending, None, None));
     }
 
     #[test]

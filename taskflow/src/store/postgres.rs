@@ -284,7 +284,10 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
-    fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>> {
+    fn submit(&self, mut new: NewRun) -> BoxFuture<Result<Submitted>> {
+        // Not claimed at its submit (yet): the run is stored pending and the
+        // engine, seeing that, claims it the usual way.
+        new.claim = None;
         if new.idempotency_key.is_none() {
             let shared = self.shared.clone();
             return Box::pin(async move { shared.batches.submit(new).await });
@@ -577,7 +580,7 @@ async fn submit(pool: &PgPool, origin: &str, new: NewRun, now: Timestamp) -> Res
             }
         }
 
-        let run = apply::create(&new, now);
+        let run = apply::create(&new, now)?;
         // Nothing is inserted if an equal submit committed meanwhile (an
         // active de-duplicated run, or the idempotency key); the next round
         // finds its run.

@@ -47,7 +47,10 @@ use crate::registry::BoxFuture;
 use crate::run::{Run, RunId, Timestamp};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_runs", include_str!("../../migrations/sqlite/0001_runs.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_runs", include_str!("../../migrations/sqlite/0001_runs.sql")),
+    ("0002_status_check", include_str!("../../migrations/sqlite/0002_status_check.sql")),
+];
 
 /// The most commands one group commit holds.
 const BATCH_CAP: usize = 1024;
@@ -257,7 +260,12 @@ impl Inner {
 
 impl Store for SqliteStore {
     fn submit(&self, new: NewRun) -> BoxFuture<Result<Submitted>> {
-        self.write_one(move |conn| submit(conn, new, Timestamp::now()))
+        // What needs no database is done here, on the caller's thread, not
+        // on the writer's: the writer is the one serial resource.
+        match PreparedSubmit::new(new, Timestamp::now()) {
+            Ok(prepared) => self.write_one(move |conn| submit_prepared(conn, prepared)),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
     }
 
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
@@ -358,8 +366,19 @@ fn configure_writer(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies the migrations the database lacks, in one transaction.
+/// Applies the migrations the database lacks, in one transaction, with
+/// foreign keys off: a migration may rebuild a table others refer to
+/// (SQLite's documented procedure for changes `ALTER TABLE` cannot make),
+/// so the references are checked once, before the commit.
 fn migrate(conn: &mut Connection) -> Result<(), String> {
+    // Only outside a transaction does this pragma take effect.
+    conn.pragma_update(None, "foreign_keys", "OFF").map_err(|e| format!("cannot disable foreign keys: {e}"))?;
+    let outcome = migrate_in_transaction(conn);
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| format!("cannot enable foreign keys: {e}"))?;
+    outcome
+}
+
+fn migrate_in_transaction(conn: &mut Connection) -> Result<(), String> {
     // IMMEDIATE: a second process opening the same file waits here, then
     // sees the version the first one wrote.
     let tx = conn
@@ -378,6 +397,13 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
         tx.execute_batch(sql).map_err(|e| format!("migration {name} failed: {e}"))?;
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(|e| format!("cannot record migration {name}: {e}"))?;
+    }
+    let dangling: Option<String> = tx
+        .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |row| row.get(0))
+        .optional()
+        .map_err(|e| format!("cannot check foreign keys after the migrations: {e}"))?;
+    if let Some(table) = dangling {
+        return Err(format!("the migrations left rows of `{table}` referring to missing rows"));
     }
     tx.commit().map_err(|e| format!("cannot commit the migrations: {e}"))
 }
@@ -540,8 +566,36 @@ fn roll_back(conn: &Connection) -> rusqlite::Result<()> {
 // Writes (each runs inside its savepoint on the writer's connection, or
 // changes the database in its last statement only)
 
+/// A submit with everything computed that needs no database: the run it
+/// creates (if nothing is found to share), its key and its text columns.
+struct PreparedSubmit {
+    new: NewRun,
+    unique_key: String,
+    run: Run,
+    id: String,
+    payload: String,
+}
+
+impl PreparedSubmit {
+    fn new(new: NewRun, now: Timestamp) -> Result<PreparedSubmit> {
+        let run = apply::create(&new, now)?;
+        Ok(PreparedSubmit {
+            unique_key: new.unique_key(),
+            id: run.id.to_string(),
+            payload: run.payload.to_string(),
+            run,
+            new,
+        })
+    }
+}
+
+#[cfg(test)]
 fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
-    let unique_key = new.unique_key();
+    submit_prepared(conn, PreparedSubmit::new(new, now)?)
+}
+
+fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Result<Submitted> {
+    let PreparedSubmit { new, unique_key, run, id, payload } = prepared;
     if let Some(key) = &new.idempotency_key {
         let sql = format!("SELECT {RUN_COLUMNS}, unique_key FROM runs WHERE idempotency_key = ?1");
         let mut stmt = conn.prepare_cached(&sql).map_err(db("cannot look up an idempotency key"))?;
@@ -567,18 +621,18 @@ fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
         }
     }
 
-    let run = apply::create(&new, now);
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
-             not_before, timeout_ms, retry_delay_ms, created_at, idempotency_key, unique_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
+             idempotency_key, unique_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )
         .map_err(db("cannot insert a run"))?;
     stmt.execute(params![
-        run.id.to_string(),
+        id,
         run.task_title,
-        run.payload.to_string(),
+        payload,
         run.status.as_str(),
         run.attempt,
         run.max_attempts,
@@ -588,6 +642,9 @@ fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<Submitted> {
         run.timeout_ms.map(to_i64),
         to_i64(run.retry_delay_ms),
         run.created_at.0,
+        run.started_at.map(|t| t.0),
+        run.worker_id,
+        run.lease_until.map(|t| t.0),
         run.idempotency_key,
         unique_key,
     ])
@@ -873,6 +930,7 @@ mod tests {
 
     use super::*;
     use crate::registry::ExecutorKind;
+    use crate::run::RunStatus;
 
     fn fresh() -> (TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -938,6 +996,53 @@ mod tests {
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let error = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(error.contains("schema version 99"), "{error}");
+    }
+
+    /// A database of the first schema version is upgraded in place: its
+    /// runs and log lines survive the table's rebuild (0002), the logs
+    /// still belong to their runs, and the status is still checked.
+    #[tokio::test]
+    async fn an_older_schema_is_migrated_with_its_runs_and_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("taskflow.db");
+        let version_1 = Connection::open(&path).unwrap();
+        version_1.execute_batch(MIGRATIONS[0].1).unwrap();
+        version_1.pragma_update(None, "user_version", 1).unwrap();
+        let id = RunId::new();
+        version_1
+            .execute(
+                "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
+                 not_before, retry_delay_ms, created_at, started_at, finished_at, result, unique_key, log_count) \
+                 VALUES (?1, 'add', '{\"a\":1}', 'completed', 1, 1, 'thread', 0, 5, 1000, 5, 6, 7, '2', 'k', 1)",
+                [id.to_string()],
+            )
+            .unwrap();
+        version_1
+            .execute(
+                "INSERT INTO run_logs (run_id, seq, at, level, message) VALUES (?1, 1, 6, 'info', 'hi')",
+                [id.to_string()],
+            )
+            .unwrap();
+        drop(version_1);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let run = get(&store, id).await;
+        assert_eq!((run.status, run.payload, run.result), (RunStatus::Completed, json!({"a": 1}), Some(json!(2))));
+        let lines = store.logs(id, 0, 10).await.unwrap();
+        assert_eq!(lines.iter().map(|line| line.message.as_str()).collect::<Vec<_>>(), ["hi"]);
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+        drop(store);
+
+        let raw = Connection::open(&path).unwrap();
+        let version: i64 = raw.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        // The logs still refer to their run: deleting it takes them along.
+        raw.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let bogus = raw.execute("UPDATE runs SET status = 'bogus' WHERE id = ?1", [id.to_string()]);
+        assert!(bogus.unwrap_err().to_string().contains("CHECK constraint failed"));
+        raw.execute("DELETE FROM runs WHERE id = ?1", [id.to_string()]).unwrap();
+        let left: i64 = raw.query_row("SELECT COUNT(*) FROM run_logs", [], |row| row.get(0)).unwrap();
+        assert_eq!(left, 0);
     }
 
     #[tokio::test]

@@ -294,8 +294,8 @@ async fn plan_submits(conn: &mut PgConnection, news: &[&NewRun], now: Timestamp)
     }
     let fresh = (0..news.len())
         .filter(|i| leader[*i] == *i && !existing.contains_key(i))
-        .map(|i| (i, apply::create(news[i], now)))
-        .collect();
+        .map(|i| apply::create(news[i], now).map(|run| (i, run)))
+        .collect::<Result<_>>()?;
     Ok(SubmitPlan { keys, leader, existing, fresh })
 }
 
