@@ -3,6 +3,7 @@
 //! `BENCHMARKS.md` and `bench/results.json`; `taskflow-bench app …` is this
 //! binary as a TaskFlow app (the `serve` the HTTP workloads talk to).
 
+mod ceiling;
 mod executors;
 mod http;
 mod inproc;
@@ -34,6 +35,9 @@ async fn add_numbers_async(a: i64, b: i64) -> i64 {
     inproc::EXECUTED.fetch_add(1, Ordering::Relaxed);
     a.wrapping_add(b)
 }
+
+/// Runs a transaction of B1's ceiling.
+const CEILING_BATCH: usize = 1000;
 
 /// A number no other repetition of this process uses, to tell runs apart.
 fn unique_tag() -> u64 {
@@ -343,6 +347,34 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
         "B1 SQLite: CPU time of the writer thread per run",
         "µs",
         writer,
+    ));
+
+    eprintln!("B1 ceiling: SQLite alone, {} runs × {}", plan.b1_runs, plan.repeat);
+    for (indexes, key, label) in [
+        (true, "B1_sqlite_ceiling_runs_per_s", "B1 ceiling: SQLite alone, a run's statements, same schema"),
+        (
+            false,
+            "B1_sqlite_ceiling_no_indexes_runs_per_s",
+            "B1 ceiling: SQLite alone, without the secondary indexes (nor the lookup)",
+        ),
+    ] {
+        let figure = repeat(plan.repeat, key, || async {
+            let dir = data_dir(data_root)?;
+            let n = plan.b1_runs;
+            let per_s = tokio::task::spawn_blocking(move || ceiling::runs_per_s(dir.path(), n, CEILING_BATCH, indexes))
+                .await??;
+            eprintln!("    {n} runs -> {per_s:.0} runs/s");
+            Ok(per_s)
+        })
+        .await;
+        rows.push(Row::new(key, label, "runs/s", figure));
+    }
+    notes.lines.push(format!(
+        "B1 ceiling: the statements the SQLite store runs for one run (the de-duplication lookup and the insert of \
+         its submit, the update of its claim, the read and the update of its finish), {CEILING_BATCH} runs a \
+         transaction, on one thread through rusqlite, on the store's schema in WAL mode with `synchronous=FULL`; \
+         no engine, no channels, no JSON. Again without the five secondary indexes (and so without the \
+         de-duplication lookup, which would scan the table), for their share."
     ));
 
     eprintln!("B1 throughput, SQLite, an async task: {} runs × {}", plan.b1_runs, plan.repeat);

@@ -1,0 +1,121 @@
+//! B1's ceiling on SQLite: what the database alone does with the statements
+//! the store runs for one run, on the same schema with the same durability,
+//! on one thread with nothing else to do. No engine, no channels, no JSON
+//! parsing: an upper bound for any design that keeps the schema and the
+//! three writes a run needs (its submit, its claim, its finish).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use rusqlite::{Connection, TransactionBehavior, params};
+use taskflow::run::Timestamp;
+use taskflow::store::SqliteStore;
+
+/// The updates of a claim and of a finish set what the store's `save`
+/// sets (SQLite maintains every index whose columns are in the SET list).
+const SAVE: &str = "UPDATE runs SET status = ?2, attempt = ?3, not_before = ?4, started_at = ?5, finished_at = ?6, \
+                    result = ?7, error_kind = ?8, error_message = ?9, worker_id = ?10, lease_until = ?11 WHERE id = ?1";
+
+/// Runs/s for `n` runs in transactions of `batch` runs, each run taking the
+/// store's statements: the de-duplication lookup and the insert of its
+/// submit, the update of its claim, the read and the update of its finish.
+/// `indexes: false` drops the secondary indexes first, to show their share
+/// (and skips the lookup, which would scan the table without its index).
+pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f64> {
+    // The schema as the store makes it: its migrations, applied by opening.
+    drop(SqliteStore::open_in(dir).context("creating the schema")?);
+    let mut conn = Connection::open(dir.join("taskflow.db"))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if !indexes {
+        conn.execute_batch(
+            "DROP INDEX runs_claim; DROP INDEX runs_lease; DROP INDEX runs_finished; DROP INDEX runs_title; \
+             DROP INDEX runs_unique_active;",
+        )?;
+    }
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let count = batch.min(n - done);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = Vec::with_capacity(count);
+        {
+            let mut lookup = tx.prepare_cached(
+                "SELECT id FROM runs WHERE unique_key = ?1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
+                 not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
+                 idempotency_key, unique_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+            )?;
+            let now = Timestamp::now().millis();
+            for i in done..done + count {
+                let id = uuid::Uuid::now_v7().to_string();
+                let payload = format!("{{\"a\":{i},\"b\":0}}");
+                let key = format!("add_numbers\u{0}{payload}");
+                if indexes {
+                    let found: Option<String> = lookup.query_row([&key], |row| row.get(0)).ok();
+                    anyhow::ensure!(found.is_none(), "run {i} found a duplicate");
+                }
+                insert.execute(params![
+                    id,
+                    "add_numbers",
+                    payload,
+                    "pending",
+                    1,
+                    1,
+                    "thread",
+                    0,
+                    now,
+                    None::<i64>,
+                    1000,
+                    now,
+                    None::<i64>,
+                    None::<String>,
+                    None::<i64>,
+                    None::<String>,
+                    key
+                ])?;
+                ids.push(id);
+            }
+            let mut save = tx.prepare_cached(SAVE)?;
+            for id in &ids {
+                save.execute(params![
+                    id,
+                    "running",
+                    1,
+                    now,
+                    now,
+                    None::<i64>,
+                    None::<String>,
+                    None::<String>,
+                    None::<String>,
+                    "w",
+                    now + 30_000
+                ])?;
+            }
+            let mut read = tx.prepare_cached("SELECT * FROM runs WHERE id = ?1")?;
+            for id in &ids {
+                read.query_row([id], |row| row.get::<_, String>(2))?;
+                save.execute(params![
+                    id,
+                    "completed",
+                    1,
+                    now,
+                    now,
+                    now,
+                    "3",
+                    None::<String>,
+                    None::<String>,
+                    "w",
+                    now + 30_000
+                ])?;
+            }
+        }
+        tx.commit()?;
+        done += count;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
