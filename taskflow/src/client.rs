@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::engine::{Engine, Reservation, RunEvent};
+use crate::engine::{Engine, RunEvent};
 use crate::error::{PayloadError, TaskError};
 use crate::registry::{self, ExecutorKind};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
@@ -148,23 +148,42 @@ impl Client {
         new.idempotency_key = options.idempotency_key;
         // With a free slot here and nothing waiting, the run is claimed by
         // its submit and starts at once: no second write, no claim loop.
-        let reservation = self.engine.as_ref().and_then(|engine| engine.reserve(&new));
-        new.claim = reservation.as_ref().map(Reservation::claim);
-        let submitted = self.store.submit(new).await?;
+        let Some((engine, reservation)) =
+            self.engine.as_ref().and_then(|engine| Some((engine.clone(), engine.reserve(&new)?)))
+        else {
+            let submitted = self.store.submit(new).await?;
+            self.announce(&submitted);
+            return Ok(submitted.run);
+        };
+        new.claim = Some(reservation.claim());
+        // A task of its own: once the store has the run claimed, it must be
+        // started even if the caller stops waiting (a client that hung up),
+        // or it would sit `running` with nobody executing it until its
+        // lease ran out.
+        let client = self.clone();
+        let submit = tokio::spawn(async move {
+            let submitted = client.store.submit(new).await?;
+            if submitted.created && reservation.holds(&submitted.run) {
+                engine.start_claimed(submitted.run.clone(), reservation);
+            } else {
+                drop(reservation);
+                client.announce(&submitted);
+            }
+            Ok::<_, ClientError>(submitted.run)
+        });
+        submit.await.map_err(|error| {
+            ClientError::Store(store::Error::Database(format!("internal error: a submit did not finish: {error}")))
+        })?
+    }
+
+    /// Publishes a run its submit created pending, and wakes the engine.
+    fn announce(&self, submitted: &store::Submitted) {
         if submitted.created {
-            match (&self.engine, reservation) {
-                (Some(engine), Some(reservation)) if reservation.holds(&submitted.run) => {
-                    engine.start_claimed(submitted.run.clone(), reservation);
-                }
-                _ => {
-                    self.publish(RunEvent::Status(Box::new(submitted.run.clone())));
-                    if let Some(engine) = &self.engine {
-                        engine.wake();
-                    }
-                }
+            self.publish(RunEvent::Status(Box::new(submitted.run.clone())));
+            if let Some(engine) = &self.engine {
+                engine.wake();
             }
         }
-        Ok(submitted.run)
     }
 
     /// One run.

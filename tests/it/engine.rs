@@ -608,6 +608,35 @@ async fn a_submit_to_an_idle_engine_claims_its_run_and_never_overtakes_a_waiting
     fx.engine.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A submit its caller stops waiting for, once the run is on its way to
+/// the store claimed for this engine, still starts that run: it completes
+/// rather than sitting `running` with nobody executing it until its lease
+/// runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_submit_whose_caller_stops_waiting_still_starts_its_run() {
+    let Some(fx) = fixture_with(Backend::Sqlite, config()).await else { return };
+    let first = fx.client.submit("tests.sleep_ms", json!({"ms": 0})).await.unwrap();
+    fx.client.wait(first.id, WAIT).await.unwrap();
+    settle(&fx.engine).await;
+    // Polled once, then dropped: the deadline is over before the commit.
+    let abandoned = fx.client.submit("tests.sleep_ms", json!({"ms": 7}));
+    assert!(tokio::time::timeout(Duration::from_nanos(1), abandoned).await.is_err(), "the submit was not cut short");
+    let mut filter = RunFilter::default();
+    filter.task_title = Some("tests.sleep_ms".to_owned());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let runs = fx.client.list(filter.clone()).await.unwrap().items;
+        let run = runs.iter().find(|run| run.payload == json!({"ms": 7}));
+        if let Some(run) = run.filter(|run| run.status.is_final()) {
+            assert_eq!((run.status, run.result.clone()), (RunStatus::Completed, Some(json!(7))), "{run:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the abandoned submit's run never finished: {run:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fx.engine.shutdown(Duration::from_secs(1)).await;
+}
+
 /// Until the engine holds no run (a run's completion is published just
 /// before its slot is freed), then ten poll intervals for its claim loop to
 /// find the queue empty.
