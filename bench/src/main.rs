@@ -399,13 +399,13 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
 
     eprintln!("B1 throughput, PostgreSQL: {} runs × {}", plan.b1_pg_runs, plan.repeat);
     let url = if plan.postgres { postgres_url(plan).await } else { Ok(None) };
-    let ours = match url {
+    let ours = match &url {
         Ok(Some(url)) => {
-            if let Ok(settings) = pg::settings(&url).await {
+            if let Ok(settings) = pg::settings(url).await {
                 notes.lines.push(format!("PostgreSQL: {settings}"));
             }
             repeat(plan.repeat, "B1 postgres", || async {
-                let db = pg::FreshDatabase::create(&url).await?;
+                let db = pg::FreshDatabase::create(url).await?;
                 let store = taskflow::store::PostgresStore::connect(&db.url).await?;
                 let store: Arc<dyn Store> = Arc::new(store);
                 let result =
@@ -419,15 +419,68 @@ async fn b1(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, notes: &mut Note
         Ok(None) => Err("skipped: no PostgreSQL (set TASKFLOW_TEST_DATABASE_URL)".to_owned()),
         Err(error) => Err(format!("no PostgreSQL: {error:#}")),
     };
-    rows.push(
-        Row::new(
-            "B1_postgres_runs_per_s",
-            format!("B1 PostgreSQL, {} runs, in-process", report::num(plan.b1_pg_runs as f64)),
-            "runs/s",
-            ours,
-        )
-        .target(Target::AtLeast(10_000.0)),
-    );
+    let mut row = Row::new(
+        "B1_postgres_runs_per_s",
+        format!("B1 PostgreSQL, {} runs, in-process", report::num(plan.b1_pg_runs as f64)),
+        "runs/s",
+        ours,
+    )
+    .target(Target::AtLeast(10_000.0));
+    if plan.peers
+        && let Ok(Some(url)) = &url
+    {
+        row.peers = b1_pg_peers(plan, url).await;
+    }
+    rows.push(row);
+}
+
+/// graphile_worker and apalis-postgres on B1 PostgreSQL, each repetition in a
+/// fresh database of the server at `url`.
+async fn b1_pg_peers(plan: &Plan, url: &str) -> Vec<Peer> {
+    let n = plan.b1_pg_runs;
+    let (concurrency, pushers) = peers::PG_PEER_SETTINGS;
+    let peers = [
+        (
+            "graphile_worker",
+            "graphile",
+            format!(
+                "graphile_worker 0.14.1 (sqlx 0.9), one worker with concurrency {concurrency}, {pushers} concurrent \
+                 pushers (`add_job`), sqlx pool of 16, LISTEN/NOTIFY delivery with a 10 ms poll interval (default \
+                 1 s), no local queue nor completion batching (the defaults); a job counts when its handler ran; \
+                 {n} runs a repetition"
+            ),
+        ),
+        (
+            "apalis-postgres",
+            "apalis",
+            format!(
+                "apalis 1.0.0 + apalis-postgres 1.0.0 (sqlx 0.9), one worker with a concurrency limit of \
+                 {concurrency} (tasks run by the worker itself), {pushers} concurrent pushers, sqlx pool of 16, \
+                 fetch batch size {concurrency} (default 10), LISTEN/NOTIFY (`with_pubsub`) plus a 10 ms poll \
+                 interval; a job counts when its handler ran; {n} runs a repetition"
+            ),
+        ),
+    ];
+    let built = peers::build_pg_peers().await;
+    let mut out = Vec::new();
+    for (name, peer, config) in peers {
+        eprintln!("B1 PostgreSQL peer {name}: {n} runs × {}", plan.repeat);
+        let result = match &built {
+            Ok(binary) => {
+                repeat(plan.repeat, name, || async {
+                    let db = pg::FreshDatabase::create(url).await?;
+                    let r = peers::pg_peer_b1(binary, peer, &db.url, n).await;
+                    db.drop_it().await;
+                    r
+                })
+                .await
+            }
+            Err(error) => Err(format!("not built: {error:#}")),
+        };
+        // "Ahead of every Rust peer".
+        out.push(Peer { name: name.to_owned(), result, min_ratio: Some(1.0), config });
+    }
+    out
 }
 
 async fn b4(plan: &Plan, rows: &mut Vec<Row>) {

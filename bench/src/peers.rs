@@ -122,17 +122,23 @@ pub async fn python_b1(python: &Path, script: &str, redis: &Redis, n: usize) -> 
     Ok(rate)
 }
 
-/// Builds the apalis peer (`bench/peers/apalis`, a workspace of its own);
-/// the path of its binary.
-pub async fn build_apalis() -> Result<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/apalis/Cargo.toml");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+/// Where the Rust peers are built: `CARGO_TARGET_DIR`, else
+/// `$HOME/.cache/taskflow/target-bench`.
+fn peers_target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || {
             let home = std::env::var_os("HOME").unwrap_or_default();
             Path::new(&home).join(".cache/taskflow/target-bench")
         },
         PathBuf::from,
-    );
+    )
+}
+
+/// Builds the apalis peer (`bench/peers/apalis`, a workspace of its own);
+/// the path of its binary.
+pub async fn build_apalis() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/apalis/Cargo.toml");
+    let target = peers_target_dir();
     eprintln!("  building the apalis peer (cargo build --release --manifest-path {})", manifest.display());
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--manifest-path"])
@@ -170,5 +176,51 @@ pub async fn apalis_b1(binary: &Path, dir: &Path, n: usize) -> Result<f64> {
     let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("apalis printed {line}"))?;
     let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
     eprintln!("    apalis: {n} runs -> {rate:.0} runs/s");
+    Ok(rate)
+}
+
+/// Builds the PostgreSQL peers (`bench/peers/postgres`, a workspace of its
+/// own: graphile_worker and apalis-postgres); the path of their binary.
+pub async fn build_pg_peers() -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/postgres/Cargo.toml");
+    let target = peers_target_dir();
+    eprintln!("  building the PostgreSQL peers (cargo build --release --manifest-path {})", manifest.display());
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .await
+        .context("running cargo for the PostgreSQL peers")?;
+    if !status.success() {
+        bail!("building the PostgreSQL peers failed: {status}");
+    }
+    Ok(target.join("release/pg-peers-bench"))
+}
+
+/// The PostgreSQL peers' settings in the runs below: worker concurrency,
+/// pushers.
+pub const PG_PEER_SETTINGS: (usize, usize) = (256, 1024);
+
+/// One run of the PostgreSQL peer `peer` (`graphile` or `apalis`) with `n`
+/// jobs in the empty database at `url`; runs/s.
+pub async fn pg_peer_b1(binary: &Path, peer: &str, url: &str, n: usize) -> Result<f64> {
+    let (concurrency, pushers) = PG_PEER_SETTINGS;
+    let out = Command::new(binary)
+        .args([peer, url])
+        .args([n.to_string(), concurrency.to_string(), pushers.to_string()])
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running the PostgreSQL peer {peer}"))?;
+    if !out.status.success() {
+        bail!("the PostgreSQL peer {peer} failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no output")?;
+    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{peer} printed {line}"))?;
+    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
+    eprintln!("    {peer}: {n} runs -> {rate:.0} runs/s");
     Ok(rate)
 }
