@@ -134,23 +134,48 @@ fn peers_target_dir() -> PathBuf {
     )
 }
 
-/// Builds the apalis peer (`bench/peers/apalis`, a workspace of its own);
-/// the path of its binary.
-pub async fn build_apalis() -> Result<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/apalis/Cargo.toml");
+/// Builds the Rust peer workspace `bench/peers/<dir>` (each its own
+/// workspace and lock file) in release mode; the path of `binary`.
+async fn build_peer(dir: &str, what: &str, binary: &str) -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(dir).join("Cargo.toml");
     let target = peers_target_dir();
-    eprintln!("  building the apalis peer (cargo build --release --manifest-path {})", manifest.display());
+    eprintln!("  building {what} (cargo build --release --manifest-path {})", manifest.display());
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(&manifest)
         .env("CARGO_TARGET_DIR", &target)
         .status()
         .await
-        .context("running cargo for the apalis peer")?;
+        .with_context(|| format!("running cargo for {what}"))?;
     if !status.success() {
-        bail!("building the apalis peer failed: {status}");
+        bail!("building {what} failed: {status}");
     }
-    Ok(target.join("release/apalis-bench"))
+    Ok(target.join("release").join(binary))
+}
+
+/// Runs a Rust peer's binary to its end and reads the `runs_per_s` of the
+/// JSON line it prints last.
+async fn run_peer(command: &mut Command, name: &str, n: usize) -> Result<f64> {
+    let out = command
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running the peer {name}"))?;
+    if !out.status.success() {
+        bail!("the peer {name} failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("no output")?;
+    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{name} printed {line}"))?;
+    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
+    eprintln!("    {name}: {n} runs -> {rate:.0} runs/s");
+    Ok(rate)
+}
+
+/// Builds the apalis peer (`bench/peers/apalis`); the path of its binary.
+pub async fn build_apalis() -> Result<PathBuf> {
+    build_peer("apalis", "the apalis peer", "apalis-bench").await
 }
 
 /// apalis' settings in the runs below: worker concurrency, pushers, fetch
@@ -160,42 +185,21 @@ pub const APALIS_SETTINGS: (usize, usize, usize, u64) = (256, 1024, 256, 1);
 /// One run of the apalis peer with `n` jobs in a fresh directory; runs/s.
 pub async fn apalis_b1(binary: &Path, dir: &Path, n: usize) -> Result<f64> {
     let (concurrency, pushers, fetch, poll) = APALIS_SETTINGS;
-    let out = Command::new(binary)
-        .arg(dir)
-        .args([n.to_string(), concurrency.to_string(), pushers.to_string(), fetch.to_string(), poll.to_string()])
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running the apalis peer")?;
-    if !out.status.success() {
-        bail!("the apalis peer failed: {}", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().context("no output")?;
-    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("apalis printed {line}"))?;
-    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
-    eprintln!("    apalis: {n} runs -> {rate:.0} runs/s");
-    Ok(rate)
+    let mut command = Command::new(binary);
+    command.arg(dir).args([
+        n.to_string(),
+        concurrency.to_string(),
+        pushers.to_string(),
+        fetch.to_string(),
+        poll.to_string(),
+    ]);
+    run_peer(&mut command, "apalis", n).await
 }
 
-/// Builds the PostgreSQL peers (`bench/peers/postgres`, a workspace of its
-/// own: graphile_worker and apalis-postgres); the path of their binary.
+/// Builds the PostgreSQL peers (`bench/peers/postgres`: graphile_worker
+/// and apalis-postgres); the path of their binary.
 pub async fn build_pg_peers() -> Result<PathBuf> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/postgres/Cargo.toml");
-    let target = peers_target_dir();
-    eprintln!("  building the PostgreSQL peers (cargo build --release --manifest-path {})", manifest.display());
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .await
-        .context("running cargo for the PostgreSQL peers")?;
-    if !status.success() {
-        bail!("building the PostgreSQL peers failed: {status}");
-    }
-    Ok(target.join("release/pg-peers-bench"))
+    build_peer("postgres", "the PostgreSQL peers", "pg-peers-bench").await
 }
 
 /// The PostgreSQL peers' settings in the runs below: worker concurrency,
@@ -206,21 +210,7 @@ pub const PG_PEER_SETTINGS: (usize, usize) = (256, 1024);
 /// jobs in the empty database at `url`; runs/s.
 pub async fn pg_peer_b1(binary: &Path, peer: &str, url: &str, n: usize) -> Result<f64> {
     let (concurrency, pushers) = PG_PEER_SETTINGS;
-    let out = Command::new(binary)
-        .args([peer, url])
-        .args([n.to_string(), concurrency.to_string(), pushers.to_string()])
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running the PostgreSQL peer {peer}"))?;
-    if !out.status.success() {
-        bail!("the PostgreSQL peer {peer} failed: {}", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().context("no output")?;
-    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{peer} printed {line}"))?;
-    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
-    eprintln!("    {peer}: {n} runs -> {rate:.0} runs/s");
-    Ok(rate)
+    let mut command = Command::new(binary);
+    command.args([peer, url]).args([n.to_string(), concurrency.to_string(), pushers.to_string()]);
+    run_peer(&mut command, peer, n).await
 }
