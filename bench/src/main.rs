@@ -619,9 +619,9 @@ async fn b1_peers(plan: &Plan, notes: &mut Notes) -> Vec<Peer> {
         result,
         min_ratio: Some(3.0),
         config: format!(
-            "apalis 0.7.4 + apalis-sql 0.7.4, SQLite storage (sqlx; WAL, synchronous=FULL on every connection, pool of 8), \
-             one worker with concurrency {concurrency}, {pushers} concurrent pushers, fetch size {fetch}, poll interval {poll} ms \
-             (the defaults, 10 jobs every 100 ms, cap it at 100 jobs/s); a job counts when its handler ran; {n} runs a repetition"
+            "apalis 1.0.0 + apalis-sqlite 1.0.0 (sqlx 0.9), SQLite storage (WAL, synchronous=FULL on every connection, pool of 8), \
+             one worker with a concurrency limit of {concurrency}, {pushers} concurrent pushers, fetch batch size {fetch} (default 10), \
+             a poll every {poll} ms after an empty fetch; a job counts when its handler ran; {n} runs a repetition"
         ),
     });
     out
