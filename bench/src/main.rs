@@ -446,8 +446,8 @@ async fn b1_pg_peers(plan: &Plan, url: &str) -> Vec<Peer> {
             format!(
                 "graphile_worker 0.14.1 (sqlx 0.9), one worker with concurrency {concurrency}, {pushers} concurrent \
                  pushers (`add_job`), sqlx pool of 16, LISTEN/NOTIFY delivery with a 10 ms poll interval (default \
-                 1 s), no local queue nor completion batching (the defaults); a job counts when its handler ran; \
-                 {n} runs a repetition"
+                 1 s), a local queue of {concurrency} jobs fetched in batches and completions batched over 2 ms \
+                 (both off by default); a job counts when its handler ran; {n} runs a repetition"
             ),
         ),
         (
