@@ -11,11 +11,11 @@ use anyhow::{Context as _, Result};
 use rusqlite::{Connection, TransactionBehavior, params};
 use taskflow::run::Timestamp;
 use taskflow::store::SqliteStore;
-
-/// The updates of a claim and of a finish set what the store's `save`
-/// sets (SQLite maintains every index whose columns are in the SET list).
-const SAVE: &str = "UPDATE runs SET status = ?2, attempt = ?3, not_before = ?4, started_at = ?5, finished_at = ?6, \
-                    result = ?7, error_kind = ?8, error_message = ?9, worker_id = ?10, lease_until = ?11 WHERE id = ?1";
+// The store's own statements, not copies: its submit's insert, and the
+// update its claims and finishes run, which sets every column a status
+// change may touch (SQLite maintains every index whose columns are in the
+// SET list).
+use taskflow::store::sqlite_statements::{INSERT_RUN, SAVE_RUN};
 
 /// Runs/s for `n` runs in transactions of `batch` runs, each run taking the
 /// store's statements: the de-duplication lookup and the insert of its
@@ -44,12 +44,7 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
             let mut lookup = tx.prepare_cached(
                 "SELECT id FROM runs WHERE unique_key = ?1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1",
             )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
-                 not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
-                 idempotency_key, unique_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?;
+            let mut insert = tx.prepare_cached(INSERT_RUN)?;
             let now = Timestamp::now().millis();
             for i in done..done + count {
                 let id = uuid::Uuid::now_v7().to_string();
@@ -80,7 +75,7 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
                 ])?;
                 ids.push(id);
             }
-            let mut save = tx.prepare_cached(SAVE)?;
+            let mut save = tx.prepare_cached(SAVE_RUN)?;
             for id in &ids {
                 save.execute(params![
                     id,

@@ -24,6 +24,8 @@ use serde_json::Value;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
+#[doc(hidden)]
+pub use sqlite::statements as sqlite_statements;
 
 use crate::context::Level;
 use crate::registry::{BoxFuture, ExecutorKind};

@@ -72,6 +72,24 @@ const RUN_COLUMNS: &str = "id, task_title, payload, status, attempt, max_attempt
      timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result, error_kind, error_message, worker_id, \
      lease_until, idempotency_key";
 
+/// The statements the store runs for every run's writes, public (but hidden)
+/// so that the benchmark's ceiling (`bench/src/ceiling.rs`) measures exactly
+/// these and cannot drift from them. Not part of the API.
+#[doc(hidden)]
+pub mod statements {
+    /// A submit's insert (17 parameters, in the order the store binds them).
+    pub const INSERT_RUN: &str = "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, \
+         priority, not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
+         idempotency_key, unique_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+    /// Every status change (claim, finish, cancel, rescue): writes everything
+    /// it may touch.
+    pub const SAVE_RUN: &str = "UPDATE runs SET status = ?2, attempt = ?3, not_before = ?4, started_at = ?5, \
+         finished_at = ?6, result = ?7, error_kind = ?8, error_message = ?9, worker_id = ?10, lease_until = ?11 \
+         WHERE id = ?1";
+}
+
 /// The embedded default store: one SQLite file, one writer thread with group
 /// commit, and a few read-only connections.
 ///
@@ -621,14 +639,7 @@ fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Result<Submit
         }
     }
 
-    let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, priority, \
-             not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
-             idempotency_key, unique_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        )
-        .map_err(db("cannot insert a run"))?;
+    let mut stmt = conn.prepare_cached(statements::INSERT_RUN).map_err(db("cannot insert a run"))?;
     stmt.execute(params![
         id,
         run.task_title,
@@ -881,12 +892,7 @@ fn query_runs(conn: &Connection, sql: &str, params: impl rusqlite::Params, conte
 
 /// Writes everything a status change may touch.
 fn save(conn: &Connection, run: &Run) -> Result<()> {
-    let mut stmt = conn
-        .prepare_cached(
-            "UPDATE runs SET status = ?2, attempt = ?3, not_before = ?4, started_at = ?5, finished_at = ?6, \
-             result = ?7, error_kind = ?8, error_message = ?9, worker_id = ?10, lease_until = ?11 WHERE id = ?1",
-        )
-        .map_err(db("cannot update a run"))?;
+    let mut stmt = conn.prepare_cached(statements::SAVE_RUN).map_err(db("cannot update a run"))?;
     let changed = stmt
         .execute(params![
             run.id.to_string(),
