@@ -4,8 +4,12 @@ default), results ignored; prints {"runs_per_s": ...} measured from the
 first `delay` to the last completion (each completion increments a Redis
 counter).
 
-Run by `taskflow-bench`: python celery_bench.py N [processes] [threads]
-with BENCH_REDIS_URL set."""
+B2 (`latency RATE SECS`): submits at RATE a second for SECS seconds, open
+loop, and prints p50/p99/max of submit->start and submit->completed (the
+actor's body returned) in ms; see _latency.py.
+
+Run by `taskflow-bench`: python celery_bench.py N [processes] [threads], or
+python celery_bench.py latency RATE SECS [processes] [threads], with BENCH_REDIS_URL set."""
 
 import json
 import os
@@ -15,6 +19,8 @@ import time
 
 import redis
 from celery import Celery
+
+import _latency
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:56379/0")
 app = Celery("celery_bench", broker=URL)
@@ -32,6 +38,15 @@ def add_numbers(a, b):
     return a + b
 
 
+@app.task(name="add_numbers_timed")
+def add_numbers_timed(a, b, scheduled):
+    """B2: `add_numbers` that records its start and end against its schedule."""
+    done = _latency.record(COUNTER, scheduled)
+    result = a + b
+    done()
+    return result
+
+
 def wait_for(count, timeout):
     deadline = time.monotonic() + timeout
     while int(COUNTER.get("bench:done") or 0) < count:
@@ -41,9 +56,11 @@ def wait_for(count, timeout):
 
 
 def main():
-    n = int(sys.argv[1])
-    processes = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    threads = sys.argv[3] if len(sys.argv) > 3 else "8"
+    latency = sys.argv[1] == "latency"
+    args = sys.argv[3:] if latency else sys.argv[1:]
+    n = 0 if latency else int(args[0])
+    processes = int(args[1]) if len(args) > 1 else 2
+    threads = args[2] if len(args) > 2 else "8"
     COUNTER.flushdb()
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=here)
@@ -61,6 +78,15 @@ def main():
         wait_for(1, 120)
         time.sleep(1.0)  # the other worker process too
         COUNTER.set("bench:done", 0)
+        if latency:
+            # Every worker process and thread warm before the schedule starts.
+            for i in range(64):
+                add_numbers.delay(i, 1)
+            wait_for(64, 120)
+            time.sleep(1.0)
+            rate, secs = float(sys.argv[2]), float(args[0])
+            _latency.run(COUNTER, lambda i, scheduled: add_numbers_timed.delay(i, 1, scheduled), rate, secs)
+            return
         start = time.monotonic()
         for i in range(n):
             add_numbers.delay(i, 1)

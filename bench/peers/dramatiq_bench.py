@@ -3,8 +3,12 @@
 {"runs_per_s": ...} measured from the first enqueue to the last completion
 (each completion increments a Redis counter).
 
-Run by `taskflow-bench`: python dramatiq_bench.py N [processes] [threads]
-with BENCH_REDIS_URL set."""
+B2 (`latency RATE SECS`): submits at RATE a second for SECS seconds, open
+loop, and prints p50/p99/max of submit->start and submit->completed (the
+actor's body returned) in ms; see _latency.py.
+
+Run by `taskflow-bench`: python dramatiq_bench.py N [processes] [threads], or
+python dramatiq_bench.py latency RATE SECS [processes] [threads], with BENCH_REDIS_URL set."""
 
 import json
 import os
@@ -14,6 +18,8 @@ import time
 
 import dramatiq
 import redis
+
+import _latency
 from dramatiq.brokers.redis import RedisBroker
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:56379/0")
@@ -27,6 +33,15 @@ def add_numbers(a, b):
     return a + b
 
 
+@dramatiq.actor(max_retries=0)
+def add_numbers_timed(a, b, scheduled):
+    """B2: `add_numbers` that records its start and end against its schedule."""
+    done = _latency.record(COUNTER, scheduled)
+    result = a + b
+    done()
+    return result
+
+
 def wait_for(count, timeout):
     deadline = time.monotonic() + timeout
     while int(COUNTER.get("bench:done") or 0) < count:
@@ -36,12 +51,19 @@ def wait_for(count, timeout):
 
 
 def main():
-    n = int(sys.argv[1])
-    processes = sys.argv[2] if len(sys.argv) > 2 else "2"
-    threads = sys.argv[3] if len(sys.argv) > 3 else "8"
+    latency = sys.argv[1] == "latency"
+    args = sys.argv[3:] if latency else sys.argv[1:]
+    n = 0 if latency else int(args[0])
+    processes = args[1] if len(args) > 1 else "2"
+    threads = args[2] if len(args) > 2 else "8"
     COUNTER.flushdb()
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=here)
+    if latency:
+        # An idle Redis consumer sleeps between polls, backing off from 5 ms
+        # up to the worker timeout (default 1000 ms: p99 ~440 ms at 100
+        # submits/s); cap it at 10 ms, as one tuning for latency would.
+        env["dramatiq_worker_timeout"] = "10"
     workers = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "dramatiq_bench", "--processes", processes, "--threads", threads],
         cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -52,6 +74,15 @@ def main():
         wait_for(1, 120)
         time.sleep(1.0)  # the other worker process too
         COUNTER.set("bench:done", 0)
+        if latency:
+            # Every worker process and thread warm before the schedule starts.
+            for i in range(64):
+                add_numbers.send(i, 1)
+            wait_for(64, 120)
+            time.sleep(1.0)
+            rate, secs = float(sys.argv[2]), float(args[0])
+            _latency.run(COUNTER, lambda i, scheduled: add_numbers_timed.send(i, 1, scheduled), rate, secs)
+            return
         start = time.monotonic()
         for i in range(n):
             add_numbers.send(i, 1)

@@ -100,10 +100,35 @@ pub async fn versions(python: &Path) -> String {
 
 /// One run of `bench/peers/<script>` with `n` messages; its runs/s.
 pub async fn python_b1(python: &Path, script: &str, redis: &Redis, n: usize) -> Result<f64> {
+    let value = python_script(python, script, redis, &[n.to_string()]).await?;
+    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
+    eprintln!("    {script}: {n} runs -> {rate:.0} runs/s");
+    Ok(rate)
+}
+
+/// One open-loop latency run of `bench/peers/<script>` (B2): `rate` submits
+/// a second for `secs` seconds; submit→start p50, p99, max and
+/// submit→completed p50, p99, max, in milliseconds.
+pub async fn python_b2(python: &Path, script: &str, redis: &Redis, rate: f64, secs: f64) -> Result<Vec<f64>> {
+    let value =
+        python_script(python, script, redis, &["latency".to_owned(), rate.to_string(), secs.to_string()]).await?;
+    let keys =
+        ["start_p50_ms", "start_p99_ms", "start_max_ms", "completed_p50_ms", "completed_p99_ms", "completed_max_ms"];
+    let figures = keys
+        .iter()
+        .map(|key| value[*key].as_f64().with_context(|| format!("{script} printed no {key}")))
+        .collect::<Result<Vec<f64>>>()?;
+    eprintln!("    {script}: start p50 {:.3} p99 {:.3} max {:.3} ms", figures[0], figures[1], figures[2]);
+    Ok(figures)
+}
+
+/// Runs `bench/peers/<script>` with `args` against `redis`; the JSON line it
+/// prints last.
+async fn python_script(python: &Path, script: &str, redis: &Redis, args: &[String]) -> Result<serde_json::Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
     let out = Command::new(python)
         .arg(dir.join(script))
-        .arg(n.to_string())
+        .args(args)
         .env("BENCH_REDIS_URL", &redis.url)
         .current_dir(&dir)
         .stderr(Stdio::inherit())
@@ -116,10 +141,7 @@ pub async fn python_b1(python: &Path, script: &str, redis: &Redis, n: usize) -> 
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().context("no output")?;
-    let value: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{script} printed {line}"))?;
-    let rate = value["runs_per_s"].as_f64().context("no runs_per_s")?;
-    eprintln!("    {script}: {n} runs -> {rate:.0} runs/s");
-    Ok(rate)
+    serde_json::from_str(line).with_context(|| format!("{script} printed {line}"))
 }
 
 /// Where the Rust peers are built: `CARGO_TARGET_DIR`, else

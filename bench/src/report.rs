@@ -139,8 +139,11 @@ pub struct Row {
     pub ours: Result<Figure, String>,
     /// Where our figure should be.
     pub target: Option<Target>,
-    /// Peers on the same workload (throughput rows: higher is better).
+    /// Peers on the same workload.
     pub peers: Vec<Peer>,
+    /// A time, where less is better: a peer's advantage ratio is then the
+    /// peer's figure over ours (for a rate, ours over the peer's).
+    pub lower_is_better: bool,
 }
 
 impl Row {
@@ -151,7 +154,21 @@ impl Row {
         unit: &'static str,
         ours: Result<Figure, String>,
     ) -> Row {
-        Row { key: key.into(), label: label.into(), unit, ours, target: None, peers: Vec::new() }
+        Row {
+            key: key.into(),
+            label: label.into(),
+            unit,
+            ours,
+            target: None,
+            peers: Vec::new(),
+            lower_is_better: false,
+        }
+    }
+
+    /// A time, where less is better (the side-by-side ratio is inverted).
+    pub fn lower_is_better(mut self) -> Row {
+        self.lower_is_better = true;
+        self
     }
 
     /// With a target.
@@ -283,16 +300,20 @@ pub fn markdown_tables(rows: &[Row]) -> String {
     let peered: Vec<&Row> = rows.iter().filter(|r| !r.peers.is_empty()).collect();
     if !peered.is_empty() {
         md.push_str(
-            "\n### Side by side\n\n| workload | peer | peer: median (min–max) | TaskFlow ÷ peer (median; min–max) | target | verdict |\n\
+            "\n### Side by side\n\nHow many times better TaskFlow is: its rate over the peer's, or the peer's time over its own (above \
+             1× TaskFlow is ahead).\n\n| workload | peer | peer: median (min–max) | times better (median; min–max) | target | verdict |\n\
              | --- | --- | --- | --- | --- | --- |\n",
         );
         for row in peered {
             for peer in &row.peers {
                 let (theirs, ratio, verdict) = match (&row.ours, &peer.result) {
                     (Ok(ours), Ok(theirs)) => {
-                        let r = ours.median() / theirs.median();
-                        let lo = ours.min() / theirs.max();
-                        let hi = ours.max() / theirs.min();
+                        // How many times better TaskFlow is: a rate over the
+                        // peer's, or the peer's time over ours.
+                        let (better, worse) = if row.lower_is_better { (theirs, ours) } else { (ours, theirs) };
+                        let r = better.median() / worse.median();
+                        let lo = better.min() / worse.max();
+                        let hi = better.max() / worse.min();
                         let verdict = peer
                             .min_ratio
                             .map_or(String::new(), |t| (if r >= t { "met" } else { "**missed**" }).to_owned());
