@@ -1011,10 +1011,13 @@ fn write_report(plan: &Plan, machine: &Machine, rows: &[Row], notes: &Notes) -> 
     for line in &notes.lines {
         md.push_str(&format!("- {line}\n"));
     }
+    // A peer on several rows (B2's percentiles) is described once.
+    let mut described = std::collections::HashSet::new();
     for row in rows {
         for peer in &row.peers {
-            if !peer.config.is_empty() {
-                md.push_str(&format!("- {}: {}\n", peer.name, peer.config));
+            let line = format!("- {}: {}\n", peer.name, peer.config);
+            if !peer.config.is_empty() && described.insert(line.clone()) {
+                md.push_str(&line);
             }
         }
     }
