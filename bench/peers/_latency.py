@@ -33,9 +33,21 @@ def quantiles_ms(values):
     return at(0.5), at(0.99), ordered[-1] * 1000.0
 
 
-def run(counter, send, rate, secs, timeout=300):
-    """Sends `rate * secs` submits, the i-th at start + i/rate (wall clock),
-    waits for each to be recorded and prints the JSON line of figures."""
+def run(counter, warm, send, rate, secs, timeout=300):
+    """Warms every worker process and thread with 64 plain submits
+    (`warm(i)`, each counted in `bench:done`), then sends `rate * secs`
+    timed ones (`send(i, scheduled)`), the i-th at start + i/rate (wall
+    clock), waits for each to be recorded and prints the JSON line of
+    figures."""
+    counter.set("bench:done", 0)
+    for i in range(64):
+        warm(i)
+    deadline = time.monotonic() + 120
+    while int(counter.get("bench:done") or 0) < 64:
+        if time.monotonic() > deadline:
+            raise SystemExit("the workers did not take the 64 warm-up submits in 120 s")
+        time.sleep(0.002)
+    time.sleep(1.0)
     n = max(1, int(rate * secs))
     counter.delete(LATENCIES)
     start = time.time() + 0.05

@@ -75,13 +75,8 @@ def main():
         time.sleep(1.0)  # the other worker process too
         COUNTER.set("bench:done", 0)
         if latency:
-            # Every worker process and thread warm before the schedule starts.
-            for i in range(64):
-                add_numbers.send(i, 1)
-            wait_for(64, 120)
-            time.sleep(1.0)
             rate, secs = float(sys.argv[2]), float(args[0])
-            _latency.run(COUNTER, lambda i, scheduled: add_numbers_timed.send(i, 1, scheduled), rate, secs)
+            _latency.run(COUNTER, lambda i: add_numbers.send(i, 1), lambda i, scheduled: add_numbers_timed.send(i, 1, scheduled), rate, secs)
             return
         start = time.monotonic()
         for i in range(n):
