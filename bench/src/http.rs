@@ -1,5 +1,6 @@
 //! Over HTTP against a `serve`: B2 over REST (open loop), B3 (intake with
-//! 64 connections, and `/health` as the ceiling), with a hyper client.
+//! 64 connections, with `POST /api/v1/echo` and `/health` as ceilings), with
+//! a hyper client.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,10 +31,15 @@ fn client() -> HttpClient {
 
 /// `POST /api/v1/tasks` of an `add_numbers` run; the status.
 async fn submit(client: &HttpClient, server: &Endpoint, a: u64, b: u64) -> Result<StatusCode> {
+    post_run(client, server, "/api/v1/tasks", a, b).await
+}
+
+/// `POST` of an `add_numbers` submit's body to `path`; the status.
+async fn post_run(client: &HttpClient, server: &Endpoint, path: &str, a: u64, b: u64) -> Result<StatusCode> {
     let body = json!({"task_title": "add_numbers", "payload": {"a": a, "b": b}}).to_string();
     let request = Request::builder()
         .method(Method::POST)
-        .uri(format!("{}/api/v1/tasks", server.url))
+        .uri(format!("{}{path}", server.url))
         .header(AUTHORIZATION, format!("Bearer {}", server.token))
         .header(CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))?;
@@ -174,10 +180,21 @@ pub struct Intake {
     pub errors: u64,
 }
 
+/// What B3's closed loops send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/v1/tasks` of an `add_numbers` run, expecting 202.
+    Submit,
+    /// The same body to `POST /api/v1/echo`, expecting 200: the HTTP stack
+    /// (token, body limit, JSON both ways) with nothing behind it.
+    Echo,
+    /// `GET /health`, expecting 200.
+    Health,
+}
+
 /// B3: `connections` closed loops for `secs` seconds, each sending its next
-/// request as soon as the last is answered; `submits` picks
-/// `POST /api/v1/tasks` (expecting 202) or `GET /health` (expecting 200).
-pub async fn intake(server: &Endpoint, connections: usize, secs: f64, submits: bool) -> Result<Intake> {
+/// request to `route` as soon as the last is answered.
+pub async fn intake(server: &Endpoint, connections: usize, secs: f64, route: Route) -> Result<Intake> {
     let client = client();
     let tag = crate::unique_tag();
     let server = Arc::new(server.clone());
@@ -191,15 +208,16 @@ pub async fn intake(server: &Endpoint, connections: usize, secs: f64, submits: b
             let (mut ok, mut errors) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let sent = Instant::now();
-                let answered = if submits {
-                    submit(&client, &server, counter.fetch_add(1, Ordering::Relaxed), tag).await
-                } else {
-                    health(&client, &server).await
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let answered = match route {
+                    Route::Submit => submit(&client, &server, n, tag).await,
+                    Route::Echo => post_run(&client, &server, "/api/v1/echo", n, tag).await,
+                    Route::Health => health(&client, &server).await,
                 };
                 let us = sent.elapsed().as_micros() as u64;
+                let expected = if route == Route::Submit { StatusCode::ACCEPTED } else { StatusCode::OK };
                 match answered {
-                    Ok(StatusCode::ACCEPTED) if submits => ok += 1,
-                    Ok(StatusCode::OK) if !submits => ok += 1,
+                    Ok(status) if status == expected => ok += 1,
                     _ => errors += 1,
                 }
                 h.saturating_record(us);

@@ -284,8 +284,10 @@ async fn all(plan: Plan) -> Result<()> {
     );
     notes.lines.push(
         "B3: 64 closed-loop connections (hyper, HTTP/1.1 keep-alive) in this process against `app serve`, which \
-         executes the runs it accepts meanwhile; a 202 counts as a durable accept. `/health` is measured on the \
-         empty store first (the ceiling) and again over the runs the intake stored."
+         executes the runs it accepts meanwhile; a 202 counts as a durable accept. `POST /api/v1/echo` with the \
+         same body (token check, body limit, JSON parsed and written; nothing stored) is the HTTP stack's ceiling, \
+         and `/health` (one primary-key lookup) another; both are measured on the empty store first, and \
+         `/health` again over the runs the intake stored."
             .to_owned(),
     );
     notes.lines.push(format!(
@@ -875,16 +877,18 @@ async fn b2(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>, python_peers: &P
 
 async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
     eprintln!("B3 HTTP intake, 64 connections for {}s × {}", plan.b3_secs, plan.latency_repeat);
-    let figures = repeat_many(plan.latency_repeat, "B3", 11, || async {
+    let figures = repeat_many(plan.latency_repeat, "B3", 14, || async {
         let dir = data_dir(data_root)?;
         let server = server::Server::start(dir.path()).await?;
         let result = async {
             let health_secs = (plan.b3_secs / 4.0).max(0.5);
-            // The ceiling on the empty store, then the intake, then /health
-            // again over the runs the intake stored.
-            let health = http::intake(&server.endpoint, 64, health_secs, false).await?;
+            // The ceilings on the empty store (the echo route, /health),
+            // then the intake, then /health again over the runs the intake
+            // stored.
+            let echo = http::intake(&server.endpoint, 64, health_secs, http::Route::Echo).await?;
+            let health = http::intake(&server.endpoint, 64, health_secs, http::Route::Health).await?;
             let (server_cpu, client_cpu) = (server.cpu_seconds(), server::cpu_seconds("self"));
-            let submits = http::intake(&server.endpoint, 64, plan.b3_secs, true).await?;
+            let submits = http::intake(&server.endpoint, 64, plan.b3_secs, http::Route::Submit).await?;
             let server_cpu = server.cpu_seconds() - server_cpu;
             let client_cpu = server::cpu_seconds("self") - client_cpu;
             eprintln!(
@@ -892,26 +896,35 @@ async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
                 100.0 * server_cpu / plan.b3_secs,
                 100.0 * client_cpu / plan.b3_secs
             );
-            let after = http::intake(&server.endpoint, 64, health_secs, false).await?;
+            let after = http::intake(&server.endpoint, 64, health_secs, http::Route::Health).await?;
             let accepted = submits.per_s * plan.b3_secs;
             let per_accept = (server_cpu * 1e6 / accepted, client_cpu * 1e6 / accepted);
-            Ok::<_, anyhow::Error>((submits, health, after, per_accept))
+            Ok::<_, anyhow::Error>((submits, echo, health, after, per_accept))
         }
         .await;
         server.stop().await?;
-        let (s, h, a, (server_us, client_us)) = result?;
+        let (s, e, h, a, (server_us, client_us)) = result?;
         eprintln!(
-            "    POST {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors); /health {:.0}/s p99 {:.2} ms; after {:.0}/s",
-            s.per_s, s.latency.0, s.latency.1, s.errors, h.per_s, h.latency.1, a.per_s
+            "    POST {:.0}/s p50 {:.2} p99 {:.2} ms ({} errors); echo {:.0}/s p99 {:.2} ms; /health {:.0}/s p99 \
+             {:.2} ms; after {:.0}/s",
+            s.per_s, s.latency.0, s.latency.1, s.errors, e.per_s, e.latency.1, h.per_s, h.latency.1, a.per_s
         );
-        if s.errors > 0 || h.errors > 0 || a.errors > 0 {
-            bail!("{} submits and {} health checks were not answered as expected", s.errors, h.errors + a.errors);
+        if s.errors > 0 || e.errors > 0 || h.errors > 0 || a.errors > 0 {
+            bail!(
+                "{} submits, {} echoes and {} health checks were not answered as expected",
+                s.errors,
+                e.errors,
+                h.errors + a.errors
+            );
         }
         Ok(vec![
             s.per_s,
             s.latency.0,
             s.latency.1,
             s.latency.2,
+            e.per_s,
+            e.latency.0,
+            e.latency.1,
             h.per_s,
             h.latency.0,
             h.latency.1,
@@ -933,7 +946,15 @@ async fn b3(plan: &Plan, data_root: &Path, rows: &mut Vec<Row>) {
         Row::new("B3_submit_p99_ms", "B3 POST /api/v1/tasks: latency p99", "ms", next()).target(Target::AtMost(10.0)),
     );
     rows.push(Row::new("B3_submit_max_ms", "B3 POST /api/v1/tasks: latency max", "ms", next()));
-    rows.push(Row::new("B3_health_per_s", "B3 GET /health, 64 connections, empty store (ceiling)", "req/s", next()));
+    rows.push(Row::new(
+        "B3_echo_per_s",
+        "B3 POST /api/v1/echo (the same body, echoed), 64 connections (the HTTP stack's ceiling)",
+        "req/s",
+        next(),
+    ));
+    rows.push(Row::new("B3_echo_p50_ms", "B3 POST /api/v1/echo: latency p50", "ms", next()));
+    rows.push(Row::new("B3_echo_p99_ms", "B3 POST /api/v1/echo: latency p99", "ms", next()));
+    rows.push(Row::new("B3_health_per_s", "B3 GET /health, 64 connections, empty store", "req/s", next()));
     rows.push(Row::new("B3_health_p50_ms", "B3 GET /health, empty store: latency p50", "ms", next()));
     rows.push(Row::new("B3_health_p99_ms", "B3 GET /health, empty store: latency p99", "ms", next()));
     rows.push(Row::new("B3_health_after_per_s", "B3 GET /health over the runs the intake stored", "req/s", next()));

@@ -29,6 +29,7 @@ use crate::error::ErrorBody;
         crate::api::tasks::logs,
         crate::api::tasks::cancel,
         crate::api::tasks::delete,
+        crate::api::echo::echo,
         crate::ws::task_ws,
         crate::ws::events_ws,
         openapi_json,

@@ -51,6 +51,7 @@ async fn health_needs_no_token_and_everything_else_does() {
         ("GET", format!("/api/v1/tasks/{id}/ws")),
         ("GET", "/api/v1/events/ws".to_owned()),
         ("GET", "/api/v1/openapi.json".to_owned()),
+        ("POST", "/api/v1/echo".to_owned()),
     ];
     let forged = {
         // `alg: none` with the claims of a valid access token.
@@ -466,6 +467,7 @@ async fn the_openapi_document_covers_every_route() {
         ("GET", "/api/v1/tasks/{task_id}/ws"),
         ("GET", "/api/v1/events/ws"),
         ("GET", "/api/v1/openapi.json"),
+        ("POST", "/api/v1/echo"),
     ];
     let mut expected: Vec<(String, String)> = routes.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
     // The call route is documented once per task, with the task's own schema.
@@ -529,4 +531,34 @@ fn validate_with_openapi_spec_validator(doc: &Value) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn echo_answers_with_the_document_sent_and_stores_nothing() {
+    let server = Server::start(&[]);
+    let client = server.client();
+    let document = json!({"task_name": "add_numbers", "payload": {"a": 1, "b": [2, "three", null]}, "ok": true});
+    let (status, echoed) = body(client.post(server.at("/api/v1/echo")).json(&document).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echoed, document);
+    let (status, scalar) = body(client.post(server.at("/api/v1/echo")).json(&json!(42)).send().await.unwrap()).await;
+    assert_eq!((status, scalar), (StatusCode::OK, json!(42)));
+
+    let malformed = client
+        .post(server.at("/api/v1/echo"))
+        .header("content-type", "application/json")
+        .body("{\"a\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = body(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(code(&error), "bad_request");
+    let (status, error) = body(client.post(server.at("/api/v1/echo")).body("{}").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{error}");
+    assert_eq!(code(&error), "unsupported_media_type");
+
+    let (status, page) = body(client.get(server.at("/api/v1/tasks")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["total"], 0, "an echo stores no run: {page}");
 }

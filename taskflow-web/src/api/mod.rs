@@ -1,6 +1,8 @@
-//! The REST API under `/api/v1`: task definitions (`functions`) and runs
-//! (`tasks`), each module a router merged here behind the API's auth gate.
+//! The REST API under `/api/v1`: task definitions (`functions`), runs
+//! (`tasks`) and `echo`, each module a router merged here behind the API's
+//! auth gate.
 
+pub(crate) mod echo;
 pub(crate) mod functions;
 pub(crate) mod tasks;
 
@@ -13,6 +15,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(functions::router())
         .merge(tasks::router())
+        .merge(echo::router())
         .merge(crate::ws::router())
         .merge(crate::openapi::router())
 }
