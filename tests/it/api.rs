@@ -534,15 +534,20 @@ fn validate_with_openapi_spec_validator(doc: &Value) {
 }
 
 #[tokio::test]
-async fn echo_answers_with_the_document_sent_and_stores_nothing() {
+async fn echo_answers_with_the_object_sent_and_stores_nothing() {
     let server = Server::start(&[]);
     let client = server.client();
     let document = json!({"task_name": "add_numbers", "payload": {"a": 1, "b": [2, "three", null]}, "ok": true});
     let (status, echoed) = body(client.post(server.at("/api/v1/echo")).json(&document).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(echoed, document);
-    let (status, scalar) = body(client.post(server.at("/api/v1/echo")).json(&json!(42)).send().await.unwrap()).await;
-    assert_eq!((status, scalar), (StatusCode::OK, json!(42)));
+    // Like every API body, a JSON object; anything else says so.
+    for not_an_object in [json!(42), json!([null, null]), json!("text")] {
+        let (status, error) =
+            body(client.post(server.at("/api/v1/echo")).json(&not_an_object).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{not_an_object}: {error}");
+        assert_eq!(code(&error), "invalid");
+    }
 
     let malformed = client
         .post(server.at("/api/v1/echo"))

@@ -1,4 +1,4 @@
-//! `POST /api/v1/echo`: answers with the JSON it was sent, behind the same
+//! `POST /api/v1/echo`: answers with the JSON object it was sent, behind the same
 //! token check, body limit and JSON parsing as every API route. For a
 //! client to check its token, its connection and its JSON without touching
 //! any run; and the HTTP stack's own cost in the benchmark (B3's ceiling),
@@ -6,7 +6,7 @@
 
 use axum::Router;
 use axum::routing::post;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::AppState;
 use crate::error::{ApiJson, ErrorBody};
@@ -18,17 +18,18 @@ use crate::error::{ApiJson, ErrorBody};
     operation_id = "echo",
     tag = "health",
     security(("bearer" = [])),
-    description = "Answers with the JSON document it was sent. Nothing is stored or run.",
-    request_body(content = Object, description = "Any JSON document"),
+    description = "Answers with the JSON object it was sent. Nothing is stored or run.",
+    request_body(content = Object, description = "Any JSON object"),
     responses(
-        (status = 200, description = "The document sent", body = Object),
+        (status = 200, description = "The object sent", body = Object),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "JSON, but not an object", body = ErrorBody),
     )
 )]
-pub(crate) async fn echo(ApiJson(document): ApiJson<Value>) -> ApiJson<Value> {
+pub(crate) async fn echo(ApiJson(document): ApiJson<Map<String, Value>>) -> ApiJson<Map<String, Value>> {
     ApiJson(document)
 }
 
