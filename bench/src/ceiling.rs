@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use taskflow::run::Timestamp;
 use taskflow::store::SqliteStore;
-// The store's own statements, not copies: its submit's insert, and the
-// update its claims and finishes run, which sets every column a status
-// change may touch (SQLite maintains every index whose columns are in the
-// SET list).
-use taskflow::store::sqlite_statements::{INSERT_RUN, SAVE_RUN};
+// The store's own statements, not copies: its submit's lookup and insert,
+// the read of a finish, and the update its claims and finishes run, which
+// sets every column a status change may touch (SQLite maintains every index
+// whose columns are in the SET list).
+use taskflow::store::sqlite_statements::{FIND_ACTIVE, INSERT_RUN, LOAD_RUN, SAVE_RUN};
 
 /// Runs/s for `n` runs in transactions of `batch` runs, each run taking the
 /// store's statements: the de-duplication lookup and the insert of its
@@ -41,9 +41,7 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(count);
         {
-            let mut lookup = tx.prepare_cached(
-                "SELECT id FROM runs WHERE unique_key = ?1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1",
-            )?;
+            let mut lookup = tx.prepare_cached(FIND_ACTIVE)?;
             let mut insert = tx.prepare_cached(INSERT_RUN)?;
             let now = Timestamp::now().millis();
             for i in done..done + count {
@@ -51,7 +49,7 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
                 let payload = format!("{{\"a\":{i},\"b\":0}}");
                 let key = format!("add_numbers\u{0}{payload}");
                 if indexes {
-                    let found: Option<String> = lookup.query_row([&key], |row| row.get(0)).ok();
+                    let found: Option<String> = lookup.query_row([&key], |row| row.get(0)).optional()?;
                     anyhow::ensure!(found.is_none(), "run {i} found a duplicate");
                 }
                 insert.execute(params![
@@ -91,7 +89,7 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
                     now + 30_000
                 ])?;
             }
-            let mut read = tx.prepare_cached("SELECT * FROM runs WHERE id = ?1")?;
+            let mut read = tx.prepare_cached(LOAD_RUN)?;
             for id in &ids {
                 read.query_row([id], |row| row.get::<_, String>(2))?;
                 save.execute(params![

@@ -67,16 +67,34 @@ const IDLE_READERS: usize = 4;
 /// that way. A client would rather wait than be answered 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The columns a [`Run`] is read from, in the order [`read_run`] expects.
-const RUN_COLUMNS: &str = "id, task_title, payload, status, attempt, max_attempts, executor, priority, not_before, \
-     timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result, error_kind, error_message, worker_id, \
-     lease_until, idempotency_key";
+/// The columns a [`Run`] is read from, in the order [`read_run`] expects; a
+/// macro so that constant statements can be spelled with `concat!`.
+macro_rules! run_columns {
+    () => {
+        "id, task_title, payload, status, attempt, max_attempts, executor, priority, not_before, timeout_ms, \
+         retry_delay_ms, created_at, started_at, finished_at, result, error_kind, error_message, worker_id, \
+         lease_until, idempotency_key"
+    };
+}
 
-/// The statements the store runs for every run's writes, public (but hidden)
-/// so that the benchmark's ceiling (`bench/src/ceiling.rs`) measures exactly
-/// these and cannot drift from them. Not part of the API.
+/// The columns a [`Run`] is read from, in the order [`read_run`] expects.
+const RUN_COLUMNS: &str = run_columns!();
+
+/// The statements the store runs for every run, public (but hidden) so that
+/// the benchmark's ceiling (`bench/src/ceiling.rs`) measures exactly these
+/// and cannot drift from them. Not part of the API.
 #[doc(hidden)]
 pub mod statements {
+    /// A de-duplicated submit's lookup of the active run with its key.
+    pub const FIND_ACTIVE: &str = concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE unique_key = ?1 AND status IN ('pending', 'running') ORDER BY id LIMIT 1"
+    );
+
+    /// One run by id (a finish and a cancel read the run they change).
+    pub const LOAD_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?1");
+
     /// A submit's insert (17 parameters, in the order the store binds them).
     pub const INSERT_RUN: &str = "INSERT INTO runs (id, task_title, payload, status, attempt, max_attempts, executor, \
          priority, not_before, timeout_ms, retry_delay_ms, created_at, started_at, worker_id, lease_until, \
@@ -628,11 +646,7 @@ fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Result<Submit
         }
     }
     if new.unique {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE unique_key = ?1 AND status IN ('pending', 'running') \
-             ORDER BY id LIMIT 1"
-        );
-        let mut stmt = conn.prepare_cached(&sql).map_err(db("cannot look up an active run"))?;
+        let mut stmt = conn.prepare_cached(statements::FIND_ACTIVE).map_err(db("cannot look up an active run"))?;
         let mut rows = stmt.query([&unique_key]).map_err(db("cannot look up an active run"))?;
         if let Some(row) = rows.next().map_err(db("cannot look up an active run"))? {
             return Ok(Submitted { run: read_run(row)?, created: false });
@@ -823,8 +837,7 @@ fn append_logs(conn: &Connection, lines: Vec<(RunId, Timestamp, Level, String)>)
 // Reads
 
 fn load(conn: &Connection, id: RunId) -> Result<Option<Run>> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1");
-    let mut runs = query_runs(conn, &sql, [id.to_string()], "cannot read a run")?;
+    let mut runs = query_runs(conn, statements::LOAD_RUN, [id.to_string()], "cannot read a run")?;
     Ok(runs.pop())
 }
 
