@@ -1,14 +1,25 @@
-"""Open-loop latency for the Python peers (B2), shared by dramatiq_bench.py
-and celery_bench.py: submits on a fixed schedule, each carrying its
-scheduled wall-clock time; the task records when it started and when its
-body returned, so a stalled producer or broker shows in the figures
-instead of hiding (no coordinated omission)."""
+"""What dramatiq_bench.py and celery_bench.py share: waiting for their
+tasks to be done (B1 and B2), and B2's open-loop latency: submits on a
+fixed schedule, each carrying its scheduled wall-clock time; the task
+records when it started and when its body returned, so a stalled producer
+or broker shows in the figures instead of hiding (no coordinated
+omission)."""
 
 import json
 import math
 import time
 
 LATENCIES = "bench:lat"
+DONE = "bench:done"
+
+
+def wait_for(counter, count, timeout):
+    """Waits until the tasks have counted `count` in DONE."""
+    deadline = time.monotonic() + timeout
+    while int(counter.get(DONE) or 0) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {counter.get(DONE)} of {count} done in {timeout}s")
+        time.sleep(0.002)
 
 
 def record(counter, scheduled):
@@ -35,18 +46,14 @@ def quantiles_ms(values):
 
 def run(counter, warm, send, rate, secs, timeout=300):
     """Warms every worker process and thread with 64 plain submits
-    (`warm(i)`, each counted in `bench:done`), then sends `rate * secs`
+    (`warm(i)`, each counted in DONE), then sends `rate * secs`
     timed ones (`send(i, scheduled)`), the i-th at start + i/rate (wall
     clock), waits for each to be recorded and prints the JSON line of
     figures."""
-    counter.set("bench:done", 0)
+    counter.set(DONE, 0)
     for i in range(64):
         warm(i)
-    deadline = time.monotonic() + 120
-    while int(counter.get("bench:done") or 0) < 64:
-        if time.monotonic() > deadline:
-            raise SystemExit("the workers did not take the 64 warm-up submits in 120 s")
-        time.sleep(0.002)
+    wait_for(counter, 64, 120)
     time.sleep(1.0)
     n = max(1, int(rate * secs))
     counter.delete(LATENCIES)

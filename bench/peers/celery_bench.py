@@ -34,7 +34,7 @@ COUNTER = redis.Redis.from_url(URL)
 
 @app.task(name="add_numbers")
 def add_numbers(a, b):
-    COUNTER.incr("bench:done")
+    COUNTER.incr(_latency.DONE)
     return a + b
 
 
@@ -45,14 +45,6 @@ def add_numbers_timed(a, b, scheduled):
     result = a + b
     done()
     return result
-
-
-def wait_for(count, timeout):
-    deadline = time.monotonic() + timeout
-    while int(COUNTER.get("bench:done") or 0) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {COUNTER.get('bench:done')} of {count} done in {timeout}s")
-        time.sleep(0.002)
 
 
 def main():
@@ -75,9 +67,9 @@ def main():
     ]
     try:
         add_numbers.delay(0, 0)
-        wait_for(1, 120)
+        _latency.wait_for(COUNTER, 1, 120)
         time.sleep(1.0)  # the other worker process too
-        COUNTER.set("bench:done", 0)
+        COUNTER.set(_latency.DONE, 0)
         if latency:
             rate, secs = float(sys.argv[2]), float(args[0])
             _latency.run(COUNTER, lambda i: add_numbers.delay(i, 1), lambda i, scheduled: add_numbers_timed.delay(i, 1, scheduled), rate, secs)
@@ -85,7 +77,7 @@ def main():
         start = time.monotonic()
         for i in range(n):
             add_numbers.delay(i, 1)
-        wait_for(n, 1800)
+        _latency.wait_for(COUNTER, n, 1800)
         elapsed = time.monotonic() - start
         print(json.dumps({"runs_per_s": n / elapsed, "n": n}))
     finally:

@@ -29,7 +29,7 @@ COUNTER = redis.Redis.from_url(URL)
 
 @dramatiq.actor(max_retries=0)
 def add_numbers(a, b):
-    COUNTER.incr("bench:done")
+    COUNTER.incr(_latency.DONE)
     return a + b
 
 
@@ -40,14 +40,6 @@ def add_numbers_timed(a, b, scheduled):
     result = a + b
     done()
     return result
-
-
-def wait_for(count, timeout):
-    deadline = time.monotonic() + timeout
-    while int(COUNTER.get("bench:done") or 0) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {COUNTER.get('bench:done')} of {count} done in {timeout}s")
-        time.sleep(0.002)
 
 
 def main():
@@ -71,9 +63,9 @@ def main():
     try:
         # Warm up: workers are up once a message has gone through.
         add_numbers.send(0, 0)
-        wait_for(1, 120)
+        _latency.wait_for(COUNTER, 1, 120)
         time.sleep(1.0)  # the other worker process too
-        COUNTER.set("bench:done", 0)
+        COUNTER.set(_latency.DONE, 0)
         if latency:
             rate, secs = float(sys.argv[2]), float(args[0])
             _latency.run(COUNTER, lambda i: add_numbers.send(i, 1), lambda i, scheduled: add_numbers_timed.send(i, 1, scheduled), rate, secs)
@@ -81,7 +73,7 @@ def main():
         start = time.monotonic()
         for i in range(n):
             add_numbers.send(i, 1)
-        wait_for(n, 1800)
+        _latency.wait_for(COUNTER, n, 1800)
         elapsed = time.monotonic() - start
         print(json.dumps({"runs_per_s": n / elapsed, "n": n}))
     finally:
