@@ -324,6 +324,23 @@ impl Engine {
         }
     }
 
+    /// Signals the context of a run executing here if it executes
+    /// `attempt`: a report about an older attempt must not stop a newer one.
+    fn cancel_attempt(&self, id: RunId, attempt: u32) {
+        if let Some((_, ctx)) = self.lock_running().get(&id).filter(|(held, _)| *held == attempt) {
+            ctx.cancel();
+        }
+    }
+
+    /// Lets go of a run's `attempt` once its outcome is stored, unless a
+    /// newer attempt of the run has started here since.
+    fn forget(&self, id: RunId, attempt: u32) {
+        let mut running = self.lock_running();
+        if running.get(&id).is_some_and(|(held, _)| *held == attempt) {
+            running.remove(&id);
+        }
+    }
+
     /// How many runs this engine holds now: executing, or storing the
     /// outcome of their attempt.
     pub fn running_count(&self) -> usize {
@@ -420,7 +437,13 @@ impl Engine {
             truncated: std::sync::atomic::AtomicBool::new(false),
         });
         let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
-        self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
+        let superseded = self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
+        // An older attempt of this run still executing here lost its lease
+        // and was re-queued: the store refuses its report, so stop it rather
+        // than let two attempts of one run execute side by side.
+        if let Some((_, older)) = superseded {
+            older.cancel();
+        }
         let engine = self.clone();
         tokio::spawn(async move {
             let outcome = engine.execute(&run, ctx).await;
@@ -428,7 +451,7 @@ impl Engine {
             // outcome is stored, so a report retried through a database
             // outage is not beaten by the rescuer.
             engine.report(&run, outcome).await;
-            engine.lock_running().remove(&run.id);
+            engine.forget(run.id, run.attempt);
             // A slot is free: claim what waits, if anything does.
             if !engine.drained() {
                 engine.inner.wake.notify_one();
@@ -539,9 +562,18 @@ impl Engine {
                 continue;
             }
             let until = Timestamp::now().plus(config.lease);
+            let sent: HashMap<RunId, u32> = held.iter().copied().collect();
             match self.inner.store.heartbeat(config.worker_id.clone(), held, until).await {
-                // Runs this worker no longer holds (cancelled, re-queued) stop.
-                Ok(lost) => lost.into_iter().for_each(|id| self.cancel_local(id)),
+                // Runs this worker no longer holds (cancelled, re-queued) stop;
+                // only the attempt the heartbeat named, since a newer attempt
+                // of the same run may have started here while it was asked.
+                Ok(lost) => {
+                    for id in lost {
+                        if let Some(&attempt) = sent.get(&id) {
+                            self.cancel_attempt(id, attempt);
+                        }
+                    }
+                }
                 Err(error) => log_error("renewing leases", &error),
             }
         }

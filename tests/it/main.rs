@@ -1,6 +1,7 @@
 //! End-to-end tests of TaskFlow, in one binary (one link, one run).
 
 mod api;
+mod attempts;
 mod backends;
 mod browser;
 mod cli;
