@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::deadline::Deadline;
 use crate::engine::{Engine, RunEvent};
 use crate::error::{PayloadError, TaskError};
 use crate::registry::{self, ExecutorKind};
@@ -226,9 +227,8 @@ impl Client {
     /// Waits until the run is final and returns it; at most `timeout`.
     pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<Run, ClientError> {
         let mut events = self.events.subscribe();
-        let now = tokio::time::Instant::now();
-        // A timeout too long to add is as good as none: wait a century.
-        let deadline = now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        // A timeout too long to add is as good as none.
+        let deadline = Deadline::after(timeout);
         loop {
             let run = self.get(id).await?;
             if run.status.is_final() {
@@ -249,7 +249,7 @@ impl Client {
             tokio::select! {
                 () = next => {}
                 () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                () = tokio::time::sleep_until(deadline) => {
+                () = deadline.reached() => {
                     let run = self.get(id).await?;
                     if run.status.is_final() {
                         return Ok(run);

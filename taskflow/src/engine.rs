@@ -20,6 +20,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{LogLine, Progress, RunSink, TaskContext};
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 #[cfg(feature = "docker")]
 use crate::executor::{DockerExecutor, DockerExecutorConfig};
@@ -356,8 +357,8 @@ impl Engine {
         while self.inner.claiming.load(Ordering::SeqCst) || self.inner.reserved.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let deadline = far_or(tokio::time::Instant::now(), grace);
-        while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        let deadline = Deadline::after(grace);
+        while self.running_count() > 0 && !deadline.has_passed() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left: Vec<TaskContext> = self.lock_running().values().map(|(_, ctx)| ctx.clone()).collect();
@@ -508,7 +509,7 @@ impl Engine {
         // again once its lease ran out. Retrying is safe: the store fences
         // reports by attempt and worker, so a report that did commit, with
         // only its answer lost, is refused as stale the second time.
-        let give_up = far_or(tokio::time::Instant::now(), self.inner.config.lease);
+        let give_up = Deadline::after(self.inner.config.lease);
         let mut wait = REPORT_RETRY.0;
         let mut retried = false;
         loop {
@@ -532,7 +533,7 @@ impl Engine {
                     }
                     return;
                 }
-                Err(error @ store::Error::Database(_)) if tokio::time::Instant::now() + wait < give_up => {
+                Err(error @ store::Error::Database(_)) if give_up.is_beyond(wait) => {
                     tracing::warn!(
                         %error,
                         run = %run.id,
@@ -669,11 +670,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// `now + wait`, or a century from now when that does not fit.
-fn far_or(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
-    now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Payload and lookup errors fail the same way every time: no retry; nor do

@@ -10,6 +10,7 @@ pub mod client;
 mod context;
 #[cfg(feature = "web")]
 pub mod control_plane;
+mod deadline;
 pub mod engine;
 mod error;
 pub mod executor;

@@ -49,6 +49,7 @@ use super::process::{MAX_LOG_LINE, short, telling};
 use super::warm_pool::WarmPool;
 use super::{Availability, Error};
 use crate::context::TaskContext;
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::protocol::{self, LineSplitter};
 use crate::registry::{ExecutorKind, TaskDef, TaskResult};
@@ -704,7 +705,7 @@ impl DockerExecutor {
         });
 
         let mut wait = unbounded.wait_container(id, None::<WaitContainerOptions<String>>);
-        let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
+        let deadline = Deadline::within(timeout).reached();
         tokio::pin!(deadline);
         let mut read: Option<(Option<Vec<u8>>, Option<String>)> = None;
         let end = loop {
@@ -728,7 +729,7 @@ impl DockerExecutor {
                         Some(_) => read = Some(joined),
                     }
                 }
-                () = &mut deadline, if timeout.is_some() => break End::TimedOut,
+                () = &mut deadline => break End::TimedOut,
                 () = ctx.cancelled() => break End::Cancelled,
             }
         };
@@ -790,9 +791,12 @@ impl DockerExecutor {
 }
 
 /// The engine without a request timeout: waiting and streaming last as
-/// long as the run.
+/// long as the run (whose own [`Deadline`] bounds them). bollard takes a
+/// `Duration`, not an `Option`, so "none" is the longest one its client
+/// adds to the clock without overflow.
 fn unbounded(docker: &Docker) -> Docker {
-    docker.clone().with_timeout(Duration::from_secs(100 * 365 * 86_400))
+    const NO_REQUEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
+    docker.clone().with_timeout(NO_REQUEST_TIMEOUT)
 }
 
 /// Attaches to the created container `id` (before it starts, so no output

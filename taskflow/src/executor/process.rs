@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::child::{self, GroupChild};
 use super::{Availability, Error};
 use crate::context::TaskContext;
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::protocol::{self, LineSplitter};
 use crate::registry::{ExecutorKind, TaskDef, TaskResult};
@@ -154,7 +155,7 @@ impl ProcessExecutor {
             }
         });
 
-        let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400)));
+        let deadline = Deadline::within(timeout).reached();
         tokio::pin!(deadline);
         let mut read_done = false;
         let end = loop {
@@ -169,7 +170,7 @@ impl ProcessExecutor {
                     }
                     read_done = true;
                 }
-                () = &mut deadline, if timeout.is_some() => break End::TimedOut,
+                () = &mut deadline => break End::TimedOut,
                 () = ctx.cancelled() => break End::Cancelled,
             }
         };
