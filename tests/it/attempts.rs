@@ -15,18 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use taskflow::Level;
 use taskflow::TaskContext;
 use taskflow::client::{Client, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::registry::BoxFuture;
 use taskflow::run::{Run, RunId, RunStatus, Timestamp};
-use taskflow::store::{self, ClaimRequest, NewRun, Page, Report, RunFilter, StoredLogLine, Submitted};
-use taskflow::store::{SqliteStore, Store};
+use taskflow::store::{self, Report, SqliteStore, Store};
 use taskflow::task;
 use tokio::sync::Notify;
 
 use crate::backends::Backend;
+use crate::store_hooks::{Hooked, Hooks};
 
 /// Runs (by id) whose attempt 2 a heartbeat has named: the heartbeat before
 /// it, the one about attempt 1, has been answered and acted on by then.
@@ -57,26 +56,18 @@ async fn second_waits_for_a_heartbeat(ctx: &TaskContext) -> Result<u32, String> 
 /// taken attempt 1 in its snapshot, and that heartbeat held back until
 /// attempt 2 is running.
 struct HeldHeartbeat {
-    inner: Arc<dyn Store>,
     snapshot_taken: Arc<Notify>,
 }
 
-impl Store for HeldHeartbeat {
-    fn submit(&self, new: NewRun) -> BoxFuture<store::Result<Submitted>> {
-        self.inner.submit(new)
-    }
-
-    fn claim(&self, request: ClaimRequest) -> BoxFuture<store::Result<Vec<Run>>> {
-        self.inner.claim(request)
-    }
-
+impl Hooks for HeldHeartbeat {
     fn heartbeat(
         &self,
+        inner: &Arc<dyn Store>,
         worker_id: String,
         runs: Vec<(RunId, u32)>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
-        let inner = self.inner.clone();
+        let inner = inner.clone();
         let snapshot_taken = self.snapshot_taken.clone();
         Box::pin(async move {
             for &(id, attempt) in &runs {
@@ -99,8 +90,8 @@ impl Store for HeldHeartbeat {
         })
     }
 
-    fn finish(&self, report: Report) -> BoxFuture<store::Result<Run>> {
-        let inner = self.inner.clone();
+    fn finish(&self, inner: &Arc<dyn Store>, report: Report) -> BoxFuture<store::Result<Run>> {
+        let inner = inner.clone();
         let snapshot_taken = self.snapshot_taken.clone();
         Box::pin(async move {
             if report.attempt == 1 {
@@ -108,45 +99,6 @@ impl Store for HeldHeartbeat {
             }
             inner.finish(report).await
         })
-    }
-
-    fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<store::Result<Run>> {
-        self.inner.cancel(id, now)
-    }
-
-    fn delete(&self, id: RunId, force: bool) -> BoxFuture<store::Result<()>> {
-        self.inner.delete(id, force)
-    }
-
-    fn rescue_expired(&self, now: Timestamp) -> BoxFuture<store::Result<Vec<Run>>> {
-        self.inner.rescue_expired(now)
-    }
-
-    fn prune(&self, before: Timestamp) -> BoxFuture<store::Result<u64>> {
-        self.inner.prune(before)
-    }
-
-    fn append_logs(
-        &self,
-        lines: Vec<(RunId, Timestamp, Level, String)>,
-    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
-        self.inner.append_logs(lines)
-    }
-
-    fn get(&self, id: RunId) -> BoxFuture<store::Result<Option<Run>>> {
-        self.inner.get(id)
-    }
-
-    fn list(&self, filter: RunFilter) -> BoxFuture<store::Result<Page<Run>>> {
-        self.inner.list(filter)
-    }
-
-    fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
-        self.inner.logs(id, after, limit)
-    }
-
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<store::Change>> {
-        self.inner.changes()
     }
 }
 
@@ -159,7 +111,8 @@ async fn a_stale_heartbeat_answer_does_not_cancel_the_next_attempt(backend: Back
             None => return,
         },
     };
-    let store: Arc<dyn Store> = Arc::new(HeldHeartbeat { inner, snapshot_taken: Arc::new(Notify::new()) });
+    let hooks = HeldHeartbeat { snapshot_taken: Arc::new(Notify::new()) };
+    let store: Arc<dyn Store> = Arc::new(Hooked { inner, hooks });
     let mut config = EngineConfig::default();
     config.poll_interval = Duration::from_millis(50);
     config.lease = Duration::from_secs(5);

@@ -17,11 +17,11 @@ use serde_json::json;
 use taskflow::client::{Client, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::registry::BoxFuture;
-use taskflow::run::{Run, RunId, RunStatus, Timestamp};
-use taskflow::store::{
-    self, ClaimRequest, NewRun, Page, PostgresStore, Report, RunFilter, SqliteStore, Store, StoredLogLine, Submitted,
-};
-use taskflow::{Level, TaskContext, task};
+use taskflow::run::{Run, RunId, RunStatus};
+use taskflow::store::{self, PostgresStore, Report, RunFilter, SqliteStore, Store};
+use taskflow::{TaskContext, task};
+
+use crate::store_hooks::{Hooked, Hooks};
 
 /// Generous: the whole suite shares two cores.
 const WAIT: Duration = Duration::from_secs(60);
@@ -288,7 +288,6 @@ async fn postgres_an_outage_as_runs_finish_loses_no_outcome() {
 /// (the connection dropped before the commit), `after` of them after writing
 /// (the acknowledgement was lost).
 struct FlakyReports {
-    inner: Arc<dyn Store>,
     before: AtomicUsize,
     after: AtomicUsize,
     failed: AtomicUsize,
@@ -299,63 +298,19 @@ fn take_one(counter: &AtomicUsize) -> bool {
     counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
 }
 
-impl Store for FlakyReports {
-    fn submit(&self, new: NewRun) -> BoxFuture<store::Result<Submitted>> {
-        self.inner.submit(new)
-    }
-    fn claim(&self, request: ClaimRequest) -> BoxFuture<store::Result<Vec<Run>>> {
-        self.inner.claim(request)
-    }
-    fn heartbeat(
-        &self,
-        worker_id: String,
-        runs: Vec<(RunId, u32)>,
-        lease_until: Timestamp,
-    ) -> BoxFuture<store::Result<Vec<RunId>>> {
-        self.inner.heartbeat(worker_id, runs, lease_until)
-    }
-    fn finish(&self, report: Report) -> BoxFuture<store::Result<Run>> {
+impl Hooks for FlakyReports {
+    fn finish(&self, inner: &Arc<dyn Store>, report: Report) -> BoxFuture<store::Result<Run>> {
         let lost = || store::Error::Database("connection reset by peer (injected)".to_owned());
         if take_one(&self.before) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             return Box::pin(async move { Err(lost()) });
         }
-        let write = self.inner.finish(report);
+        let write = inner.finish(report);
         if take_one(&self.after) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             return Box::pin(async move { write.await.and_then(|_| Err(lost())) });
         }
         write
-    }
-    fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<store::Result<Run>> {
-        self.inner.cancel(id, now)
-    }
-    fn delete(&self, id: RunId, force: bool) -> BoxFuture<store::Result<()>> {
-        self.inner.delete(id, force)
-    }
-    fn rescue_expired(&self, now: Timestamp) -> BoxFuture<store::Result<Vec<Run>>> {
-        self.inner.rescue_expired(now)
-    }
-    fn prune(&self, before: Timestamp) -> BoxFuture<store::Result<u64>> {
-        self.inner.prune(before)
-    }
-    fn append_logs(
-        &self,
-        lines: Vec<(RunId, Timestamp, Level, String)>,
-    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
-        self.inner.append_logs(lines)
-    }
-    fn get(&self, id: RunId) -> BoxFuture<store::Result<Option<Run>>> {
-        self.inner.get(id)
-    }
-    fn list(&self, filter: RunFilter) -> BoxFuture<store::Result<Page<Run>>> {
-        self.inner.list(filter)
-    }
-    fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
-        self.inner.logs(id, after, limit)
-    }
-    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<taskflow::store::Change>> {
-        self.inner.changes()
     }
 }
 
@@ -364,12 +319,8 @@ impl Store for FlakyReports {
 /// stored the outcome and lost only the answer. (The lease is far longer
 /// than the retries take, so the rescuer never steps in.)
 async fn a_failed_report_is_retried_not_re_executed(inner: Arc<dyn Store>) {
-    let store = Arc::new(FlakyReports {
-        inner,
-        before: AtomicUsize::new(0),
-        after: AtomicUsize::new(0),
-        failed: AtomicUsize::new(0),
-    });
+    let hooks = FlakyReports { before: AtomicUsize::new(0), after: AtomicUsize::new(0), failed: AtomicUsize::new(0) };
+    let store = Arc::new(Hooked { inner, hooks });
     let mut config = config();
     config.lease = Duration::from_secs(60);
     config.heartbeat_interval = Duration::from_secs(5);
@@ -377,12 +328,16 @@ async fn a_failed_report_is_retried_not_re_executed(inner: Arc<dyn Store>) {
     let client = Client::new(engine.clone());
 
     for (n, (before, after)) in [(2, 0), (0, 1), (1, 1)].into_iter().enumerate() {
-        store.before.store(before, Ordering::SeqCst);
-        store.after.store(after, Ordering::SeqCst);
-        let failed = store.failed.load(Ordering::SeqCst);
+        store.hooks.before.store(before, Ordering::SeqCst);
+        store.hooks.after.store(after, Ordering::SeqCst);
+        let failed = store.hooks.failed.load(Ordering::SeqCst);
         let run = submit(&client, n as u32, 0).await;
         let done = client.wait(run.id, WAIT).await.unwrap();
-        assert_eq!(store.failed.load(Ordering::SeqCst) - failed, before + after, "the reports failed as arranged");
+        assert_eq!(
+            store.hooks.failed.load(Ordering::SeqCst) - failed,
+            before + after,
+            "the reports failed as arranged"
+        );
         assert_eq!((done.status, done.attempt), (RunStatus::Completed, 1), "{before} + {after}: {done:?}");
         assert_eq!(done.result, Some(json!(n)));
         assert_eq!(attempts_of(run.id), (vec![1], vec![1]), "executed once");

@@ -23,6 +23,7 @@ mod proxy;
 mod registry;
 mod server;
 mod soak;
+mod store_hooks;
 mod tasks;
 mod tidy;
 mod ui;

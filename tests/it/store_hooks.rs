@@ -1,0 +1,85 @@
+//! A real store with some of its calls intercepted: a test that needs a
+//! store to fail on purpose, or to answer at a moment it chooses, overrides
+//! only those calls of [`Hooks`]; every other call reaches the real store.
+
+use std::sync::Arc;
+
+use taskflow::Level;
+use taskflow::registry::BoxFuture;
+use taskflow::run::{Run, RunId, Timestamp};
+use taskflow::store::{self, ClaimRequest, NewRun, Page, Report, RunFilter, Store, StoredLogLine, Submitted};
+
+/// The calls a test may intercept; each defaults to the real store's.
+pub trait Hooks: Send + Sync + 'static {
+    /// [`Store::heartbeat`].
+    fn heartbeat(
+        &self,
+        inner: &Arc<dyn Store>,
+        worker_id: String,
+        runs: Vec<(RunId, u32)>,
+        lease_until: Timestamp,
+    ) -> BoxFuture<store::Result<Vec<RunId>>> {
+        inner.heartbeat(worker_id, runs, lease_until)
+    }
+
+    /// [`Store::finish`].
+    fn finish(&self, inner: &Arc<dyn Store>, report: Report) -> BoxFuture<store::Result<Run>> {
+        inner.finish(report)
+    }
+}
+
+/// The store `inner` with the calls `hooks` intercepts.
+pub struct Hooked<H> {
+    pub inner: Arc<dyn Store>,
+    pub hooks: H,
+}
+
+impl<H: Hooks> Store for Hooked<H> {
+    fn submit(&self, new: NewRun) -> BoxFuture<store::Result<Submitted>> {
+        self.inner.submit(new)
+    }
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<store::Result<Vec<Run>>> {
+        self.inner.claim(request)
+    }
+    fn heartbeat(
+        &self,
+        worker_id: String,
+        runs: Vec<(RunId, u32)>,
+        lease_until: Timestamp,
+    ) -> BoxFuture<store::Result<Vec<RunId>>> {
+        self.hooks.heartbeat(&self.inner, worker_id, runs, lease_until)
+    }
+    fn finish(&self, report: Report) -> BoxFuture<store::Result<Run>> {
+        self.hooks.finish(&self.inner, report)
+    }
+    fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<store::Result<Run>> {
+        self.inner.cancel(id, now)
+    }
+    fn delete(&self, id: RunId, force: bool) -> BoxFuture<store::Result<()>> {
+        self.inner.delete(id, force)
+    }
+    fn rescue_expired(&self, now: Timestamp) -> BoxFuture<store::Result<Vec<Run>>> {
+        self.inner.rescue_expired(now)
+    }
+    fn prune(&self, before: Timestamp) -> BoxFuture<store::Result<u64>> {
+        self.inner.prune(before)
+    }
+    fn append_logs(
+        &self,
+        lines: Vec<(RunId, Timestamp, Level, String)>,
+    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
+        self.inner.append_logs(lines)
+    }
+    fn get(&self, id: RunId) -> BoxFuture<store::Result<Option<Run>>> {
+        self.inner.get(id)
+    }
+    fn list(&self, filter: RunFilter) -> BoxFuture<store::Result<Page<Run>>> {
+        self.inner.list(filter)
+    }
+    fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
+        self.inner.logs(id, after, limit)
+    }
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<store::Change>> {
+        self.inner.changes()
+    }
+}
