@@ -792,8 +792,7 @@ impl DockerExecutor {
 
 /// The engine without a request timeout: waiting and streaming last as
 /// long as the run (whose own [`Deadline`] bounds them). bollard takes a
-/// `Duration`, not an `Option`, so "none" is the longest one its client
-/// adds to the clock without overflow.
+/// `Duration`, not an `Option`, so "none" is spelled as a century.
 fn unbounded(docker: &Docker) -> Docker {
     const NO_REQUEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
     docker.clone().with_timeout(NO_REQUEST_TIMEOUT)
