@@ -564,7 +564,21 @@ impl Engine {
             }
             let until = Timestamp::now().plus(config.lease);
             let sent: HashMap<RunId, u32> = held.iter().copied().collect();
-            match self.inner.store.heartbeat(config.worker_id.clone(), held, until).await {
+            let asked = std::time::Instant::now();
+            let renewed = self.inner.store.heartbeat(config.worker_id.clone(), held, until).await;
+            // A renewal stored later than the lease it grants loses the runs
+            // to the rescuer: say so, since the symptom (stale reports, runs
+            // executed twice) shows up far from the cause (a stalled store).
+            let took = asked.elapsed();
+            if took > config.lease / 2 {
+                tracing::warn!(
+                    runs = sent.len(),
+                    "taskflow engine: renewing leases took {took:?}, over half the {:?} lease; a longer stall \
+                     of the store loses them to the rescuer",
+                    config.lease
+                );
+            }
+            match renewed {
                 // Runs this worker no longer holds (cancelled, re-queued) stop;
                 // only the attempt the heartbeat named, since a newer attempt
                 // of the same run may have started here while it was asked.
