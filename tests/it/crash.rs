@@ -160,9 +160,14 @@ async fn serve_killed_with_half_the_runs_running_reexecutes_exactly_those() {
     let app = env!("CARGO_BIN_EXE_reliability_app");
     let dir = tempfile::tempdir().unwrap();
     let slots = SLOTS.to_string();
-    // The test timings: a dead worker's leases expire after 5 s.
+    // The test timings: a dead worker's leases expire after 15 s. Not
+    // shorter: every write here (50 effect lines, each fsynced, and the
+    // store's `synchronous=FULL` commits) shares one disk with the rest of
+    // the suite, and a renewal stalled behind them for longer than the lease
+    // hands a live attempt to the rescuer, executing it twice (seen on CI
+    // with 5 s leases: attempt 2 of eight runs refused as stale).
     let args =
-        ["--max-concurrency", &slots, "--lease-seconds", "5", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
+        ["--max-concurrency", &slots, "--lease-seconds", "15", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
     let server = crate::server::Server::start_in(app, dir.path(), &args, &[]);
     let mut ids = Vec::new();
     for n in 0..RUNS {
