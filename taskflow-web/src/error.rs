@@ -114,12 +114,20 @@ impl ApiError {
     }
 }
 
+/// What a 503 asks a client to wait before trying again, in seconds: the
+/// store is reconnecting, or a lock is about to be let go.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
             "error": { "code": self.code, "message": self.message, "details": self.details }
         });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+        }
+        response
     }
 }
 
@@ -131,6 +139,10 @@ impl From<PortError> for ApiError {
             PortError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             PortError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
             PortError::StoreFull(message) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_full", message),
+            PortError::Corrupt(message) => {
+                tracing::error!(%message, "taskflow web: stored data is damaged");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             PortError::Internal(detail) => ApiError::internal(detail),
         }
     }
@@ -264,11 +276,28 @@ mod tests {
             (PortError::Conflict("c".into()), StatusCode::CONFLICT),
             (PortError::Unavailable("u".into()), StatusCode::SERVICE_UNAVAILABLE),
             (PortError::StoreFull("f".into()), StatusCode::INSUFFICIENT_STORAGE),
+            (PortError::Corrupt("run x is damaged".into()), StatusCode::INTERNAL_SERVER_ERROR),
             (PortError::Internal("secret detail".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status(), status);
         }
+    }
+
+    #[test]
+    fn only_an_unavailable_store_says_when_to_retry() {
+        let unavailable = ApiError::from(PortError::Unavailable("try again".into())).into_response();
+        assert_eq!(unavailable.headers()[axum::http::header::RETRY_AFTER], RETRY_AFTER_SECONDS.to_string());
+        for error in [PortError::StoreFull("f".into()), PortError::Corrupt("run x is damaged".into())] {
+            let response = ApiError::from(error).into_response();
+            assert!(!response.headers().contains_key(axum::http::header::RETRY_AFTER), "{:?}", response.status());
+        }
+    }
+
+    #[test]
+    fn a_damaged_run_is_named_not_hidden() {
+        let error = ApiError::from(PortError::Corrupt("the stored record of run 42 is damaged".into()));
+        assert_eq!((error.code(), error.message()), ("internal", "the stored record of run 42 is damaged"));
     }
 
     #[test]

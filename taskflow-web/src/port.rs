@@ -84,6 +84,10 @@ pub enum PortError {
     /// The store has no room left (its disk or size limit is full) (507).
     #[error("{0}")]
     StoreFull(String),
+    /// Stored data the server cannot read back, a run's record damaged
+    /// (500, with this message: it names the run, and retrying cannot help).
+    #[error("{0}")]
+    Corrupt(String),
     /// A fault of the server (500; the detail is logged, not sent).
     #[error("{0}")]
     Internal(String),

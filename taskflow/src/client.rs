@@ -173,7 +173,9 @@ impl Client {
             Ok::<_, ClientError>(submitted.run)
         });
         submit.await.map_err(|error| {
-            ClientError::Store(store::Error::Database(format!("internal error: a submit did not finish: {error}")))
+            let failure =
+                store::DatabaseError::new(store::DatabaseErrorKind::Other, "internal error: a submit did not finish");
+            ClientError::Store(failure.with_source(error).into())
         })?
     }
 

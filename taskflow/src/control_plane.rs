@@ -239,18 +239,39 @@ fn store_error(error: store::Error) -> PortError {
         | store::Error::Active(_)
         | store::Error::IdempotencyConflict { .. }
         | store::Error::StaleAttempt { .. }) => PortError::Conflict(error.to_string()),
-        store::Error::Database(detail) if detail.contains("database or disk is full") => {
-            tracing::error!(%detail, "taskflow control plane: the store is full");
+        store::Error::Database(error) => database_error(&error),
+        store::Error::Closed => PortError::Unavailable("the server is shutting down".to_owned()),
+    }
+}
+
+/// A database's failure by its kind: worth retrying (503, the database's
+/// words in the server's log only), out of room (507), a damaged run's
+/// record (500 naming the run: retrying reads the same bytes), or a fault
+/// of the server (500).
+fn database_error(error: &store::DatabaseError) -> PortError {
+    match error.kind() {
+        kind if kind.is_transient() => {
+            tracing::warn!(%error, "taskflow control plane: the store failed");
+            PortError::Unavailable("the store is not available right now; try again shortly".to_owned())
+        }
+        store::DatabaseErrorKind::Full => {
+            tracing::error!(%error, "taskflow control plane: the store is full");
             PortError::StoreFull(
                 "the store is full (its disk, or its size limit): nothing was stored; free space and retry".to_owned(),
             )
         }
-        store::Error::Database(detail) => {
-            // The database's own words stay in the server's log.
-            tracing::warn!(%detail, "taskflow control plane: the store failed");
-            PortError::Unavailable("the store is not available right now; try again shortly".to_owned())
+        store::DatabaseErrorKind::Corrupt => {
+            tracing::error!(%error, "taskflow control plane: stored data is damaged");
+            let what = match error.run() {
+                Some(run) => format!("the stored record of run {run} is damaged"),
+                None => "stored data is damaged".to_owned(),
+            };
+            PortError::Corrupt(format!(
+                "{what} and cannot be read; retrying will not help: restore the database from a backup, \
+                 or delete the run"
+            ))
         }
-        store::Error::Closed => PortError::Unavailable("the server is shutting down".to_owned()),
+        _ => PortError::Internal(error.to_string()),
     }
 }
 
@@ -404,8 +425,29 @@ mod tests {
         // The edge answers a conflict with 409 (`taskflow_web::error`).
         let stale = store::Error::StaleAttempt { id: RunId::new(), attempt: 1, worker_id: "w".into() };
         assert!(matches!(store_error(stale), PortError::Conflict(message) if message.contains("attempt 1")));
-        let busy = store::Error::Database("cannot begin a transaction: database is locked".into());
-        assert!(matches!(store_error(busy), PortError::Unavailable(message) if !message.contains("locked")));
+    }
+
+    #[test]
+    fn a_database_failure_answers_by_its_kind() {
+        use store::{DatabaseError, DatabaseErrorKind as Kind};
+        let failure =
+            |kind| store::Error::from(DatabaseError::new(kind, "cannot begin a transaction: database is locked"));
+        for kind in [Kind::Unavailable, Kind::Busy, Kind::Deadlock] {
+            // The database's words stay in the log.
+            assert!(
+                matches!(store_error(failure(kind)), PortError::Unavailable(m) if !m.contains("locked")),
+                "{kind:?}"
+            );
+        }
+        assert!(matches!(store_error(failure(Kind::Full)), PortError::StoreFull(_)));
+        assert!(matches!(store_error(failure(Kind::Other)), PortError::Internal(_)));
+        assert!(matches!(store_error(failure(Kind::Conflict)), PortError::Internal(_)));
+        let id = RunId::new();
+        let corrupt =
+            store::Error::from(DatabaseError::new(Kind::Corrupt, "the stored payload is invalid").for_run(id));
+        assert!(
+            matches!(store_error(corrupt), PortError::Corrupt(m) if m.contains(&id.to_string()) && m.contains("retrying will not help"))
+        );
     }
 
     #[cfg(feature = "docker")]

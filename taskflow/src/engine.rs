@@ -533,7 +533,10 @@ impl Engine {
                     }
                     return;
                 }
-                Err(error @ store::Error::Database(_)) if give_up.is_beyond(wait) => {
+                // Only a failure that may pass (the database unreachable,
+                // busy, a deadlock): a full disk or a damaged row fails the
+                // same way again, and is left to the lease and the rescuer.
+                Err(error) if error.is_transient() && give_up.is_beyond(wait) => {
                     tracing::warn!(
                         %error,
                         run = %run.id,

@@ -300,7 +300,10 @@ fn take_one(counter: &AtomicUsize) -> bool {
 
 impl Hooks for FlakyReports {
     fn finish(&self, inner: &Arc<dyn Store>, report: Report) -> BoxFuture<store::Result<Run>> {
-        let lost = || store::Error::Database("connection reset by peer (injected)".to_owned());
+        let lost = || {
+            let reset = store::DatabaseError::new(store::DatabaseErrorKind::Unavailable, "connection reset (injected)");
+            store::Error::from(reset)
+        };
         if take_one(&self.before) {
             self.failed.fetch_add(1, Ordering::SeqCst);
             return Box::pin(async move { Err(lost()) });

@@ -10,6 +10,7 @@
 mod apply;
 #[cfg(test)]
 mod conformance;
+mod error;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod row;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use error::{DatabaseError, DatabaseErrorKind, Error, Result};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{PostgresStore, redact_url};
@@ -37,55 +39,6 @@ pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
 pub(crate) const MAX_LIST_LIMIT: u32 = 1000;
 /// `logs` returns at most this many lines.
 pub(crate) const MAX_LOG_LIMIT: u32 = 10_000;
-
-/// `Result` with the store's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What a store operation can fail with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// No run has this id.
-    #[error("no run with id {0}")]
-    NotFound(RunId),
-    /// The change is not allowed in the run's current status.
-    #[error("run {id}: {source}")]
-    IllegalTransition {
-        /// The run.
-        id: RunId,
-        /// What the state machine said.
-        #[source]
-        source: IllegalTransition,
-    },
-    /// A report came from an attempt or worker that no longer holds the run
-    /// (it was re-queued, cancelled or finished meanwhile); nothing changed.
-    #[error("run {id}: attempt {attempt} of worker `{worker_id}` no longer holds this run; the report was ignored")]
-    StaleAttempt {
-        /// The run.
-        id: RunId,
-        /// The attempt that reported.
-        attempt: u32,
-        /// The worker that reported.
-        worker_id: String,
-    },
-    /// The run is active and deleting it was not forced.
-    #[error("run {0} is still active; cancel it first, or delete with force")]
-    Active(RunId),
-    /// The idempotency key was used before for a different submit.
-    #[error("idempotency key `{key}` was already used for a different submit (run {existing})")]
-    IdempotencyConflict {
-        /// The key.
-        key: String,
-        /// The run it belongs to.
-        existing: RunId,
-    },
-    /// The database failed.
-    #[error("database error: {0}")]
-    Database(String),
-    /// The store's writer stopped (the process is shutting down).
-    #[error("the store is closed")]
-    Closed,
-}
 
 /// A run to create. Build it with [`NewRun::new`].
 #[derive(Debug, Clone, PartialEq)]

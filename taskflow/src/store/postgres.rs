@@ -52,8 +52,8 @@ use tokio::task::JoinHandle;
 use self::group_commit::GroupCommit;
 use super::row::{RawRun, corrupt, level_name, log_line, parse_status, read_raw_run, to_i64};
 use super::{
-    Change, ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Page, Report, Result,
-    RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
+    Change, ClaimRequest, DEFAULT_LIST_LIMIT, DatabaseError, DatabaseErrorKind, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT,
+    NewRun, Page, Report, Result, RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
 use crate::context::Level;
 use crate::registry::BoxFuture;
@@ -171,7 +171,7 @@ impl PostgresStore {
     /// under an advisory lock. Errors name the URL without its password.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let shown = redact_url(url);
-        let failed = |detail: String| Error::Database(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
+        let failed = |detail: String| other(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
         let expected = "expected postgres://user:password@host:port/database";
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         if !matches!(scheme, Some("postgres" | "postgresql")) {
@@ -188,19 +188,23 @@ impl PostgresStore {
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                return Err(failed(format!(
-                    "{e}; check that the server is running and accepts connections at that host and port, \
-                     and the user name, password and database name"
-                )));
+                return Err(db(format!(
+                    "cannot connect to PostgreSQL at {shown}; check that the server is running and accepts \
+                     connections at that host and port, and the user name, password and database name"
+                ))(e));
             }
             Err(_) => {
-                return Err(failed(format!(
-                    "no answer within {}s; check the host and port, and that no firewall is in the way",
-                    CONNECT_TIMEOUT.as_secs()
+                return Err(Error::Database(DatabaseError::new(
+                    DatabaseErrorKind::Unavailable,
+                    format!(
+                        "cannot connect to PostgreSQL at {shown}: no answer within {}s; check the host and port, \
+                         and that no firewall is in the way",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
                 )));
             }
         };
-        migrate(&mut conn).await.map_err(|detail| Error::Database(format!("cannot prepare {shown}: {detail}")))?;
+        migrate(&mut conn).await.map_err(|e| e.within(format_args!("cannot prepare {shown}")))?;
         let _ = conn.close().await;
 
         // The listener keeps its own connection, for as long as it lives.
@@ -237,7 +241,7 @@ impl PostgresStore {
     #[doc(hidden)]
     pub async fn create_test_database(server: &str) -> Result<String> {
         let shown = redact_url(server);
-        let failed = |e: sqlx_core::Error| Error::Database(format!("cannot create a test database on {shown}: {e}"));
+        let failed = |e: sqlx_core::Error| db(format!("cannot create a test database on {shown}"))(e);
         let mut url = Url::parse(server).map_err(|e| failed(sqlx_core::Error::Configuration(e.into())))?;
         let mut admin = PgConnection::connect(server).await.map_err(failed)?;
         let existing: Vec<String> = query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'tf\\_test\\_%'")
@@ -263,9 +267,9 @@ impl PostgresStore {
     pub async fn drop_test_database(server: &str, url: &str) -> Result<()> {
         let name = Url::parse(url).ok().map(|url| url.path().trim_start_matches('/').to_owned()).unwrap_or_default();
         if test_database_created(&name).is_none() {
-            return Err(Error::Database(format!("{} is not a test database", redact_url(url))));
+            return Err(other(format!("{} is not a test database", redact_url(url))));
         }
-        let failed = |e: sqlx_core::Error| Error::Database(format!("cannot drop the test database {name}: {e}"));
+        let failed = |e: sqlx_core::Error| db(format!("cannot drop the test database {name}"))(e);
         let mut admin = PgConnection::connect(server).await.map_err(failed)?;
         admin.execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(failed)?;
         let _ = admin.close().await;
@@ -359,7 +363,7 @@ impl Store for PostgresStore {
             let mut tries = 0;
             loop {
                 match append_logs(&pool, lines.clone()).await {
-                    Err(Error::Database(message)) if message.contains("deadlock detected") && tries < 3 => tries += 1,
+                    Err(error) if error.database_kind() == Some(DatabaseErrorKind::Deadlock) && tries < 3 => tries += 1,
                     other => return other,
                 }
             }
@@ -432,17 +436,17 @@ pub fn redact_url(url: &str) -> String {
 /// Applies the migrations the database lacks, in one transaction, under an
 /// advisory lock: a second server starting at the same time waits, then
 /// finds them applied.
-async fn migrate(conn: &mut PgConnection) -> Result<(), String> {
-    let mut tx = conn.begin().await.map_err(|e| format!("cannot begin the migration: {e}"))?;
+async fn migrate(conn: &mut PgConnection) -> Result<()> {
+    let mut tx = conn.begin().await.map_err(db("cannot begin the migration"))?;
     query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *tx)
         .await
-        .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+        .map_err(db("cannot take the migration lock"))?;
     let tracked: bool = query_scalar("SELECT to_regclass('taskflow_migrations') IS NOT NULL")
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| format!("cannot look for the migrations table: {e}"))?;
+        .map_err(db("cannot look for the migrations table"))?;
     if !tracked {
         // Without arguments, `execute` uses the simple query protocol, which
         // takes several statements (`raw_sql` would too, but its future is
@@ -455,28 +459,28 @@ async fn migrate(conn: &mut PgConnection) -> Result<(), String> {
             )",
         )
         .await
-        .map_err(|e| format!("cannot create the migrations table: {e}"))?;
+        .map_err(db("cannot create the migrations table"))?;
     }
     let version: i64 = query_scalar("SELECT coalesce(max(version), 0) FROM taskflow_migrations")
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| format!("cannot read the schema version: {e}"))?;
+        .map_err(db("cannot read the schema version"))?;
     let known = MIGRATIONS.last().map_or(0, |(version, ..)| *version);
     if version > known {
-        return Err(format!(
+        return Err(other(format!(
             "its schema version {version} is newer than this build of taskflow knows ({known}); upgrade taskflow"
-        ));
+        )));
     }
     for (number, name, sql) in MIGRATIONS.iter().filter(|(number, ..)| *number > version) {
-        tx.execute(*sql).await.map_err(|e| format!("migration {name} failed: {e}"))?;
+        tx.execute(*sql).await.map_err(db(format!("migration {name} failed")))?;
         query("INSERT INTO taskflow_migrations (version, name) VALUES ($1, $2)")
             .bind(number)
             .bind(name)
             .execute(&mut *tx)
             .await
-            .map_err(|e| format!("cannot record migration {name}: {e}"))?;
+            .map_err(db(format!("cannot record migration {name}")))?;
     }
-    tx.commit().await.map_err(|e| format!("cannot commit the migrations: {e}"))
+    tx.commit().await.map_err(db("cannot commit the migrations"))
 }
 
 /// A listener on the changes channel, on a connection of `pool`.
@@ -615,9 +619,12 @@ async fn submit(pool: &PgPool, origin: &str, new: NewRun, now: Timestamp) -> Res
             return Ok(Submitted { run, created: true });
         }
     }
-    Err(Error::Database(format!(
-        "a submit of `{}` kept conflicting with concurrent submits and was given up; try again",
-        new.task_title
+    Err(Error::Database(DatabaseError::new(
+        DatabaseErrorKind::Busy,
+        format!(
+            "a submit of `{}` kept conflicting with concurrent submits and was given up; try again",
+            new.task_title
+        ),
     )))
 }
 
@@ -899,7 +906,7 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
         .map_err(db("cannot update runs"))?
         .rows_affected();
     if changed != runs.len() as u64 {
-        return Err(Error::Database(format!("cannot update runs: {changed} of {} were found", runs.len())));
+        return Err(other(format!("cannot update runs: {changed} of {} were found", runs.len())));
     }
     Ok(())
 }
@@ -1115,13 +1122,55 @@ fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
-/// Maps a database error to [`Error::Database`], saying what was being done;
-/// a closed pool is [`Error::Closed`].
-fn db(context: &'static str) -> impl FnOnce(sqlx_core::Error) -> Error {
+/// Maps a database error to [`Error::Database`] of its [kind](kind_of),
+/// saying what was being done, the driver's error kept as the source; a
+/// closed pool is [`Error::Closed`].
+fn db(context: impl Into<String>) -> impl FnOnce(sqlx_core::Error) -> Error {
     move |error| match error {
         sqlx_core::Error::PoolClosed => Error::Closed,
-        error => Error::Database(format!("{context}: {error}")),
+        error => Error::Database(DatabaseError::new(kind_of(&error), context).with_source(error)),
     }
+}
+
+/// What a PostgreSQL failure means for the caller: the SQLSTATE of an
+/// error the server sent (its class for most, a few codes by name), or
+/// what failed on this side of the connection.
+fn kind_of(error: &sqlx_core::Error) -> DatabaseErrorKind {
+    use sqlx_core::Error as E;
+    match error {
+        E::Database(error) => error.code().map_or(DatabaseErrorKind::Other, |code| kind_of_sqlstate(&code)),
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::WorkerCrashed | E::BeginFailed => {
+            DatabaseErrorKind::Unavailable
+        }
+        E::ColumnDecode { .. } | E::Decode(_) => DatabaseErrorKind::Corrupt,
+        _ => DatabaseErrorKind::Other,
+    }
+}
+
+/// The kind of a SQLSTATE (PostgreSQL's appendix A, "Error Codes").
+fn kind_of_sqlstate(code: &str) -> DatabaseErrorKind {
+    match code {
+        // deadlock_detected, serialization_failure
+        "40P01" | "40001" => DatabaseErrorKind::Deadlock,
+        // lock_not_available (`NOWAIT`, `lock_timeout`), query_canceled (`statement_timeout`)
+        "55P03" | "57014" => DatabaseErrorKind::Busy,
+        // disk_full
+        "53100" => DatabaseErrorKind::Full,
+        // data_corrupted, index_corrupted
+        "XX001" | "XX002" => DatabaseErrorKind::Corrupt,
+        // admin_shutdown, crash_shutdown, cannot_connect_now, io_error
+        "57P01" | "57P02" | "57P03" | "58030" => DatabaseErrorKind::Unavailable,
+        // connection exceptions; insufficient resources (out of memory, too many connections)
+        _ if code.starts_with("08") || code.starts_with("53") => DatabaseErrorKind::Unavailable,
+        // integrity constraint violations
+        _ if code.starts_with("23") => DatabaseErrorKind::Conflict,
+        _ => DatabaseErrorKind::Other,
+    }
+}
+
+/// A failure of no database code: a bug, a schema this build cannot use.
+fn other(context: impl Into<String>) -> Error {
+    Error::Database(DatabaseError::new(DatabaseErrorKind::Other, context))
 }
 
 #[cfg(test)]
@@ -1210,9 +1259,113 @@ mod tests {
         }
     }
 
+    /// What the real server answers is classified by its SQLSTATE: errors
+    /// a test cannot bring about on demand (a full disk, a damaged page, a
+    /// server shutting down) are raised by the server itself with their
+    /// SQLSTATE, through PL/pgSQL's `RAISE … USING ERRCODE`.
+    #[tokio::test]
+    async fn the_servers_errors_are_classified_by_sqlstate() {
+        with_database(|url| async move {
+            let mut conn = raw(&url).await;
+            let cases = [
+                ("40P01", DatabaseErrorKind::Deadlock),
+                ("40001", DatabaseErrorKind::Deadlock),
+                ("55P03", DatabaseErrorKind::Busy),
+                ("57014", DatabaseErrorKind::Busy),
+                ("53100", DatabaseErrorKind::Full),
+                ("XX001", DatabaseErrorKind::Corrupt),
+                ("XX002", DatabaseErrorKind::Corrupt),
+                ("57P01", DatabaseErrorKind::Unavailable),
+                ("57P03", DatabaseErrorKind::Unavailable),
+                ("08006", DatabaseErrorKind::Unavailable),
+                ("53300", DatabaseErrorKind::Unavailable),
+                ("23505", DatabaseErrorKind::Conflict),
+                ("22P02", DatabaseErrorKind::Other),
+            ];
+            for (code, kind) in cases {
+                let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'raised {code}' USING ERRCODE = '{code}'; END $$");
+                let error = conn.execute(&*sql).await.map(drop).map_err(db("raising")).unwrap_err();
+                assert_eq!(error.database_kind(), Some(kind), "{code}: {error}");
+                assert_eq!(error.is_transient(), kind.is_transient(), "{code}");
+                assert!(error.to_string().contains(&format!("raised {code}")), "the server's words: {error}");
+            }
+        })
+        .await;
+    }
+
+    /// A real deadlock, a real lock wait given up, a real duplicate key.
+    #[tokio::test]
+    async fn deadlocks_locks_and_constraints_have_their_kinds() {
+        with_database(|url| async move {
+            let store = PostgresStore::connect(&url).await.unwrap();
+            let a = store.submit(run_at("t", json!({"n": 1}))).await.unwrap().run.id;
+            let b = store.submit(run_at("t", json!({"n": 2}))).await.unwrap().run.id;
+            let lock = "SELECT 1 FROM taskflow_runs WHERE id = $1 FOR UPDATE";
+
+            // Each transaction holds one row and asks for the other's.
+            let pool = PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+            let mut first = pool.begin().await.unwrap();
+            let mut second = pool.begin().await.unwrap();
+            query(lock).bind(a.as_uuid()).execute(&mut *first).await.unwrap();
+            query(lock).bind(b.as_uuid()).execute(&mut *second).await.unwrap();
+            let crossing = |mut tx: PgTransaction<'static>, id: RunId| {
+                tokio::spawn(async move { query(lock).bind(id.as_uuid()).execute(&mut *tx).await.map(drop) })
+            };
+            let (crossed, other) = (crossing(first, b), crossing(second, a));
+            // PostgreSQL aborts exactly one of the two (the other then gets its row).
+            let victim = match (crossed.await.unwrap(), other.await.unwrap()) {
+                (Err(error), Ok(())) | (Ok(()), Err(error)) => db("locking")(error),
+                outcomes => panic!("expected one deadlock victim, got {outcomes:?}"),
+            };
+            assert_eq!(victim.database_kind(), Some(DatabaseErrorKind::Deadlock), "{victim}");
+            assert!(victim.is_transient());
+
+            // A row another transaction holds, not waited for.
+            let mut holder = pool.begin().await.unwrap();
+            query(lock).bind(a.as_uuid()).execute(&mut *holder).await.unwrap();
+            let mut two = raw(&url).await;
+            let busy = query("SELECT 1 FROM taskflow_runs WHERE id = $1 FOR UPDATE NOWAIT")
+                .bind(a.as_uuid())
+                .execute(&mut two)
+                .await
+                .map_err(db("locking"))
+                .unwrap_err();
+            assert_eq!(busy.database_kind(), Some(DatabaseErrorKind::Busy), "{busy}");
+            holder.rollback().await.unwrap();
+
+            // A second row with the same id.
+            let duplicate = query("INSERT INTO taskflow_runs SELECT * FROM taskflow_runs WHERE id = $1")
+                .bind(a.as_uuid())
+                .execute(&mut two)
+                .await
+                .map_err(db("copying a run"))
+                .unwrap_err();
+            assert_eq!(duplicate.database_kind(), Some(DatabaseErrorKind::Conflict), "{duplicate}");
+            assert!(!duplicate.is_transient());
+        })
+        .await;
+    }
+
+    /// A server that went away mid-session: the store's next call is
+    /// unavailable (worth another try), not an error of the caller.
+    #[tokio::test]
+    async fn a_terminated_connection_is_unavailable() {
+        with_database(|url| async move {
+            let mut victim = raw(&url).await;
+            let pid: i32 = query_scalar("SELECT pg_backend_pid()").fetch_one(&mut victim).await.unwrap();
+            query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut raw(&url).await).await.unwrap();
+            let error = query("SELECT 1").execute(&mut victim).await.map_err(db("reading")).unwrap_err();
+            assert_eq!(error.database_kind(), Some(DatabaseErrorKind::Unavailable), "{error}");
+            assert!(error.is_transient());
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn connect_errors_name_the_url_without_the_password() {
-        let error = PostgresStore::connect("postgres://taskflow:hunter2@127.0.0.1:1/db").await.unwrap_err().to_string();
+        let refused = PostgresStore::connect("postgres://taskflow:hunter2@127.0.0.1:1/db").await.unwrap_err();
+        assert_eq!(refused.database_kind(), Some(DatabaseErrorKind::Unavailable), "{refused}");
+        let error = refused.to_string();
         assert!(error.contains("postgres://taskflow:***@127.0.0.1:1/db"), "{error}");
         assert!(error.contains("refused") && error.contains("check that the server is running"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
@@ -1447,10 +1600,14 @@ mod tests {
                 .await
                 .unwrap();
             match store.get(run.id).await {
-                Err(Error::Database(message)) => assert!(message.contains("executor"), "{message}"),
+                Err(Error::Database(error)) => {
+                    assert!(error.to_string().contains("executor"), "{error}");
+                    assert_eq!((error.kind(), error.run()), (DatabaseErrorKind::Corrupt, Some(run.id)), "{error}");
+                }
                 other => panic!("expected a database error, got {other:?}"),
             }
-            assert!(matches!(store.cancel(run.id, Timestamp(2_000)).await, Err(Error::Database(_))));
+            let again = store.cancel(run.id, Timestamp(2_000)).await.unwrap_err();
+            assert_eq!(again.database_kind(), Some(DatabaseErrorKind::Corrupt), "{again}");
             assert!(store.submit(run_at("t", json!({"other": true}))).await.unwrap().created);
         })
         .await;

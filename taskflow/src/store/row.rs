@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{Error, Result, StoredLogLine};
+use super::{DatabaseError, DatabaseErrorKind, Error, Result, StoredLogLine};
 use crate::context::Level;
 use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
 
@@ -148,7 +148,12 @@ pub(super) fn to_i64(value: u64) -> i64 {
 
 /// A stored value that does not make a valid run.
 pub(super) fn corrupt(id: &str, what: &str, detail: impl fmt::Display) -> Error {
-    Error::Database(format!("run {id}: the stored {what} is invalid: {detail}"))
+    let error =
+        DatabaseError::new(DatabaseErrorKind::Corrupt, format!("run {id}: the stored {what} is invalid: {detail}"));
+    Error::Database(match id.parse() {
+        Ok(run) => error.for_run(run),
+        Err(_) => error,
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +190,10 @@ mod tests {
 
     fn message(error: Error) -> String {
         match error {
-            Error::Database(message) => message,
+            Error::Database(error) => {
+                assert_eq!(error.kind(), DatabaseErrorKind::Corrupt, "{error}");
+                error.to_string()
+            }
             other => panic!("expected a database error, got {other:?}"),
         }
     }

@@ -39,8 +39,8 @@ use tokio::sync::oneshot;
 
 use super::row::{RawRun, corrupt, level_name, log_line, parse_status, read_raw_run, to_i64};
 use super::{
-    ClaimRequest, DEFAULT_LIST_LIMIT, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun, Page, Report, Result, RunFilter,
-    Store, StoredLogLine, Submitted, apply, is_active,
+    ClaimRequest, DEFAULT_LIST_LIMIT, DatabaseError, DatabaseErrorKind, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun,
+    Page, Report, Result, RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
 use crate::context::Level;
 use crate::registry::BoxFuture;
@@ -158,9 +158,9 @@ impl SqliteStore {
     /// the migrations it lacks.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
-        let failed = |detail: String| Error::Database(format!("cannot open the database {}: {detail}", path.display()));
+        let failed = |error: Error| error.within(format_args!("cannot open the database {}", path.display()));
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| failed(e.to_string()))?;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| failed(db("cannot open it")(e)))?;
         configure_writer(&conn).map_err(failed)?;
         migrate(&mut conn).map_err(failed)?;
         // Open one reader now, so a file that cannot be read fails here.
@@ -170,7 +170,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("taskflow-sqlite-writer".to_owned())
             .spawn(move || write_loop(conn, &receiver))
-            .map_err(|e| failed(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| failed(unavailable("cannot start the writer thread", e)))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
@@ -185,7 +185,7 @@ impl SqliteStore {
     pub fn open_in(data_dir: impl AsRef<Path>) -> Result<SqliteStore> {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Database(format!("cannot create the data directory {}: {e}", dir.display())))?;
+            .map_err(|e| unavailable(format!("cannot create the data directory {}", dir.display()), e))?;
         SqliteStore::open(dir.join("taskflow.db"))
     }
 
@@ -196,14 +196,14 @@ impl SqliteStore {
 
     /// Caps the database at `pages` pages (`PRAGMA max_page_count`; never
     /// below what it holds) and returns the cap in force. Writes past it
-    /// fail with [`Error::Database`] ("database or disk is full") and change
+    /// fail with a [`DatabaseErrorKind::Full`] error and change
     /// nothing, as when the disk itself is full: a quota for operators, and
     /// the way tests fill the disk.
     pub async fn set_max_page_count(&self, pages: u64) -> Result<u64> {
         self.write(move |conn| {
             conn.pragma_update_and_check(None, "max_page_count", pages as i64, |row| row.get::<_, i64>(0))
                 .map(|cap| cap as u64)
-                .map_err(|e| Error::Database(format!("cannot set max_page_count: {e}")))
+                .map_err(db("cannot set max_page_count"))
         })
         .await
     }
@@ -213,7 +213,7 @@ impl SqliteStore {
         self.read(|conn| {
             conn.pragma_query_value(None, "page_count", |row| row.get::<_, i64>(0))
                 .map(|n| n as u64)
-                .map_err(|e| Error::Database(format!("cannot read page_count: {e}")))
+                .map_err(db("cannot read page_count"))
         })
         .await
     }
@@ -222,7 +222,7 @@ impl SqliteStore {
     pub async fn integrity_check(&self) -> Result<String> {
         self.read(|conn| {
             conn.pragma_query_value(None, "integrity_check", |row| row.get::<_, String>(0))
-                .map_err(|e| Error::Database(format!("cannot check integrity: {e}")))
+                .map_err(db("cannot check integrity"))
         })
         .await
     }
@@ -258,9 +258,11 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || inner.read(op))
-                .await
-                .map_err(|e| Error::Database(format!("a read of the database failed: {e}")))?
+            tokio::task::spawn_blocking(move || inner.read(op)).await.map_err(|e| {
+                Error::from(
+                    DatabaseError::new(DatabaseErrorKind::Other, "a read of the database failed").with_source(e),
+                )
+            })?
         })
     }
 }
@@ -281,9 +283,8 @@ impl Inner {
         let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => open_reader(&self.path).map_err(|detail| {
-                Error::Database(format!("cannot open the database {} for reading: {detail}", self.path.display()))
-            })?,
+            None => open_reader(&self.path)
+                .map_err(|e| e.within(format_args!("cannot open the database {} for reading", self.path.display())))?,
         };
         let outcome = op(&mut conn);
         let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -383,21 +384,21 @@ impl Store for SqliteStore {
 // ---------------------------------------------------------------------------
 // Opening
 
-fn configure_writer(conn: &Connection) -> Result<(), String> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| format!("cannot set busy_timeout: {e}"))?;
+fn configure_writer(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db("cannot set busy_timeout"))?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|e| format!("cannot switch to WAL mode: {e}"))?;
+        .map_err(db("cannot switch to WAL mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("the database cannot use WAL mode (journal mode is `{mode}`)"));
+        return Err(other(format!("the database cannot use WAL mode (journal mode is `{mode}`)")));
     }
-    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| format!("cannot set synchronous=FULL: {e}"))?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| format!("cannot enable foreign keys: {e}"))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db("cannot set synchronous=FULL"))?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db("cannot enable foreign keys"))?;
     // Savepoint journals in memory: every command runs in a savepoint, and
     // a batch's statement journal spilled to a temporary file after 64 KiB,
     // making every later page the commands touched a `pwrite` (measured:
     // the writer's CPU per run fell from ~63 to ~44 µs in B1).
-    conn.pragma_update(None, "temp_store", "MEMORY").map_err(|e| format!("cannot set temp_store=MEMORY: {e}"))?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(db("cannot set temp_store=MEMORY"))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -406,48 +407,46 @@ fn configure_writer(conn: &Connection) -> Result<(), String> {
 /// foreign keys off: a migration may rebuild a table others refer to
 /// (SQLite's documented procedure for changes `ALTER TABLE` cannot make),
 /// so the references are checked once, before the commit.
-fn migrate(conn: &mut Connection) -> Result<(), String> {
+fn migrate(conn: &mut Connection) -> Result<()> {
     // Only outside a transaction does this pragma take effect.
-    conn.pragma_update(None, "foreign_keys", "OFF").map_err(|e| format!("cannot disable foreign keys: {e}"))?;
+    conn.pragma_update(None, "foreign_keys", "OFF").map_err(db("cannot disable foreign keys"))?;
     let outcome = migrate_in_transaction(conn);
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| format!("cannot enable foreign keys: {e}"))?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(db("cannot enable foreign keys"))?;
     outcome
 }
 
-fn migrate_in_transaction(conn: &mut Connection) -> Result<(), String> {
+fn migrate_in_transaction(conn: &mut Connection) -> Result<()> {
     // IMMEDIATE: a second process opening the same file waits here, then
     // sees the version the first one wrote.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| format!("cannot begin the migration: {e}"))?;
-    let version: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|e| format!("cannot read the schema version: {e}"))?;
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("cannot begin the migration"))?;
+    let version: i64 =
+        tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db("cannot read the schema version"))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(format!(
+        return Err(other(format!(
             "its schema version {version} is newer than this build of taskflow knows ({known}); upgrade taskflow"
-        ));
+        )));
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-        tx.execute_batch(sql).map_err(|e| format!("migration {name} failed: {e}"))?;
+        tx.execute_batch(sql).map_err(db(format!("migration {name} failed")))?;
         tx.pragma_update(None, "user_version", index as i64 + 1)
-            .map_err(|e| format!("cannot record migration {name}: {e}"))?;
+            .map_err(db(format!("cannot record migration {name}")))?;
     }
     let dangling: Option<String> = tx
         .query_row("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", [], |row| row.get(0))
         .optional()
-        .map_err(|e| format!("cannot check foreign keys after the migrations: {e}"))?;
+        .map_err(db("cannot check foreign keys after the migrations"))?;
     if let Some(table) = dangling {
-        return Err(format!("the migrations left rows of `{table}` referring to missing rows"));
+        return Err(other(format!("the migrations left rows of `{table}` referring to missing rows")));
     }
-    tx.commit().map_err(|e| format!("cannot commit the migrations: {e}"))
+    tx.commit().map_err(db("cannot commit the migrations"))
 }
 
-fn open_reader(path: &Path) -> Result<Connection, String> {
+fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| format!("cannot set busy_timeout: {e}"))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(db("cannot open a reader"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db("cannot set busy_timeout"))?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
 }
@@ -463,11 +462,11 @@ trait Command: Send {
     /// released) or failed (its savepoint is rolled back).
     fn execute(&mut self, conn: &Connection) -> bool;
     /// Records a failure around the command (its savepoint).
-    fn fail(&mut self, message: String);
+    fn fail(&mut self, error: Error);
     /// Why the command failed, once it has.
-    fn failure(&self) -> Option<String>;
+    fn failure(&self) -> Option<Error>;
     /// Sends the answer: the command's own outcome, or the batch's failure.
-    fn reply(self: Box<Self>, batch_failure: Option<&str>);
+    fn reply(self: Box<Self>, batch_failure: Option<&Error>);
 }
 
 type Op<T> = Box<dyn FnOnce(&Connection) -> Result<T> + Send>;
@@ -497,30 +496,27 @@ impl<T: Send> Command for Job<T> {
     fn execute(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else { return false };
         let outcome = catch_unwind(AssertUnwindSafe(|| op(conn)))
-            .unwrap_or_else(|_| Err(Error::Database("internal error: a store command panicked".to_owned())));
+            .unwrap_or_else(|_| Err(other("internal error: a store command panicked")));
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
     }
 
-    fn fail(&mut self, message: String) {
-        self.outcome = Some(Err(Error::Database(message)));
+    fn fail(&mut self, error: Error) {
+        self.outcome = Some(Err(error));
     }
 
-    fn failure(&self) -> Option<String> {
+    fn failure(&self) -> Option<Error> {
         match &self.outcome {
-            Some(Err(Error::Database(message))) => Some(message.clone()),
-            Some(Err(error)) => Some(error.to_string()),
+            Some(Err(error)) => Some(error.clone()),
             _ => None,
         }
     }
 
-    fn reply(self: Box<Self>, batch_failure: Option<&str>) {
+    fn reply(self: Box<Self>, batch_failure: Option<&Error>) {
         let outcome = match batch_failure {
-            Some(message) => Err(Error::Database(message.to_owned())),
-            None => self
-                .outcome
-                .unwrap_or_else(|| Err(Error::Database("internal error: a store command did not run".to_owned()))),
+            Some(error) => Err(error.clone()),
+            None => self.outcome.unwrap_or_else(|| Err(other("internal error: a store command did not run"))),
         };
         // The caller may have stopped waiting; that is not our concern.
         let _ = self.reply.send(outcome);
@@ -539,7 +535,7 @@ fn write_loop(mut conn: Connection, commands: &mpsc::Receiver<Box<dyn Command>>)
         }
         let failure = run_batch(&mut conn, &mut batch).err();
         for command in batch.drain(..) {
-            command.reply(failure.as_deref());
+            command.reply(failure.as_ref());
         }
     }
 }
@@ -549,42 +545,41 @@ fn write_loop(mut conn: Connection, commands: &mpsc::Receiver<Box<dyn Command>>)
 /// The savepoint statements are prepared once and cached: rusqlite's
 /// `Savepoint` formats and parses `SAVEPOINT` / `RELEASE` at every use,
 /// which cost more than the commands themselves (three per run).
-fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<(), String> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| format!("cannot begin a transaction: {e}"))?;
+fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()> {
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("cannot begin a transaction"))?;
     for command in batch.iter_mut() {
         if command.isolation() == Isolation::LastStatement {
             // A failed statement undid itself; but an I/O or out-of-memory
             // error rolls the whole transaction back, and the commands after
             // it must not run outside one.
             if !command.execute(&tx) && tx.is_autocommit() {
-                let reason = command.failure().unwrap_or_else(|| "unknown".to_owned());
-                return Err(format!("the batch was rolled back: {reason}"));
+                let reason = command.failure().unwrap_or_else(|| other("unknown"));
+                return Err(reason.within("the batch was rolled back"));
             }
             continue;
         }
         if let Err(e) = savepoint(&tx, "SAVEPOINT command") {
-            command.fail(format!("cannot create a savepoint: {e}"));
+            command.fail(db("cannot create a savepoint")(e));
             continue;
         }
         if command.execute(&tx) {
             if let Err(e) = savepoint(&tx, "RELEASE command") {
-                command.fail(format!("cannot release a savepoint: {e}"));
-                roll_back(&tx).map_err(|e| format!("cannot roll back a command: {e}"))?;
+                command.fail(db("cannot release a savepoint")(e));
+                roll_back(&tx).map_err(db("cannot roll back a command"))?;
             }
         } else if tx.is_autocommit() {
             // SQLite itself rolled the whole transaction back (a full disk,
             // an I/O error): every command of the batch fails, for this
             // command's reason.
-            let reason = command.failure().unwrap_or_else(|| "unknown".to_owned());
-            return Err(format!("the batch was rolled back: {reason}"));
+            let reason = command.failure().unwrap_or_else(|| other("unknown"));
+            return Err(reason.within("the batch was rolled back"));
         } else {
             // The failed command's changes might survive otherwise: fail the batch.
-            roll_back(&tx).map_err(|e| format!("cannot roll back a failed command: {e}"))?;
+            roll_back(&tx).map_err(db("cannot roll back a failed command"))?;
         }
     }
-    tx.commit().map_err(|e| format!("cannot commit: {e}"))
+    tx.commit().map_err(db("cannot commit"))
 }
 
 /// Runs one savepoint statement through the statement cache.
@@ -934,9 +929,44 @@ fn read_run(row: &Row<'_>) -> Result<Run> {
     get(row).map_err(db("cannot read a run"))?.into_run()
 }
 
-/// Maps a SQLite error to [`Error::Database`], saying what was being done.
-fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |error| Error::Database(format!("{context}: {error}"))
+/// Maps a SQLite error to [`Error::Database`] of its [kind](kind_of),
+/// saying what was being done; the SQLite error is kept as the source.
+fn db(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |error| Error::Database(DatabaseError::new(kind_of(&error), context).with_source(error))
+}
+
+/// What a SQLite failure means for the caller, from its result code
+/// (the primary code of the extended one: `SQLITE_BUSY_SNAPSHOT` is busy).
+/// A value that does not convert is stored data that cannot be right.
+fn kind_of(error: &rusqlite::Error) -> DatabaseErrorKind {
+    use rusqlite::ErrorCode as Code;
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            Code::DatabaseBusy | Code::DatabaseLocked => DatabaseErrorKind::Busy,
+            Code::DiskFull => DatabaseErrorKind::Full,
+            Code::DatabaseCorrupt | Code::NotADatabase => DatabaseErrorKind::Corrupt,
+            Code::ConstraintViolation => DatabaseErrorKind::Conflict,
+            Code::CannotOpen | Code::SystemIoFailure | Code::FileLockingProtocolFailed | Code::OutOfMemory => {
+                DatabaseErrorKind::Unavailable
+            }
+            _ => DatabaseErrorKind::Other,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnType(..) => DatabaseErrorKind::Corrupt,
+        _ => DatabaseErrorKind::Other,
+    }
+}
+
+/// A failure of no database code: a bug, a schema this build cannot use.
+fn other(context: impl Into<String>) -> Error {
+    Error::Database(DatabaseError::new(DatabaseErrorKind::Other, context))
+}
+
+/// The machine refused a resource (a thread, a directory, the blocking pool).
+fn unavailable(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Database(DatabaseError::new(DatabaseErrorKind::Unavailable, context).with_source(source))
 }
 
 #[cfg(test)]
@@ -1064,6 +1094,53 @@ mod tests {
         assert_eq!(left, 0);
     }
 
+    /// Each kind from what SQLite itself answers, on real files. SQLite
+    /// has no deadlock to report: a writer waiting for another's lock is
+    /// told `SQLITE_BUSY`, which is [`DatabaseErrorKind::Busy`].
+    #[tokio::test]
+    async fn sqlites_errors_have_their_kinds() {
+        let (dir, store) = fresh();
+        let path = dir.path().join("taskflow.db");
+
+        // Another connection holds the write lock and this one does not wait.
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let waiter = Connection::open(&path).unwrap();
+        waiter.busy_timeout(Duration::ZERO).unwrap();
+        let busy = waiter.execute_batch("BEGIN IMMEDIATE").map_err(db("beginning")).unwrap_err();
+        assert_eq!(busy.database_kind(), Some(DatabaseErrorKind::Busy), "{busy}");
+        assert!(busy.is_transient());
+        holder.execute_batch("ROLLBACK").unwrap();
+
+        // No room left: a cap of the pages it holds, and a payload that needs more.
+        let pages = store.page_count().await.unwrap();
+        store.set_max_page_count(pages).await.unwrap();
+        let big = json!({"text": "x".repeat(64 * 1024)});
+        let full = store.submit(new_run("t", big)).await.unwrap_err();
+        assert_eq!(full.database_kind(), Some(DatabaseErrorKind::Full), "{full}");
+        assert!(!full.is_transient(), "a full disk stays full until space is freed");
+        drop(store);
+
+        // A file that is not a database.
+        let garbage = dir.path().join("garbage.db");
+        std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+        let corrupt = SqliteStore::open(&garbage).unwrap_err();
+        assert_eq!(corrupt.database_kind(), Some(DatabaseErrorKind::Corrupt), "{corrupt}");
+        assert!(corrupt.to_string().contains("garbage.db"), "names the file: {corrupt}");
+
+        // A file that cannot be opened: its directory is a file.
+        let unopenable = SqliteStore::open(garbage.join("taskflow.db")).unwrap_err();
+        assert_eq!(unopenable.database_kind(), Some(DatabaseErrorKind::Unavailable), "{unopenable}");
+
+        // A statement the schema refuses, and one that makes no sense.
+        let conn = Connection::open(&path).unwrap();
+        let refused = conn.execute("INSERT INTO runs (id) VALUES ('x')", []).map_err(db("inserting")).unwrap_err();
+        assert_eq!(refused.database_kind(), Some(DatabaseErrorKind::Conflict), "{refused}");
+        let nonsense = conn.execute("SELEKT 1", []).map_err(db("selecting")).unwrap_err();
+        assert_eq!(nonsense.database_kind(), Some(DatabaseErrorKind::Other), "{nonsense}");
+        assert!(!refused.is_transient() && !nonsense.is_transient());
+    }
+
     #[tokio::test]
     async fn corrupt_rows_are_errors() {
         let (dir, store) = fresh();
@@ -1072,11 +1149,16 @@ mod tests {
         raw.execute("UPDATE runs SET payload = '{not json' WHERE id = ?1", [run.id.to_string()]).unwrap();
         drop(raw);
         match store.get(run.id).await {
-            Err(Error::Database(message)) => assert!(message.contains("payload"), "{message}"),
+            Err(Error::Database(error)) => {
+                assert!(error.to_string().contains("payload"), "{error}");
+                assert_eq!((error.kind(), error.run()), (DatabaseErrorKind::Corrupt, Some(run.id)), "{error}");
+            }
             other => panic!("expected a database error, got {other:?}"),
         }
-        // The writer reports it too, and keeps going.
-        assert!(matches!(store.cancel(run.id, Timestamp(2_000)).await, Err(Error::Database(_))));
+        // The writer reports it too, and keeps going; trying again cannot help.
+        let again = store.cancel(run.id, Timestamp(2_000)).await.unwrap_err();
+        assert_eq!(again.database_kind(), Some(DatabaseErrorKind::Corrupt), "{again}");
+        assert!(!again.is_transient());
         submit_new(&store, new_run("t", json!({"other": true}))).await;
     }
 
@@ -1144,14 +1226,14 @@ mod tests {
         let mut batch = vec![first, missing, partial, panics, last];
 
         let failure = run_batch(&mut conn, &mut batch).err();
-        assert_eq!(failure, None);
+        assert!(failure.is_none(), "{failure:?}");
         for command in batch {
             command.reply(None);
         }
         assert!(first_answer.await.unwrap().unwrap().created);
         assert!(matches!(missing_answer.await.unwrap(), Err(Error::NotFound(_))));
         assert!(matches!(partial_answer.await.unwrap(), Err(Error::Closed)));
-        assert!(matches!(panics_answer.await.unwrap(), Err(Error::Database(m)) if m.contains("panicked")));
+        assert!(matches!(panics_answer.await.unwrap(), Err(Error::Database(m)) if m.to_string().contains("panicked")));
         assert!(last_answer.await.unwrap().unwrap().created);
         assert_eq!(count_runs(&conn), 2);
     }
@@ -1175,12 +1257,14 @@ mod tests {
         });
         let (last, last_answer) = job(|conn| submit(conn, new_run("b", json!({})), Timestamp(1)));
         let mut batch = vec![first, failing, last];
-        assert_eq!(run_batch(&mut conn, &mut batch).err(), None);
+        let failure = run_batch(&mut conn, &mut batch).err();
+        assert!(failure.is_none(), "{failure:?}");
         for command in batch {
             command.reply(None);
         }
         assert!(first_answer.await.unwrap().unwrap().created);
-        assert!(matches!(failing_answer.await.unwrap(), Err(Error::Database(_))));
+        let refused = failing_answer.await.unwrap().unwrap_err();
+        assert_eq!(refused.database_kind(), Some(DatabaseErrorKind::Conflict), "a NOT NULL constraint: {refused}");
         assert!(last_answer.await.unwrap().unwrap().created);
         assert_eq!(count_runs(&conn), 2);
     }
@@ -1200,18 +1284,20 @@ mod tests {
         });
         let mut batch = vec![good, bad];
         let failure = run_batch(&mut conn, &mut batch).err();
-        assert!(failure.as_deref().is_some_and(|m| m.contains("commit")), "{failure:?}");
+        assert!(failure.as_ref().is_some_and(|e| e.to_string().contains("commit")), "{failure:?}");
         for command in batch {
-            command.reply(failure.as_deref());
+            command.reply(failure.as_ref());
         }
-        assert!(matches!(good_answer.await.unwrap(), Err(Error::Database(m)) if m.contains("commit")));
+        let good = good_answer.await.unwrap().unwrap_err();
+        assert!(good.to_string().contains("commit"), "{good}");
+        assert_eq!(good.database_kind(), Some(DatabaseErrorKind::Conflict), "a foreign key: {good}");
         assert!(matches!(bad_answer.await.unwrap(), Err(Error::Database(_))));
         assert_eq!(count_runs(&conn), 0);
 
         // The connection is usable again.
         let (again, again_answer) = job(|conn| submit(conn, new_run("a", json!({})), Timestamp(1)));
         let mut batch = vec![again];
-        assert_eq!(run_batch(&mut conn, &mut batch).err(), None);
+        assert!(run_batch(&mut conn, &mut batch).is_ok());
         batch.pop().unwrap().reply(None);
         assert!(again_answer.await.unwrap().unwrap().created);
         assert_eq!(count_runs(&conn), 1);

@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{CHANNEL, ChangedColumns, NOTIFY_CHUNK, RUN_COLUMNS, db, query, read_run, storable, submit, to_i64};
 use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
-use crate::store::{Error, NewRun, Outcome, Report, Result, Submitted, apply};
+use crate::store::{DatabaseError, DatabaseErrorKind, Error, NewRun, Outcome, Report, Result, Submitted, apply};
 
 /// The most commands one transaction writes.
 const MAX_BATCH: usize = 512;
@@ -120,7 +120,7 @@ async fn write(pool: &PgPool, origin: &str, batch: Vec<Command>) {
     let mut tries = 1;
     let written = loop {
         match write_once(pool, origin, &news, &reports).await {
-            Err(Error::Database(message)) if message.contains("deadlock detected") && tries < DEADLOCK_TRIES => {
+            Err(error) if error.database_kind() == Some(DatabaseErrorKind::Deadlock) && tries < DEADLOCK_TRIES => {
                 tries += 1;
             }
             other => break other,
@@ -143,21 +143,12 @@ async fn write(pool: &PgPool, origin: &str, batch: Vec<Command>) {
         }
         Err(error) => {
             for (_, reply) in submits {
-                let _ = reply.send(Err(copy(&error)));
+                let _ = reply.send(Err(error.clone()));
             }
             for (_, reply) in finishes {
-                let _ = reply.send(Err(copy(&error)));
+                let _ = reply.send(Err(error.clone()));
             }
         }
-    }
-}
-
-/// The same error for another command of a failed batch.
-fn copy(error: &Error) -> Error {
-    match error {
-        Error::Closed => Error::Closed,
-        Error::Database(message) => Error::Database(message.clone()),
-        other => Error::Database(other.to_string()),
     }
 }
 
@@ -208,7 +199,11 @@ async fn write_once(
         .zip(reports)
         .map(|(answer, report)| {
             answer.unwrap_or_else(|| {
-                Err(Error::Database(format!("run {} kept changing while its outcome was stored; try again", report.id)))
+                let error = DatabaseError::new(
+                    DatabaseErrorKind::Busy,
+                    format!("run {} kept changing while its outcome was stored; try again", report.id),
+                );
+                Err(Error::Database(error.for_run(report.id)))
             })
         })
         .collect();
