@@ -533,10 +533,14 @@ impl Engine {
                     }
                     return;
                 }
-                // Only a failure that may pass (the database unreachable,
-                // busy, a deadlock): a full disk or a damaged row fails the
-                // same way again, and is left to the lease and the rescuer.
-                Err(error) if error.is_transient() && give_up.is_beyond(wait) => {
+                // A failure that may pass: the database unreachable, busy,
+                // deadlocked, or full (an operator frees space; the attempt's
+                // work waits for it rather than being thrown away). A damaged
+                // row or a bug fails the same way again: left to the rescuer.
+                Err(error)
+                    if (error.is_transient() || error.database_kind() == Some(store::DatabaseErrorKind::Full))
+                        && give_up.is_beyond(wait) =>
+                {
                     tracing::warn!(
                         %error,
                         run = %run.id,
