@@ -121,8 +121,10 @@ async fn postgres_slowed_by_300_ms_expires_no_live_lease() {
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap();
     let proxy = Proxy::start(host.parse().unwrap()).await;
     let proxied = url.replacen(&format!("@{host}/"), &format!("@{}/", proxy.addr), 1);
-    // The test timings: leases of 5 s renewed every second.
-    let timings = ["--lease-seconds", "5", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
+    // The test timings: leases of 10 s renewed every second. With 300 ms
+    // a round trip, on a loaded CI machine, renewals were seen taking 3.4 s
+    // (the engine warns past half the lease); 5 s leases left too little.
+    let timings = ["--lease-seconds", "10", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
     let server = Server::start_binary(APP, &timings, &[("TASKFLOW_DATABASE_URL", &proxied)]);
     let client = server.client();
     let mut ids = Vec::new();
