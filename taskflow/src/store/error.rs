@@ -81,6 +81,12 @@ impl Error {
         }
     }
 
+    /// A database failure of no database code, while doing `context`: a
+    /// bug, a schema this build cannot use. Both backends' one spelling.
+    pub(crate) fn other(context: impl Into<String>) -> Error {
+        Error::Database(DatabaseError::new(DatabaseErrorKind::Other, context))
+    }
+
     /// The kind of a database failure, or `None` for the store's own refusals.
     pub fn database_kind(&self) -> Option<DatabaseErrorKind> {
         match self {

@@ -171,7 +171,7 @@ impl PostgresStore {
     /// under an advisory lock. Errors name the URL without its password.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let shown = redact_url(url);
-        let failed = |detail: String| other(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
+        let failed = |detail: String| Error::other(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
         let expected = "expected postgres://user:password@host:port/database";
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         if !matches!(scheme, Some("postgres" | "postgresql")) {
@@ -267,7 +267,7 @@ impl PostgresStore {
     pub async fn drop_test_database(server: &str, url: &str) -> Result<()> {
         let name = Url::parse(url).ok().map(|url| url.path().trim_start_matches('/').to_owned()).unwrap_or_default();
         if test_database_created(&name).is_none() {
-            return Err(other(format!("{} is not a test database", redact_url(url))));
+            return Err(Error::other(format!("{} is not a test database", redact_url(url))));
         }
         let failed = |e: sqlx_core::Error| db(format!("cannot drop the test database {name}"))(e);
         let mut admin = PgConnection::connect(server).await.map_err(failed)?;
@@ -467,7 +467,7 @@ async fn migrate(conn: &mut PgConnection) -> Result<()> {
         .map_err(db("cannot read the schema version"))?;
     let known = MIGRATIONS.last().map_or(0, |(version, ..)| *version);
     if version > known {
-        return Err(other(format!(
+        return Err(Error::other(format!(
             "its schema version {version} is newer than this build of taskflow knows ({known}); upgrade taskflow"
         )));
     }
@@ -906,7 +906,7 @@ async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()> {
         .map_err(db("cannot update runs"))?
         .rows_affected();
     if changed != runs.len() as u64 {
-        return Err(other(format!("cannot update runs: {changed} of {} were found", runs.len())));
+        return Err(Error::other(format!("cannot update runs: {changed} of {} were found", runs.len())));
     }
     Ok(())
 }
@@ -1166,11 +1166,6 @@ fn kind_of_sqlstate(code: &str) -> DatabaseErrorKind {
         _ if code.starts_with("23") => DatabaseErrorKind::Conflict,
         _ => DatabaseErrorKind::Other,
     }
-}
-
-/// A failure of no database code: a bug, a schema this build cannot use.
-fn other(context: impl Into<String>) -> Error {
-    Error::Database(DatabaseError::new(DatabaseErrorKind::Other, context))
 }
 
 #[cfg(test)]

@@ -390,7 +390,7 @@ fn configure_writer(conn: &Connection) -> Result<()> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(db("cannot switch to WAL mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(other(format!("the database cannot use WAL mode (journal mode is `{mode}`)")));
+        return Err(Error::other(format!("the database cannot use WAL mode (journal mode is `{mode}`)")));
     }
     conn.pragma_update(None, "synchronous", "FULL").map_err(db("cannot set synchronous=FULL"))?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(db("cannot enable foreign keys"))?;
@@ -424,7 +424,7 @@ fn migrate_in_transaction(conn: &mut Connection) -> Result<()> {
         tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(db("cannot read the schema version"))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(other(format!(
+        return Err(Error::other(format!(
             "its schema version {version} is newer than this build of taskflow knows ({known}); upgrade taskflow"
         )));
     }
@@ -438,7 +438,7 @@ fn migrate_in_transaction(conn: &mut Connection) -> Result<()> {
         .optional()
         .map_err(db("cannot check foreign keys after the migrations"))?;
     if let Some(table) = dangling {
-        return Err(other(format!("the migrations left rows of `{table}` referring to missing rows")));
+        return Err(Error::other(format!("the migrations left rows of `{table}` referring to missing rows")));
     }
     tx.commit().map_err(db("cannot commit the migrations"))
 }
@@ -496,7 +496,7 @@ impl<T: Send> Command for Job<T> {
     fn execute(&mut self, conn: &Connection) -> bool {
         let Some(op) = self.op.take() else { return false };
         let outcome = catch_unwind(AssertUnwindSafe(|| op(conn)))
-            .unwrap_or_else(|_| Err(other("internal error: a store command panicked")));
+            .unwrap_or_else(|_| Err(Error::other("internal error: a store command panicked")));
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
         ok
@@ -508,7 +508,10 @@ impl<T: Send> Command for Job<T> {
 
     fn failure(&self) -> Option<Error> {
         match &self.outcome {
-            Some(Err(error)) => Some(error.clone()),
+            Some(Err(error @ Error::Database(_))) => Some(error.clone()),
+            // Shared with the batch's other commands: a database failure
+            // of theirs, not this command's refusal (`NotFound` of its run).
+            Some(Err(error)) => Some(Error::other(error.to_string())),
             _ => None,
         }
     }
@@ -516,7 +519,7 @@ impl<T: Send> Command for Job<T> {
     fn reply(self: Box<Self>, batch_failure: Option<&Error>) {
         let outcome = match batch_failure {
             Some(error) => Err(error.clone()),
-            None => self.outcome.unwrap_or_else(|| Err(other("internal error: a store command did not run"))),
+            None => self.outcome.unwrap_or_else(|| Err(Error::other("internal error: a store command did not run"))),
         };
         // The caller may have stopped waiting; that is not our concern.
         let _ = self.reply.send(outcome);
@@ -554,7 +557,7 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()
             // error rolls the whole transaction back, and the commands after
             // it must not run outside one.
             if !command.execute(&tx) && tx.is_autocommit() {
-                let reason = command.failure().unwrap_or_else(|| other("unknown"));
+                let reason = command.failure().unwrap_or_else(|| Error::other("unknown"));
                 return Err(reason.within("the batch was rolled back"));
             }
             continue;
@@ -572,7 +575,7 @@ fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Command>]) -> Result<()
             // SQLite itself rolled the whole transaction back (a full disk,
             // an I/O error): every command of the batch fails, for this
             // command's reason.
-            let reason = command.failure().unwrap_or_else(|| other("unknown"));
+            let reason = command.failure().unwrap_or_else(|| Error::other("unknown"));
             return Err(reason.within("the batch was rolled back"));
         } else {
             // The failed command's changes might survive otherwise: fail the batch.
@@ -957,11 +960,6 @@ fn kind_of(error: &rusqlite::Error) -> DatabaseErrorKind {
         | rusqlite::Error::InvalidColumnType(..) => DatabaseErrorKind::Corrupt,
         _ => DatabaseErrorKind::Other,
     }
-}
-
-/// A failure of no database code: a bug, a schema this build cannot use.
-fn other(context: impl Into<String>) -> Error {
-    Error::Database(DatabaseError::new(DatabaseErrorKind::Other, context))
 }
 
 /// The machine refused a resource (a thread, a directory, the blocking pool).
