@@ -21,9 +21,17 @@ fn keep(text: String) -> usize {
     text.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_refuses_submits_clearly_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+/// An engine on SQLite in `dir` and the control plane over it, on an
+/// ephemeral loopback port.
+struct Served {
+    store: SqliteStore,
+    engine: Engine,
+    url: String,
+    token: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn serve(dir: &tempfile::TempDir) -> Served {
     let store = SqliteStore::open_in(dir.path()).unwrap();
     let engine = Engine::start(Arc::new(store.clone()), EngineConfig::default()).unwrap();
     let auth = Auth::new(AuthConfig::with_secret(vec![9; 32]).unwrap()).unwrap();
@@ -34,6 +42,13 @@ async fn a_full_disk_refuses_submits_clearly_and_loses_nothing() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server =
         tokio::spawn(async move { taskflow::web::serve(listener, router, &config, std::future::pending()).await });
+    Served { store, engine, url, token, server }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_submits_clearly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Served { store, engine, url, token, server } = serve(&dir).await;
     let client = reqwest::Client::new();
     let submit = |n: usize| {
         client
@@ -84,16 +99,7 @@ async fn a_full_disk_refuses_submits_clearly_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_run_is_a_500_naming_it_not_a_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_in(dir.path()).unwrap();
-    let engine = Engine::start(Arc::new(store.clone()), EngineConfig::default()).unwrap();
-    let auth = Auth::new(AuthConfig::with_secret(vec![9; 32]).unwrap()).unwrap();
-    let token = auth.access_token("test", Duration::from_secs(600));
-    let config = WebConfig::default();
-    let router = taskflow::web::router(Plane::new(Client::new(engine.clone())), Arc::new(auth), &config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server =
-        tokio::spawn(async move { taskflow::web::serve(listener, router, &config, std::future::pending()).await });
+    let Served { store, engine, url, token, server } = serve(&dir).await;
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for text in ["damaged", "intact"] {
