@@ -12,9 +12,9 @@ use tokio::sync::broadcast;
 use crate::deadline::Deadline;
 use crate::engine::{Engine, RunEvent};
 use crate::error::{PayloadError, TaskError};
-use crate::registry::{self, ExecutorKind};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
 use crate::store::{self, NewRun, Page, RunFilter, Store, StoredLogLine};
+use crate::task::registry::{self, ExecutorKind};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,9 @@ use tokio::sync::broadcast;
 
 use crate::client::{Client, ClientError, SubmitOptions};
 use crate::engine::RunEvent;
-use crate::registry::{self, ExecutorKind, TaskDef};
 use crate::run::{Run, RunId, RunStatus};
 use crate::store::{self, RunFilter, StoredLogLine};
+use crate::task::registry::{self, ExecutorKind, TaskDef};
 
 /// How many events a slow WebSocket may fall behind before it catches up
 /// from the store.

@@ -19,15 +19,15 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{LogLine, Progress, RunSink, TaskContext};
 use crate::deadline::Deadline;
 use crate::error::TaskError;
 #[cfg(feature = "docker")]
 use crate::executor::{DockerExecutor, DockerExecutorConfig};
 use crate::executor::{Executors, ProcessExecutor, ProcessExecutorConfig, ThreadExecutor, ThreadExecutorConfig};
-use crate::registry;
 use crate::run::{self, Run, RunError, RunId, Timestamp};
 use crate::store::{self, Change, ClaimRequest, NewRun, Outcome, Report, Store, StoredLogLine, SubmitClaim};
+use crate::task::context::{LogLine, Progress, RunSink, TaskContext};
+use crate::task::registry;
 
 /// How long a failed report waits before it is tried again: first, and at
 /// most.
@@ -731,7 +731,7 @@ impl RunSink for EngineSink {
         } else if !self.truncated.swap(true, Ordering::Relaxed) {
             let warning = LogLine {
                 at: line.at,
-                level: crate::context::Level::Warn,
+                level: crate::log::Level::Warn,
                 message: "[taskflow] log truncated: this attempt's log reached its size limit (max_log_bytes); \
                           later lines are dropped"
                     .to_owned(),

@@ -1,16 +1,18 @@
-//! The errors of TaskFlow: why a run failed ([`TaskError`]), what is wrong
-//! with a payload ([`PayloadError`]), and everything an [`App`](crate::App)
-//! can stop on ([`Error`]).
+//! The errors a run can end with: why a run failed ([`TaskError`]), what is
+//! wrong with a payload ([`PayloadError`]), and why an executor produced no
+//! result ([`ExecutorError`]). A leaf: every layer above may name them.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::RegistryError;
+use serde_json::Value;
 
-/// `Result` with TaskFlow's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::run::ExecutorKind;
+
+/// A run's outcome: its result as JSON, or why there is none.
+pub type TaskResult = Result<Value, TaskError>;
 
 /// Why a run did not produce a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -54,10 +56,10 @@ pub enum TaskError {
     Cancelled,
     /// The executor could not run the task, or the worker ended without a
     /// result (a crash, a memory limit, Docker unreachable, …). The
-    /// variant's own [`kind`](crate::executor::Error::kind) is this error's
+    /// variant's own [`kind`](ExecutorError::kind) is this error's
     /// kind.
     #[error(transparent)]
-    Executor(#[from] crate::executor::Error),
+    Executor(#[from] ExecutorError),
 }
 
 impl TaskError {
@@ -118,47 +120,137 @@ impl fmt::Display for PayloadError {
     }
 }
 
-/// What an [`App`](crate::App) command can fail with.
-#[derive(thiserror::Error)]
+/// `Result` with the executors' [`ExecutorError`].
+pub type ExecutorResult<T, E = ExecutorError> = std::result::Result<T, E>;
+
+/// Why an executor could not produce a run's result, each saying what
+/// happened and, where there is something to do, what to do.
+///
+/// Carried by [`TaskError::Executor`] (and named `taskflow::executor::Error`); its
+/// [`kind`](ExecutorError::kind) is the run's error kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
-    /// The tasks linked into the binary are inconsistent.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// A run failed.
-    #[error(transparent)]
-    Task(#[from] TaskError),
-    /// The command line was wrong.
-    #[error("{0}")]
-    Usage(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] crate::store::Error),
-    /// A client call failed.
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    /// Reading or writing failed.
-    #[error("{context}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
+pub enum ExecutorError {
+    /// The worker program could not be started.
+    #[error("could not start the worker `{program}`: {message}; check the executor's `program` (default: this binary)")]
+    Spawn {
+        /// The program that was started.
+        program: String,
+        /// The operating system's reason.
+        message: String,
     },
+    /// The worker ended without writing a result: it crashed (`panic =
+    /// "abort"`, a segfault), was killed by a signal, or exited early.
+    #[error("the worker {how} without a result{}", last_output.as_ref().map(|l| format!("; its last output: {l}")).unwrap_or_default())]
+    Crashed {
+        /// How it ended: `exited with code 101`, `was killed by signal 9
+        /// (SIGKILL)`.
+        how: String,
+        /// The last line it wrote on standard error, if any.
+        last_output: Option<String>,
+    },
+    /// The worker wrote something on standard output that is not one result
+    /// frame.
+    #[error("the worker's result frame is not valid ({reason}): {excerpt}")]
+    MalformedFrame {
+        /// What is wrong with it.
+        reason: String,
+        /// Its beginning.
+        excerpt: String,
+    },
+    /// The result frame is larger than the executor accepts.
+    #[error(
+        "the worker's result is larger than the limit of {limit} bytes; return less (store large data elsewhere and return a reference) or raise the executor's `max_result_bytes`"
+    )]
+    ResultTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The container was killed for using more memory than its limit.
+    #[error("killed: memory limit {limit} exceeded; raise the task's `memory` option (e.g. `memory = \"1GiB\"`)")]
+    OutOfMemory {
+        /// The limit, as written: `256 MiB`.
+        limit: String,
+    },
+    /// The Docker engine could not be reached.
+    #[error(
+        "the Docker engine is not reachable at {endpoint}: {message}; start it (`sudo systemctl start docker`), or point DOCKER_HOST at its socket (e.g. `unix:///var/run/docker.sock`), and make sure this user may use it (the `docker` group)"
+    )]
+    DockerUnavailable {
+        /// The socket or `DOCKER_HOST` tried.
+        endpoint: String,
+        /// The connection error.
+        message: String,
+    },
+    /// The Docker engine refused to build a worker image.
+    #[error("building the worker image `{tag}` failed: {message}")]
+    ImageBuild {
+        /// The image's tag.
+        tag: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The task names a base image (`image = "…"`) this Docker engine does
+    /// not have; TaskFlow never pulls.
+    #[error(
+        "the base image `{image}` of task `{title}` is not on this Docker engine, and TaskFlow pulls nothing: load or build it there first (`docker load`, `docker build`), or remove the task's `image` option to build from scratch"
+    )]
+    BaseImageMissing {
+        /// The image named.
+        image: String,
+        /// The task.
+        title: String,
+    },
+    /// The worker image could not be assembled from the binary.
+    #[error("assembling the worker image failed: {message}")]
+    Assembly {
+        /// What went wrong.
+        message: String,
+    },
+    /// A call to the Docker engine failed.
+    #[error("docker: {doing} failed: {message}")]
+    Docker {
+        /// What was being done: `creating the container`.
+        doing: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// This build lacks the executor (a cargo feature is off).
+    #[error(
+        "the {0} executor is not in this build; enable taskflow's `{0}` cargo feature, or submit with executor `thread` or `process`"
+    )]
+    NotBuilt(ExecutorKind),
 }
 
-/// Shows the message and its causes, so `main` returning `Err` prints a
-/// sentence rather than a struct dump.
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")?;
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
+impl ExecutorError {
+    /// A stable, machine-readable name of the variant (the run's error kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecutorError::Spawn { .. } => "worker_spawn",
+            ExecutorError::Crashed { .. } => "crashed",
+            ExecutorError::MalformedFrame { .. } => "protocol",
+            ExecutorError::ResultTooLarge { .. } => "result_too_large",
+            ExecutorError::OutOfMemory { .. } => "out_of_memory",
+            ExecutorError::DockerUnavailable { .. } => "docker_unavailable",
+            ExecutorError::ImageBuild { .. } => "image_build",
+            ExecutorError::BaseImageMissing { .. } => "base_image_missing",
+            ExecutorError::Assembly { .. } => "image_assembly",
+            ExecutorError::Docker { .. } => "docker",
+            ExecutorError::NotBuilt(_) => "executor_unavailable",
         }
-        Ok(())
+    }
+
+    /// Whether another attempt may succeed: a crash or an unreachable daemon
+    /// may pass, a result that is too large or a missing image will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ExecutorError::Spawn { .. }
+                | ExecutorError::Crashed { .. }
+                | ExecutorError::OutOfMemory { .. }
+                | ExecutorError::DockerUnavailable { .. }
+                | ExecutorError::Docker { .. }
+        )
     }
 }
 

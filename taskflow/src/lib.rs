@@ -5,26 +5,39 @@
 #[allow(unused_extern_crates)]
 extern crate self as taskflow;
 
-mod app;
-pub mod client;
-mod context;
-#[cfg(feature = "web")]
-pub mod control_plane;
+// The modules in layers, each naming only those above it in this list:
+// leaves (run, log, error, future, deadline) → task → store → executor →
+// engine → client → control_plane → app. `tests/it/tidy.rs` holds them so.
 mod deadline;
-pub mod engine;
 mod error;
-pub mod executor;
-mod payload;
-pub mod protocol;
-pub mod registry;
+mod future;
+mod log;
 pub mod run;
-mod schema;
+
+mod task;
+
 pub mod store;
 
+pub mod executor;
+
+pub mod engine;
+
+pub mod client;
+
+#[cfg(feature = "web")]
+pub mod control_plane;
+
+mod app;
+
 pub use app::App;
-pub use context::{Cancelled, Level, LogLine, MemorySink, Progress, RunSink, StderrSink, TaskContext};
-pub use error::{Error, PayloadError, PayloadIssue, Result, TaskError};
-pub use registry::{ContainerOptions, ExecutorKind, TaskDef, TaskOptions, task_def, tasks};
+pub use app::error::{Error, Result};
+pub use error::{PayloadError, PayloadIssue, TaskError};
+pub use executor::frame as protocol;
+pub use log::{Level, LogLine};
+pub use run::ExecutorKind;
+pub use task::context::{Cancelled, MemorySink, Progress, RunSink, StderrSink, TaskContext};
+pub use task::registry;
+pub use task::registry::{ContainerOptions, TaskDef, TaskOptions, task_def, tasks};
 /// The control plane crate (REST API, web UI, auth), for embedding it.
 #[cfg(feature = "web")]
 pub use taskflow_web as web;
@@ -98,7 +111,10 @@ pub mod __private {
     pub use serde_json;
     pub use serde_json::Value;
 
-    pub use crate::registry::{BoxFuture, ExecutorKind, Invoker, TaskDecl, TaskDef, TaskEntry, TaskResult};
+    pub use crate::error::TaskResult;
+    pub use crate::future::BoxFuture;
+    pub use crate::run::ExecutorKind;
+    pub use crate::task::registry::{Invoker, TaskDecl, TaskDef, TaskEntry};
     use crate::{PayloadError, TaskError};
 
     /// A type a task can take as an argument.
@@ -127,11 +143,11 @@ pub mod __private {
     }
 
     pub fn args_schema<T: schemars::JsonSchema>() -> Value {
-        crate::schema::schema_of::<T>()
+        crate::task::schema::schema_of::<T>()
     }
 
     pub fn output_schema<T: TaskOutput>() -> Value {
-        crate::schema::schema_of::<T>()
+        crate::task::schema::schema_of::<T>()
     }
 
     pub fn output_from_value<T: TaskOutput>(value: T) -> TaskResult {

@@ -8,7 +8,49 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::registry::ExecutorKind;
+/// Where a task's runs execute unless a submit says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ExecutorKind {
+    /// On a thread of the server's process (the default).
+    #[default]
+    Thread,
+    /// In a child process re-executing the app binary as `__run <title>`.
+    Process,
+    /// In a container of the task's own worker image.
+    Docker,
+}
+
+impl ExecutorKind {
+    /// The name used in options, the API and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Thread => "thread",
+            ExecutorKind::Process => "process",
+            ExecutorKind::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "thread" => Ok(ExecutorKind::Thread),
+            "process" => Ok(ExecutorKind::Process),
+            "docker" => Ok(ExecutorKind::Docker),
+            _ => Err(format!("unknown executor `{s}`; expected thread, process or docker")),
+        }
+    }
+}
 
 /// A run's id: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::registry::TaskDef;
+use crate::task::registry::TaskDef;
 
 /// One flag of a task, for help texts.
 pub(super) struct Flag {

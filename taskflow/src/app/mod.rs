@@ -2,6 +2,7 @@
 //! `call`, `submit`, `status`, `token` and the hidden worker entry `__run`)
 //! with `TASKFLOW_*` environment equivalents, and runs the command.
 
+pub(crate) mod error;
 mod flags;
 mod web;
 
@@ -15,14 +16,15 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::client::Client;
-use crate::context::TaskContext;
 use crate::engine::{Engine, EngineConfig};
-use crate::error::{Error, Result, TaskError};
+use crate::error::TaskError;
 use crate::executor::ThreadExecutor;
-use crate::protocol::ResultFrame;
-use crate::registry::{self, TaskDef};
+use crate::executor::frame::ResultFrame;
 use crate::run::RunId;
 use crate::store::{SqliteStore, Store};
+use crate::task::context::TaskContext;
+use crate::task::registry::{self, TaskDef};
+use error::{Error, Result};
 
 /// The command line of a TaskFlow app.
 #[derive(Debug, Parser)]
@@ -454,7 +456,7 @@ fn worker_run(title: &str) -> Result<()> {
         let context = context.to_owned();
         move |source| Error::Io { context, source }
     };
-    let enveloped = std::env::var_os(crate::protocol::ENVELOPE_ENV).is_some_and(|v| v == "1");
+    let enveloped = std::env::var_os(crate::executor::frame::ENVELOPE_ENV).is_some_and(|v| v == "1");
     // An envelope is one line (compact JSON); the bare payload runs to the
     // end of the input.
     let mut input = String::new();
@@ -471,7 +473,7 @@ fn worker_run(title: &str) -> Result<()> {
     let mut attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
     // A worker started ahead of its run learns the run with its payload.
     let payload = if enveloped {
-        serde_json::from_str::<crate::protocol::Envelope>(&input).map_err(not_json).map(|envelope| {
+        serde_json::from_str::<crate::executor::frame::Envelope>(&input).map_err(not_json).map(|envelope| {
             run_id = envelope.run_id;
             attempt = envelope.attempt;
             envelope.payload
@@ -481,7 +483,7 @@ fn worker_run(title: &str) -> Result<()> {
     } else {
         serde_json::from_str(&input).map_err(not_json)
     };
-    let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::context::StderrSink));
+    let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::task::context::StderrSink));
     let result = find(title).and_then(|def| def.invoke_blocking(&ctx, payload?));
     // Whatever the task printed goes out (to stderr) before the frame.
     let _ = std::io::stdout().flush();
@@ -490,7 +492,7 @@ fn worker_run(title: &str) -> Result<()> {
     line.push(b'\n');
     frame_out.write_all(&line).and_then(|()| frame_out.flush()).map_err(io_error("writing the result frame"))?;
     if enveloped {
-        let _ = writeln!(std::io::stderr(), "{}", crate::protocol::END_LINE);
+        let _ = writeln!(std::io::stderr(), "{}", crate::executor::frame::END_LINE);
     }
     result.map(|_| ()).map_err(Error::Task)
 }

@@ -22,7 +22,7 @@
 //! With a warm pool (`warm_containers` > 0) each Docker task keeps that
 //! many containers created, attached and started ahead, their worker
 //! waiting on standard input: a run takes one and writes it an envelope
-//! (run id, attempt, payload; [`protocol::Envelope`]) instead of creating
+//! (run id, attempt, payload; [`frame::Envelope`]) instead of creating
 //! a container. Each serves one run and is removed like any other; the
 //! pool is refilled behind it, and containers idle past `warm_idle` are
 //! removed.
@@ -44,15 +44,15 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, OnceCell};
 
+use super::frame::{self, LineSplitter};
 use super::image::{self, BinaryInputs};
 use super::process::{MAX_LOG_LINE, short, telling};
 use super::warm_pool::WarmPool;
 use super::{Availability, Error};
-use crate::context::TaskContext;
 use crate::deadline::Deadline;
 use crate::error::TaskError;
-use crate::protocol::{self, LineSplitter};
-use crate::registry::{ExecutorKind, TaskDef, TaskResult};
+use crate::task::context::TaskContext;
+use crate::task::registry::{ExecutorKind, TaskDef, TaskResult};
 
 /// The socket tried when neither the configuration nor `DOCKER_HOST` names
 /// one.
@@ -445,7 +445,7 @@ impl DockerExecutor {
         let docker = self.connect().await?.clone();
         if self.inner.config.warm_containers > 0 {
             if let Some(Warm { container, attached }) = self.take_live(&docker, def, &image).await {
-                let envelope = protocol::Envelope { run_id: ctx.run_id().to_owned(), attempt: ctx.attempt(), payload };
+                let envelope = frame::Envelope { run_id: ctx.run_id().to_owned(), attempt: ctx.attempt(), payload };
                 let body = serde_json::to_vec(&envelope).map_err(|e| TaskError::Output { message: e.to_string() })?;
                 let outcome = self.drive(&docker, &container, attached, &ctx, (body, true), timeout).await;
                 // The outcome is known: the run need not wait for the
@@ -507,7 +507,7 @@ impl DockerExecutor {
         if self.inner.config.warm_containers == 0 {
             return Ok(());
         }
-        for def in crate::registry::tasks().filter(|def| def.options().executor == ExecutorKind::Docker) {
+        for def in crate::task::registry::tasks().filter(|def| def.options().executor == ExecutorKind::Docker) {
             let image = self.image_for(def).await?;
             self.refill(def, &image);
         }
@@ -575,7 +575,7 @@ impl DockerExecutor {
             Some(ctx) => {
                 vec![format!("TASKFLOW_RUN_ID={}", ctx.run_id()), format!("TASKFLOW_ATTEMPT={}", ctx.attempt())]
             }
-            None => vec![format!("{}=1", protocol::ENVELOPE_ENV)],
+            None => vec![format!("{}=1", frame::ENVELOPE_ENV)],
         };
         for name in options.env {
             if let Ok(value) = std::env::var(name) {
@@ -633,7 +633,7 @@ impl DockerExecutor {
         Ok(ContainerGuard { docker: docker.clone(), id: created.id, armed: true, memory: memory as u64 })
     }
 
-    /// Writes `body` (an [`protocol::Envelope`] when `enveloped`) to the
+    /// Writes `body` (an [`frame::Envelope`] when `enveloped`) to the
     /// attached, started `container`, streams its output into the run and
     /// waits for its end: the run's outcome.
     async fn drive(
@@ -668,11 +668,11 @@ impl DockerExecutor {
             let mut last = None;
             let ended = std::sync::atomic::AtomicBool::new(false);
             let mut forward = |line: &[u8]| {
-                if enveloped && line == protocol::END_LINE.as_bytes() {
+                if enveloped && line == frame::END_LINE.as_bytes() {
                     ended.store(true, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
-                protocol::forward_stderr_line(&log_ctx, line);
+                frame::forward_stderr_line(&log_ctx, line);
                 if telling(line) {
                     last = Some(short(line));
                 }
@@ -724,7 +724,7 @@ impl DockerExecutor {
                         // engine to see the container exit.
                         Some(stdout) if !stdout.iter().all(u8::is_ascii_whitespace) => {
                             writer.abort();
-                            return protocol::decode_frame(stdout)?;
+                            return frame::decode_frame(stdout)?;
                         }
                         Some(_) => read = Some(joined),
                     }
@@ -762,7 +762,7 @@ impl DockerExecutor {
             return Err(Error::ResultTooLarge { limit: cap }.into());
         };
         if !stdout.iter().all(u8::is_ascii_whitespace) {
-            return protocol::decode_frame(&stdout)?;
+            return frame::decode_frame(&stdout)?;
         }
         let oom_killed = docker
             .inspect_container(id, None)

@@ -19,12 +19,12 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::child::{self, GroupChild};
+use super::frame::{self, LineSplitter};
 use super::{Availability, Error};
-use crate::context::TaskContext;
 use crate::deadline::Deadline;
 use crate::error::TaskError;
-use crate::protocol::{self, LineSplitter};
-use crate::registry::{ExecutorKind, TaskDef, TaskResult};
+use crate::task::context::TaskContext;
+use crate::task::registry::{ExecutorKind, TaskDef, TaskResult};
 
 /// Longest log line kept from a worker's standard error; the rest of a
 /// longer line is dropped.
@@ -210,7 +210,7 @@ impl ProcessExecutor {
         if stdout.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::Crashed { how: describe(status), last_output }.into());
         }
-        protocol::decode_frame(&stdout)?
+        frame::decode_frame(&stdout)?
     }
 }
 
@@ -256,7 +256,7 @@ async fn forward_lines(mut reader: impl AsyncRead + Unpin, ctx: &TaskContext) ->
     let mut last = None;
     let mut chunk = vec![0; 16 * 1024];
     let mut forward = |line: &[u8]| {
-        protocol::forward_stderr_line(ctx, line);
+        frame::forward_stderr_line(ctx, line);
         if telling(line) {
             last = Some(short(line));
         }

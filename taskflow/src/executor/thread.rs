@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::context::TaskContext;
 use crate::error::TaskError;
-use crate::registry::{Invoker, TaskDef, TaskResult, catch_panic, catch_panic_async};
+use crate::task::context::TaskContext;
+use crate::task::registry::{Invoker, TaskDef, TaskResult, catch_panic, catch_panic_async};
 
 /// Settings of a [`ThreadExecutor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{Error, NewRun, Outcome, Report, Result, illegal};
-use crate::registry::ExecutorKind;
+use crate::run::ExecutorKind;
 use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
 
 /// How far past its limit a claim looks when tasks with a concurrency limit

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::{ClaimRequest, Error, NewRun, Outcome, Report, RunFilter, SqliteStore, Store};
-use crate::context::Level;
-use crate::registry::ExecutorKind;
+use crate::log::Level;
+use crate::run::ExecutorKind;
 use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp};
 
 /// Expands each case into a test per backend.

@@ -29,8 +29,9 @@ pub use sqlite::SqliteStore;
 #[doc(hidden)]
 pub use sqlite::statements as sqlite_statements;
 
-use crate::context::Level;
-use crate::registry::{BoxFuture, ExecutorKind};
+use crate::future::BoxFuture;
+use crate::log::Level;
+use crate::run::ExecutorKind;
 use crate::run::{IllegalTransition, Run, RunError, RunId, RunStatus, Timestamp};
 
 /// `list` returns this many runs unless told otherwise …

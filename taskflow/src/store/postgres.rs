@@ -55,8 +55,8 @@ use super::{
     Change, ClaimRequest, DEFAULT_LIST_LIMIT, DatabaseError, DatabaseErrorKind, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT,
     NewRun, Page, Report, Result, RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
-use crate::context::Level;
-use crate::registry::BoxFuture;
+use crate::future::BoxFuture;
+use crate::log::Level;
 use crate::run::{Run, RunId, RunStatus, Timestamp};
 
 mod group_commit;
@@ -1182,7 +1182,7 @@ mod tests {
 
     use super::super::conformance::pg::{with_database, with_store};
     use super::*;
-    use crate::registry::ExecutorKind;
+    use crate::run::ExecutorKind;
     use crate::run::RunError;
     use crate::store::Outcome;
 

@@ -8,7 +8,7 @@ use std::fmt;
 use serde_json::Value;
 
 use super::{DatabaseError, DatabaseErrorKind, Error, Result, StoredLogLine};
-use crate::context::Level;
+use crate::log::Level;
 use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
 
 /// A run's row as a database holds it, before validation. Each backend
@@ -161,7 +161,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::registry::ExecutorKind;
+    use crate::run::ExecutorKind;
 
     fn raw(id: &RunId) -> RawRun {
         RawRun {

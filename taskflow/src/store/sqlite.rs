@@ -42,8 +42,8 @@ use super::{
     ClaimRequest, DEFAULT_LIST_LIMIT, DatabaseError, DatabaseErrorKind, Error, MAX_LIST_LIMIT, MAX_LOG_LIMIT, NewRun,
     Page, Report, Result, RunFilter, Store, StoredLogLine, Submitted, apply, is_active,
 };
-use crate::context::Level;
-use crate::registry::BoxFuture;
+use crate::future::BoxFuture;
+use crate::log::Level;
 use crate::run::{Run, RunId, Timestamp};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
@@ -976,7 +976,7 @@ mod tests {
     use tokio::task::JoinSet;
 
     use super::*;
-    use crate::registry::ExecutorKind;
+    use crate::run::ExecutorKind;
     use crate::run::RunStatus;
 
     fn fresh() -> (TempDir, SqliteStore) {

@@ -501,7 +501,7 @@ mod tests {
     use tokio::task::JoinSet;
 
     use super::*;
-    use crate::registry::ExecutorKind;
+    use crate::run::ExecutorKind;
     use crate::run::RunStatus;
     use crate::store::conformance::pg::with_database;
     use crate::store::{ClaimRequest, PostgresStore, Store};

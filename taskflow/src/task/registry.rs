@@ -4,69 +4,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::OnceLock;
 use std::task::Poll;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::context::TaskContext;
+pub use crate::error::TaskResult;
 use crate::error::{PayloadError, TaskError};
-use crate::payload;
-
-/// A run's outcome: its result as JSON, or why there is none.
-pub type TaskResult = Result<Value, TaskError>;
-
-/// A boxed, sendable future, as async tasks are invoked.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Where a task's runs execute unless a submit says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum ExecutorKind {
-    /// On a thread of the server's process (the default).
-    #[default]
-    Thread,
-    /// In a child process re-executing the app binary as `__run <title>`.
-    Process,
-    /// In a container of the task's own worker image.
-    Docker,
-}
-
-impl ExecutorKind {
-    /// The name used in options, the API and the UI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutorKind::Thread => "thread",
-            ExecutorKind::Process => "process",
-            ExecutorKind::Docker => "docker",
-        }
-    }
-}
-
-impl fmt::Display for ExecutorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ExecutorKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "thread" => Ok(ExecutorKind::Thread),
-            "process" => Ok(ExecutorKind::Process),
-            "docker" => Ok(ExecutorKind::Docker),
-            _ => Err(format!("unknown executor `{s}`; expected thread, process or docker")),
-        }
-    }
-}
+pub use crate::future::BoxFuture;
+pub use crate::run::ExecutorKind;
+use crate::task::context::TaskContext;
+use crate::task::payload;
 
 /// The options given in `#[task(...)]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,7 +221,7 @@ impl TaskDef {
     pub fn args_schema(&self) -> &Value {
         self.args_schema.get_or_init(|| {
             let mut schema = (self.decl.args_schema)();
-            crate::schema::describe_args(
+            crate::task::schema::describe_args(
                 &mut schema,
                 self.decl.title,
                 self.decl.description,

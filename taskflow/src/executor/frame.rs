@@ -15,9 +15,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::context::{Level, TaskContext};
+use crate::error::ExecutorError;
 use crate::error::{PayloadError, PayloadIssue, TaskError};
-use crate::executor::Error as ExecutorError;
+use crate::log::Level;
+use crate::task::context::TaskContext;
 
 /// The protocol version this binary speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,54 @@
+//! What an [`App`](crate::App) command can stop on: the aggregate of every
+//! layer's error, kept at the top so no layer below depends on the others.
+
+use std::fmt;
+
+use crate::error::TaskError;
+use crate::task::registry::RegistryError;
+
+/// `Result` with TaskFlow's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an [`App`](crate::App) command can fail with.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The tasks linked into the binary are inconsistent.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A run failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The command line was wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// A client call failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// Reading or writing failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shows the message and its causes, so `main` returning `Err` prints a
+/// sentence rather than a struct dump.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
