@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod port;
 pub mod time;
 pub mod ui;
+mod url;
 pub mod ws;
 
 use std::future::Future;
@@ -80,8 +81,8 @@ impl std::fmt::Debug for AppState {
 /// its static files, with security headers on every response.
 pub fn router(plane: Arc<dyn ControlPlane>, auth: Arc<Auth>, config: &WebConfig) -> Router {
     let state = AppState { plane, auth };
-    let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api));
-    let pages = ui::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_session));
+    let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_api));
+    let pages = ui::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_session));
     // Beyond the cap, refuse at once: a queue would only make every
     // request slow, `/health` included.
     let shed = tower::ServiceBuilder::new()
@@ -92,7 +93,8 @@ pub fn router(plane: Arc<dyn ControlPlane>, auth: Arc<Auth>, config: &WebConfig)
         // One semaphore for all routes (a plain `concurrency_limit` would
         // give each route its own).
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests.max(1)));
-    let limited = Router::new().merge(auth::router()).merge(api).merge(pages).merge(ui::public_router()).layer(shed);
+    let limited =
+        Router::new().merge(auth::routes::router()).merge(api).merge(pages).merge(ui::public_router()).layer(shed);
     Router::new()
         .route("/health", get(health))
         .merge(limited)

@@ -17,8 +17,8 @@ use crate::error::ErrorBody;
     info(title = "TaskFlow", description = "Run tasks and watch them: the control plane's REST API."),
     paths(
         crate::health,
-        crate::auth::token,
-        crate::auth::refresh,
+        crate::auth::routes::token,
+        crate::auth::routes::refresh,
         crate::api::functions::list,
         crate::api::functions::show,
         crate::api::functions::call,

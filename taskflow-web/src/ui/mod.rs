@@ -13,6 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::AppState;
+pub use crate::url::encode_component;
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
@@ -52,19 +53,6 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 /// The HTML 404 page.
 pub(crate) fn not_found_page(path: &str) -> Response {
     pages::error_page(StatusCode::NOT_FOUND, "Not found", &format!("There is no page at {path}."))
-}
-
-/// Percent-encodes a URL component (RFC 3986 unreserved kept).
-pub fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// A rendered page, or a plain 500 when a template fails (it cannot, with

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::form::{FormSpec, Row};
 use super::{encode_component, html};
 use crate::AppState;
-use crate::auth::{Auth, ConnectInfoOpt, Principal, TokenRequest};
+use crate::auth::gate::ConnectInfoOpt;
+use crate::auth::{Auth, Principal, TokenRequest};
 use crate::error::{ApiError, ApiPath};
 use crate::port::{FieldIssue, ListQuery, LogLine, PortError, SubmitRequest, TaskRun};
 
