@@ -21,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deadline::Deadline;
 use crate::error::TaskError;
-#[cfg(feature = "docker")]
-use crate::executor::{DockerExecutor, DockerExecutorConfig};
-use crate::executor::{Executors, ProcessExecutor, ProcessExecutorConfig, ThreadExecutor, ThreadExecutorConfig};
+use crate::executor::{DockerExecutorConfig, Executors, ProcessExecutorConfig, ThreadExecutorConfig};
 use crate::run::{self, Run, RunError, RunId, Timestamp};
 use crate::store::{self, Change, ClaimRequest, NewRun, Outcome, Report, Store, StoredLogLine, SubmitClaim};
 use crate::task::context::{LogLine, Progress, RunSink, TaskContext};
@@ -60,8 +58,7 @@ pub struct EngineConfig {
     /// The process executor's settings (which program is re-executed).
     pub process: ProcessExecutorConfig,
     /// The Docker executor's settings (the engine's socket, the app's name,
-    /// limits).
-    #[cfg(feature = "docker")]
+    /// limits); unused in a build without the `docker` feature.
     pub docker: DockerExecutorConfig,
 }
 
@@ -77,7 +74,6 @@ impl Default for EngineConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             max_log_bytes: 10 * 1024 * 1024,
             process: ProcessExecutorConfig::default(),
-            #[cfg(feature = "docker")]
             docker: DockerExecutorConfig::default(),
         }
     }
@@ -183,12 +179,11 @@ impl Engine {
         config.max_concurrency = config.max_concurrency.max(1);
         let (events, _) = broadcast::channel(4096);
         let (logs, log_rx) = mpsc::unbounded_channel();
-        let executors = Executors {
-            thread: ThreadExecutor::new(ThreadExecutorConfig::with_max_concurrency(config.max_concurrency)),
-            process: ProcessExecutor::new(config.process.clone()),
-            #[cfg(feature = "docker")]
-            docker: DockerExecutor::new(config.docker.clone()),
-        };
+        let executors = Executors::built_in(
+            ThreadExecutorConfig::with_max_concurrency(config.max_concurrency),
+            config.process.clone(),
+            config.docker.clone(),
+        );
         let engine = Engine {
             inner: Arc::new(Inner {
                 store,
@@ -214,24 +209,7 @@ impl Engine {
         tokio::spawn(engine.clone().heartbeat_loop());
         tokio::spawn(engine.clone().rescue_loop());
         tokio::spawn(engine.clone().log_writer(log_rx));
-        #[cfg(feature = "docker")]
-        {
-            // Containers an earlier, crashed process of this app left behind.
-            let docker = engine.inner.executors.docker.clone();
-            tokio::spawn(async move {
-                match docker.remove_leftovers().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!("taskflow engine: removed {n} containers left behind by an earlier process")
-                    }
-                    // No Docker here is normal: its runs fail with the reason.
-                    Err(error) => tracing::debug!(%error, "taskflow engine: not looking for leftover containers"),
-                }
-                if let Err(error) = docker.warm_up().await {
-                    tracing::warn!(%error, "taskflow engine: cannot start the warm containers ahead of their runs");
-                }
-            });
-        }
+        engine.inner.executors.start();
         if let Some(changes) = engine.inner.store.changes() {
             tokio::spawn(engine.clone().follow_changes(changes));
         }
@@ -370,8 +348,7 @@ impl Engine {
         while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        #[cfg(feature = "docker")]
-        self.inner.executors.docker.remove_warm().await;
+        self.inner.executors.shutdown().await;
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, (u32, TaskContext)>> {
@@ -393,7 +370,7 @@ impl Engine {
                     worker_id: config.worker_id.clone(),
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
-                    executors: Executors::kinds(),
+                    executors: self.inner.executors.kinds(),
                     titles: self.inner.titles.clone(),
                     task_limits: self.inner.task_limits.clone(),
                     now: Timestamp::now(),

@@ -5,29 +5,67 @@
 //! [`availability`] says which of them can run here and why not.
 
 mod child;
-#[cfg(feature = "docker")]
 mod docker;
 pub mod frame;
-#[cfg(feature = "docker")]
-mod image;
 mod process;
 mod thread;
-mod warm_pool;
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 pub use crate::error::{ExecutorError as Error, ExecutorResult as Result};
+use crate::future::BoxFuture;
 use crate::run::ExecutorKind;
 use crate::task::context::TaskContext;
 use crate::task::registry::{TaskDef, TaskResult};
 
 #[cfg(feature = "docker")]
-pub use docker::{DockerExecutor, DockerExecutorConfig, WorkerImage};
+pub use docker::{DockerExecutor, WorkerImage};
+pub use docker::{DockerExecutorConfig, WarmPool};
 pub use process::{ProcessExecutor, ProcessExecutorConfig};
 pub use thread::{ThreadExecutor, ThreadExecutorConfig};
-pub use warm_pool::WarmPool;
+
+/// Where the runs of one [`ExecutorKind`] execute.
+///
+/// An engine holds one executor per kind its build has and hands each run to
+/// the one the run names; it knows no executor by name. An executor keeps
+/// what it needs across runs (a connection, a pool of containers) behind
+/// [`start`](Executor::start) and [`shutdown`](Executor::shutdown).
+pub trait Executor: fmt::Debug + Send + Sync + 'static {
+    /// The runs it executes.
+    fn kind(&self) -> ExecutorKind;
+
+    /// Whether runs on it can execute here now, and on what (or why not).
+    fn availability(&self) -> BoxFuture<Availability>;
+
+    /// Called once when an engine starts, in the background: the Docker
+    /// executor removes containers an earlier process left behind and fills
+    /// its warm pool. A failure is the executor's to log; its runs then fail
+    /// with the reason.
+    fn start(&self) -> BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Called once when an engine stops, after its runs have ended or been
+    /// given back: the Docker executor removes its warm containers.
+    fn shutdown(&self) -> BoxFuture<()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Runs `def` with `payload` and waits for its outcome, at most
+    /// `timeout` (the task's own `timeout` option when `None`). Cancelling
+    /// `ctx` ends it with [`TaskError::Cancelled`](crate::TaskError::Cancelled).
+    fn execute(
+        &self,
+        def: &'static TaskDef,
+        ctx: TaskContext,
+        payload: Value,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<TaskResult>;
+}
 
 /// Whether an executor can run tasks here, for health checks and executor
 /// pickers.
@@ -52,60 +90,77 @@ pub struct Availability {
 /// [`Engine::availability`](crate::engine::Engine::availability) answers the
 /// same for an engine's own executor settings.
 pub async fn availability() -> Vec<Availability> {
-    Executors {
-        thread: ThreadExecutor::default(),
-        process: ProcessExecutor::new(ProcessExecutorConfig::default()),
-        #[cfg(feature = "docker")]
-        docker: DockerExecutor::new(DockerExecutorConfig::default()),
-    }
+    Executors::built_in(
+        ThreadExecutorConfig::default(),
+        ProcessExecutorConfig::default(),
+        DockerExecutorConfig::default(),
+    )
     .availability()
     .await
 }
 
-fn thread_availability() -> Availability {
-    Availability {
-        kind: ExecutorKind::Thread,
-        available: true,
-        detail: "runs tasks on threads of this process".to_owned(),
-    }
-}
-
-#[cfg(not(feature = "docker"))]
-fn docker_availability() -> Availability {
-    Availability {
-        kind: ExecutorKind::Docker,
-        available: false,
-        detail: Error::NotBuilt(ExecutorKind::Docker).to_string(),
-    }
-}
-
-/// The executors of an engine, and the dispatch of a run to the one it
-/// names.
+/// The executors of an engine, one per kind, and the dispatch of a run to
+/// the one it names. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Executors {
-    pub(crate) thread: ThreadExecutor,
-    pub(crate) process: ProcessExecutor,
-    #[cfg(feature = "docker")]
-    pub(crate) docker: DockerExecutor,
+    by_kind: Arc<[Arc<dyn Executor>]>,
 }
 
 impl Executors {
-    /// The executors whose runs this engine claims: all this build has.
-    pub(crate) fn kinds() -> Vec<ExecutorKind> {
-        let mut kinds = vec![ExecutorKind::Thread, ExecutorKind::Process];
-        if cfg!(feature = "docker") {
-            kinds.push(ExecutorKind::Docker);
-        }
-        kinds
+    /// The executors this build has (thread and process; Docker with the
+    /// `docker` feature), with these settings. The one place that knows
+    /// which kinds a build has.
+    pub(crate) fn built_in(
+        thread: ThreadExecutorConfig,
+        process: ProcessExecutorConfig,
+        docker: DockerExecutorConfig,
+    ) -> Executors {
+        #[cfg(not(feature = "docker"))]
+        let _ = docker;
+        let by_kind: [Arc<dyn Executor>; _] = [
+            Arc::new(ThreadExecutor::new(thread)),
+            Arc::new(ProcessExecutor::new(process)),
+            #[cfg(feature = "docker")]
+            Arc::new(DockerExecutor::new(docker)),
+        ];
+        Executors { by_kind: Arc::new(by_kind) }
     }
 
-    /// Whether each executor can run here: thread, process, docker.
+    fn get(&self, kind: ExecutorKind) -> Option<&Arc<dyn Executor>> {
+        self.by_kind.iter().find(|executor| executor.kind() == kind)
+    }
+
+    /// The kinds whose runs this engine claims: those it has an executor for.
+    pub(crate) fn kinds(&self) -> Vec<ExecutorKind> {
+        self.by_kind.iter().map(|executor| executor.kind()).collect()
+    }
+
+    /// Whether each executor can run here, one entry per kind (thread,
+    /// process, docker); a kind this build lacks says which feature to
+    /// enable.
     pub(crate) async fn availability(&self) -> Vec<Availability> {
-        #[cfg(feature = "docker")]
-        let docker = self.docker.availability().await;
-        #[cfg(not(feature = "docker"))]
-        let docker = docker_availability();
-        vec![thread_availability(), self.process.availability(), docker]
+        let mut all = Vec::new();
+        for kind in [ExecutorKind::Thread, ExecutorKind::Process, ExecutorKind::Docker] {
+            all.push(match self.get(kind) {
+                Some(executor) => executor.availability().await,
+                None => Availability { kind, available: false, detail: Error::NotBuilt(kind).to_string() },
+            });
+        }
+        all
+    }
+
+    /// Starts every executor, each in the background.
+    pub(crate) fn start(&self) {
+        for executor in self.by_kind.iter() {
+            tokio::spawn(executor.start());
+        }
+    }
+
+    /// Shuts every executor down.
+    pub(crate) async fn shutdown(&self) {
+        for executor in self.by_kind.iter() {
+            executor.shutdown().await;
+        }
     }
 
     /// Runs `def` on the executor `kind`.
@@ -117,13 +172,9 @@ impl Executors {
         payload: Value,
         timeout: Option<Duration>,
     ) -> TaskResult {
-        match kind {
-            ExecutorKind::Thread => self.thread.execute(def, ctx, payload, timeout).await,
-            ExecutorKind::Process => self.process.execute(def, ctx, payload, timeout).await,
-            #[cfg(feature = "docker")]
-            ExecutorKind::Docker => self.docker.execute(def, ctx, payload, timeout).await,
-            #[allow(unreachable_patterns)]
-            other => Err(Error::NotBuilt(other).into()),
+        match self.get(kind) {
+            Some(executor) => executor.execute(def, ctx, payload, timeout).await,
+            None => Err(Error::NotBuilt(kind).into()),
         }
     }
 }

@@ -18,11 +18,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::Executor;
 use super::child::{self, GroupChild};
 use super::frame::{self, LineSplitter};
 use super::{Availability, Error};
 use crate::deadline::Deadline;
 use crate::error::TaskError;
+use crate::future::BoxFuture;
 use crate::task::context::TaskContext;
 use crate::task::registry::{ExecutorKind, TaskDef, TaskResult};
 
@@ -292,4 +294,25 @@ pub(crate) fn short(line: &[u8]) -> String {
         short.push('…');
     }
     short
+}
+
+impl Executor for ProcessExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Process
+    }
+
+    fn availability(&self) -> BoxFuture<Availability> {
+        Box::pin(std::future::ready(ProcessExecutor::availability(self)))
+    }
+
+    fn execute(
+        &self,
+        def: &'static TaskDef,
+        ctx: TaskContext,
+        payload: Value,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<TaskResult> {
+        let this = self.clone();
+        Box::pin(async move { ProcessExecutor::execute(&this, def, ctx, payload, timeout).await })
+    }
 }

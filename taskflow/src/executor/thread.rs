@@ -15,7 +15,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::{Availability, Executor};
 use crate::error::TaskError;
+use crate::future::BoxFuture;
+use crate::run::ExecutorKind;
 use crate::task::context::TaskContext;
 use crate::task::registry::{Invoker, TaskDef, TaskResult, catch_panic, catch_panic_async};
 
@@ -128,5 +131,30 @@ impl ThreadExecutor {
             Err(_) if ctx.is_cancelled() => Err(TaskError::Cancelled),
             outcome => outcome,
         }
+    }
+}
+
+impl Executor for ThreadExecutor {
+    fn kind(&self) -> ExecutorKind {
+        ExecutorKind::Thread
+    }
+
+    fn availability(&self) -> BoxFuture<Availability> {
+        Box::pin(std::future::ready(Availability {
+            kind: ExecutorKind::Thread,
+            available: true,
+            detail: "runs tasks on threads of this process".to_owned(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        def: &'static TaskDef,
+        ctx: TaskContext,
+        payload: Value,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<TaskResult> {
+        let this = self.clone();
+        Box::pin(async move { ThreadExecutor::execute(&this, def, ctx, payload, timeout).await })
     }
 }

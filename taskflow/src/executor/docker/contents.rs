@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::Error;
-use super::child;
+use crate::executor::Error;
+use crate::executor::child;
 
 /// Where the binary lives in an image.
 const BINARY_DIR: &str = "taskflow";
