@@ -2,7 +2,6 @@
 //! [`ControlPlane`] port, over a [`Client`] and the registry — the
 //! translation between the core's types and the wire's.
 
-use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +14,10 @@ use taskflow_web::time::rfc3339;
 use tokio::sync::broadcast;
 
 use crate::client::{Client, ClientError, SubmitOptions};
-use crate::engine::RunEvent;
+use crate::engine::{RunEvent, StatusOrder};
+use crate::registry::{self, ExecutorKind, TaskDef};
 use crate::run::{Run, RunId, RunStatus};
 use crate::store::{self, RunFilter, StoredLogLine};
-use crate::task::registry::{self, ExecutorKind, TaskDef};
 
 /// How many events a slow WebSocket may fall behind before it catches up
 /// from the store.
@@ -56,7 +55,9 @@ impl Plane {
                 match source.recv().await {
                     Ok(event) => {
                         if order.is_current(&event) {
-                            let _ = sink.send(wire_event(event));
+                            if let Some(event) = wire_event(event) {
+                                let _ = sink.send(event);
+                            }
                         }
                     }
                     // A lagging forwarder passes the lag on: subscribers
@@ -94,63 +95,18 @@ impl Plane {
     }
 }
 
-/// Drops status events that arrive after a later one of the same run.
-///
-/// Events are published by different tasks after their commits — a
-/// submit's `pending` can reach the channel after the engine's `running`
-/// of the same run — so the order on the channel is not the order in the
-/// store. Within the state machine a run only moves forward in
-/// `(attempt, pending < running < final)`, so an event below the last one
-/// seen is stale. (A run released at shutdown goes back to `pending` in the
-/// same attempt; that one event is dropped, and the next claim is shown.)
-/// Remembers the last [`ORDER_MEMORY`] runs.
-#[derive(Default)]
-struct StatusOrder {
-    last: HashMap<RunId, (u32, u8)>,
-    seen: VecDeque<RunId>,
-}
-
-/// How many runs [`StatusOrder`] remembers.
-const ORDER_MEMORY: usize = 65_536;
-
-impl StatusOrder {
-    fn is_current(&mut self, event: &RunEvent) -> bool {
-        let RunEvent::Status(run) = event else { return true };
-        let rank = match run.status {
-            RunStatus::Pending => 0,
-            RunStatus::Running => 1,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled => 2,
-        };
-        let key = (run.attempt, rank);
-        match self.last.get_mut(&run.id) {
-            Some(last) if key < *last => false,
-            Some(last) => {
-                *last = key;
-                true
-            }
-            None => {
-                if self.seen.len() >= ORDER_MEMORY {
-                    if let Some(old) = self.seen.pop_front() {
-                        self.last.remove(&old);
-                    }
-                }
-                self.seen.push_back(run.id);
-                self.last.insert(run.id, key);
-                true
-            }
-        }
-    }
-}
-
-fn wire_event(event: RunEvent) -> Event {
-    match event {
+/// An event in wire form; `None` for a kind of event the wire has no word
+/// for yet (`RunEvent` may grow).
+fn wire_event(event: RunEvent) -> Option<Event> {
+    Some(match event {
         RunEvent::Status(run) => Event::Status { task: Box::new(wire_run(*run)) },
         RunEvent::Log(line) => Event::Log { line: wire_line(line) },
         RunEvent::Progress { run_id, progress } => {
             Event::Progress { task_id: run_id.to_string(), done: progress.done, total: progress.total }
         }
         RunEvent::Deleted(id) => Event::Deleted { task_id: id.to_string() },
-    }
+        _ => return None,
+    })
 }
 
 /// A run as the wire shows it.
@@ -241,6 +197,7 @@ fn store_error(error: store::Error) -> PortError {
         | store::Error::StaleAttempt { .. }) => PortError::Conflict(error.to_string()),
         store::Error::Database(error) => database_error(&error),
         store::Error::Closed => PortError::Unavailable("the server is shutting down".to_owned()),
+        other => PortError::Internal(other.to_string()),
     }
 }
 
@@ -288,7 +245,8 @@ impl ControlPlane for Plane {
     }
 
     async fn submit(&self, request: SubmitRequest) -> Result<TaskRun, PortError> {
-        let mut options = SubmitOptions { priority: request.priority, ..SubmitOptions::default() };
+        let mut options = SubmitOptions::default();
+        options.priority = request.priority;
         if let Some(executor) = &request.executor {
             let kind = ExecutorKind::from_str(executor).map_err(|message| PortError::Invalid {
                 message: message.clone(),
@@ -322,8 +280,11 @@ impl ControlPlane for Plane {
             })?),
             None => None,
         };
-        let filter =
-            RunFilter { status, task_title: query.task_title, limit: Some(query.limit), offset: Some(query.offset) };
+        let mut filter = RunFilter::default();
+        filter.status = status;
+        filter.task_title = query.task_title;
+        filter.limit = Some(query.limit);
+        filter.offset = Some(query.offset);
         let page = self.client.list(filter).await.map_err(port_error)?;
         Ok(TaskPage {
             items: page.items.into_iter().map(wire_run).collect(),
@@ -382,43 +343,6 @@ impl ControlPlane for Plane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Timestamp;
-
-    fn event(id: RunId, status: RunStatus, attempt: u32) -> RunEvent {
-        RunEvent::Status(Box::new(Run {
-            id,
-            task_title: "t".into(),
-            payload: serde_json::json!({}),
-            status,
-            attempt,
-            max_attempts: 3,
-            executor: ExecutorKind::Thread,
-            priority: 0,
-            not_before: Timestamp(0),
-            timeout_ms: None,
-            retry_delay_ms: 0,
-            created_at: Timestamp(0),
-            started_at: None,
-            finished_at: None,
-            result: None,
-            error: None,
-            worker_id: None,
-            lease_until: None,
-            idempotency_key: None,
-        }))
-    }
-
-    #[test]
-    fn late_status_events_are_dropped() {
-        let mut order = StatusOrder::default();
-        let id = RunId::new();
-        assert!(order.is_current(&event(id, RunStatus::Running, 1)));
-        assert!(!order.is_current(&event(id, RunStatus::Pending, 1)), "a pending after running is stale");
-        assert!(order.is_current(&event(id, RunStatus::Failed, 1)));
-        assert!(order.is_current(&event(id, RunStatus::Pending, 2)), "a retry moves forward");
-        assert!(!order.is_current(&event(id, RunStatus::Completed, 1)));
-        assert!(order.is_current(&event(RunId::new(), RunStatus::Pending, 1)), "another run");
-    }
 
     #[test]
     fn a_stale_report_is_a_conflict_at_the_edge() {

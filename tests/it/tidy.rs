@@ -25,7 +25,7 @@ fn workspace() -> PathBuf {
 fn sources() -> Vec<PathBuf> {
     let root = workspace();
     let mut files = Vec::new();
-    for dir in ["taskflow/src", "taskflow-macros/src", "taskflow-web/src", "examples", "tests"] {
+    for dir in ["taskflow/src", "taskflow-core/src", "taskflow-macros/src", "taskflow-web/src", "examples", "tests"] {
         rust_files(&root.join(dir), &mut files);
     }
     assert!(files.len() > 20, "the walk found the sources: {files:?}");
@@ -50,6 +50,7 @@ fn library_code_does_not_print() {
     let root = workspace();
     let mut files = Vec::new();
     rust_files(&root.join("taskflow/src"), &mut files);
+    rust_files(&root.join("taskflow-core/src"), &mut files);
     rust_files(&root.join("taskflow-macros/src"), &mut files);
     let offenders: Vec<_> = files
         .into_iter()

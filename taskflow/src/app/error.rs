@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::error::TaskError;
-use crate::task::registry::RegistryError;
+use crate::TaskError;
+use crate::registry::RegistryError;
 
 /// `Result` with TaskFlow's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::task::registry::TaskDef;
+use crate::registry::TaskDef;
 
 /// One flag of a task, for help texts.
 pub(super) struct Flag {

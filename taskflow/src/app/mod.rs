@@ -15,15 +15,15 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::TaskContext;
+use crate::TaskError;
 use crate::client::Client;
 use crate::engine::{Engine, EngineConfig};
-use crate::error::TaskError;
 use crate::executor::ThreadExecutor;
 use crate::executor::frame::ResultFrame;
+use crate::registry::{self, TaskDef};
 use crate::run::RunId;
 use crate::store::{SqliteStore, Store};
-use crate::task::context::TaskContext;
-use crate::task::registry::{self, TaskDef};
 use error::{Error, Result};
 
 /// The command line of a TaskFlow app.
@@ -205,15 +205,13 @@ impl ServeArgs {
         use std::time::Duration;
         let retention =
             (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400)));
-        let config = EngineConfig {
-            retention,
-            max_concurrency: self.max_concurrency.max(1),
-            max_log_bytes: self.max_log_bytes,
-            lease: Duration::from_secs(self.lease_seconds.max(1)),
-            heartbeat_interval: Duration::from_secs(self.heartbeat_seconds.max(1)),
-            rescue_interval: Duration::from_secs(self.rescue_seconds.max(1)),
-            ..EngineConfig::default()
-        };
+        let mut config = EngineConfig::default();
+        config.retention = retention;
+        config.max_concurrency = self.max_concurrency.max(1);
+        config.max_log_bytes = self.max_log_bytes;
+        config.lease = Duration::from_secs(self.lease_seconds.max(1));
+        config.heartbeat_interval = Duration::from_secs(self.heartbeat_seconds.max(1));
+        config.rescue_interval = Duration::from_secs(self.rescue_seconds.max(1));
         #[cfg(feature = "docker")]
         let config = {
             let mut config = config;
@@ -467,7 +465,7 @@ fn worker_run(title: &str) -> Result<()> {
     }
     let mut frame_out = reserve_stdout().map_err(io_error("redirecting stdout to stderr"))?;
     let not_json = |e: serde_json::Error| {
-        TaskError::Payload(crate::error::PayloadError::single("payload", format!("not valid JSON: {e}")))
+        TaskError::Payload(crate::PayloadError::single("payload", format!("not valid JSON: {e}")))
     };
     let mut run_id = std::env::var("TASKFLOW_RUN_ID").unwrap_or_else(|_| "local".to_owned());
     let mut attempt = std::env::var("TASKFLOW_ATTEMPT").ok().and_then(|a| a.parse().ok()).unwrap_or(1);
@@ -483,7 +481,7 @@ fn worker_run(title: &str) -> Result<()> {
     } else {
         serde_json::from_str(&input).map_err(not_json)
     };
-    let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::task::context::StderrSink));
+    let ctx = TaskContext::with_sink(run_id, attempt, std::sync::Arc::new(crate::StderrSink));
     let result = find(title).and_then(|def| def.invoke_blocking(&ctx, payload?));
     // Whatever the task printed goes out (to stderr) before the frame.
     let _ = std::io::stdout().flush();

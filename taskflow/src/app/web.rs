@@ -109,7 +109,7 @@ pub(super) async fn start(_: &Engine, _: &StoreArgs, _: &ServeArgs) -> Result<We
 impl Web {
     pub(super) fn banner(&self, out: &mut impl Write, program: &str) -> std::io::Result<()> {
         writeln!(out, "This binary was built without taskflow's `web` feature: no control plane. Meanwhile:")?;
-        for def in crate::task::registry::tasks() {
+        for def in crate::registry::tasks() {
             writeln!(out, "  {program} submit {}", super::example_call(def))?;
         }
         writeln!(out, "queues a run for this engine; `{program} status <id>` follows it.")

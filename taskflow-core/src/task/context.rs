@@ -76,6 +76,7 @@ impl RunSink for MemorySink {
 /// What a running task knows about its run. Cheap to clone.
 ///
 /// ```
+/// # extern crate taskflow_core as taskflow;
 /// use taskflow::{task, TaskContext};
 ///
 /// /// Count to `n`, one step at a time.

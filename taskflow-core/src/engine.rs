@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::events::RunEvent;
+pub use crate::events::{RunEvent, StatusOrder};
 use crate::executor::{DockerExecutorConfig, Executors, ProcessExecutorConfig, ThreadExecutorConfig};
 use crate::run::{Run, RunId};
 use crate::server::{Maintenance, ServerConfig};

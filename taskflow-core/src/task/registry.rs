@@ -414,6 +414,7 @@ fn check_defaults(def: &TaskDef) -> Result<(), RegistryError> {
 /// title.
 ///
 /// ```
+/// # extern crate taskflow_core as taskflow;
 /// #[taskflow::task]
 /// fn ping() -> String { "pong".into() }
 ///
@@ -429,7 +430,7 @@ pub fn task_def(title: &str) -> Option<&'static TaskDef> {
 }
 
 /// Checks the tasks once at start-up: titles are unique and every default
-/// fits its argument. [`App`](crate::App) calls it before any command.
+/// fits its argument. `taskflow::App` calls it before any command.
 pub fn check() -> Result<(), RegistryError> {
     registry().check.clone()
 }

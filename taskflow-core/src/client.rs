@@ -297,6 +297,7 @@ pub enum CallError {
 /// its [`wait`](Self::wait) returns the task's own output type.
 ///
 /// ```
+/// # extern crate taskflow_core as taskflow;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::sync::Arc;
 /// use taskflow::{client::Client, engine::{Engine, EngineConfig}, store::SqliteStore};

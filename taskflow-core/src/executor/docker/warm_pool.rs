@@ -15,6 +15,7 @@
 //! - [`WarmPool::reap`] returns the items idle longer than a limit.
 //!
 //! ```
+//! # extern crate taskflow_core as taskflow;
 //! # use std::time::{Duration, Instant};
 //! # use taskflow::executor::WarmPool;
 //! let mut pool = WarmPool::new();
