@@ -11,7 +11,9 @@ use serde_json::Value;
 /// Where a task's runs execute unless a submit says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[non_exhaustive]
+// Exhaustive on purpose: a new kind must get its wire word (`taskflow-web`
+// `convert.rs`) and its place wherever kinds are matched; the compiler
+// lists them.
 pub enum ExecutorKind {
     /// On a thread of the server's process (the default).
     #[default]

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::port::{FieldIssue, PortError};
+use taskflow_proto::FieldIssue;
+
+use crate::plane::PlaneError;
 
 /// A refused or failed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,19 +133,19 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<PortError> for ApiError {
-    fn from(error: PortError) -> Self {
+impl From<PlaneError> for ApiError {
+    fn from(error: PlaneError) -> Self {
         match error {
-            PortError::UnknownTask(_) | PortError::NotFound(_) => ApiError::not_found(error.to_string()),
-            PortError::Invalid { message, issues } => ApiError::invalid(message, &issues),
-            PortError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
-            PortError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
-            PortError::StoreFull(message) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_full", message),
-            PortError::Corrupt(message) => {
+            PlaneError::UnknownTask(_) | PlaneError::NotFound(_) => ApiError::not_found(error.to_string()),
+            PlaneError::Invalid { message, issues } => ApiError::invalid(message, &issues),
+            PlaneError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            PlaneError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            PlaneError::StoreFull(message) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_full", message),
+            PlaneError::Corrupt(message) => {
                 tracing::error!(%message, "taskflow web: stored data is damaged");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
-            PortError::Internal(detail) => ApiError::internal(detail),
+            PlaneError::Internal(detail) => ApiError::internal(detail),
         }
     }
 }
@@ -268,16 +270,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_errors_map_to_their_status() {
+    fn plane_errors_map_to_their_status() {
         let cases = [
-            (PortError::UnknownTask("x".into()), StatusCode::NOT_FOUND),
-            (PortError::NotFound("x".into()), StatusCode::NOT_FOUND),
-            (PortError::Invalid { message: "m".into(), issues: vec![] }, StatusCode::UNPROCESSABLE_ENTITY),
-            (PortError::Conflict("c".into()), StatusCode::CONFLICT),
-            (PortError::Unavailable("u".into()), StatusCode::SERVICE_UNAVAILABLE),
-            (PortError::StoreFull("f".into()), StatusCode::INSUFFICIENT_STORAGE),
-            (PortError::Corrupt("run x is damaged".into()), StatusCode::INTERNAL_SERVER_ERROR),
-            (PortError::Internal("secret detail".into()), StatusCode::INTERNAL_SERVER_ERROR),
+            (PlaneError::UnknownTask("x".into()), StatusCode::NOT_FOUND),
+            (PlaneError::NotFound("x".into()), StatusCode::NOT_FOUND),
+            (PlaneError::Invalid { message: "m".into(), issues: vec![] }, StatusCode::UNPROCESSABLE_ENTITY),
+            (PlaneError::Conflict("c".into()), StatusCode::CONFLICT),
+            (PlaneError::Unavailable("u".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (PlaneError::StoreFull("f".into()), StatusCode::INSUFFICIENT_STORAGE),
+            (PlaneError::Corrupt("run x is damaged".into()), StatusCode::INTERNAL_SERVER_ERROR),
+            (PlaneError::Internal("secret detail".into()), StatusCode::INTERNAL_SERVER_ERROR),
         ];
         for (error, status) in cases {
             assert_eq!(ApiError::from(error).status(), status);
@@ -286,9 +288,9 @@ mod tests {
 
     #[test]
     fn only_an_unavailable_store_says_when_to_retry() {
-        let unavailable = ApiError::from(PortError::Unavailable("try again".into())).into_response();
+        let unavailable = ApiError::from(PlaneError::Unavailable("try again".into())).into_response();
         assert_eq!(unavailable.headers()[axum::http::header::RETRY_AFTER], RETRY_AFTER_SECONDS.to_string());
-        for error in [PortError::StoreFull("f".into()), PortError::Corrupt("run x is damaged".into())] {
+        for error in [PlaneError::StoreFull("f".into()), PlaneError::Corrupt("run x is damaged".into())] {
             let response = ApiError::from(error).into_response();
             assert!(!response.headers().contains_key(axum::http::header::RETRY_AFTER), "{:?}", response.status());
         }
@@ -296,13 +298,13 @@ mod tests {
 
     #[test]
     fn a_damaged_run_is_named_not_hidden() {
-        let error = ApiError::from(PortError::Corrupt("the stored record of run 42 is damaged".into()));
+        let error = ApiError::from(PlaneError::Corrupt("the stored record of run 42 is damaged".into()));
         assert_eq!((error.code(), error.message()), ("internal", "the stored record of run 42 is damaged"));
     }
 
     #[test]
     fn internal_errors_hide_their_detail() {
-        let error = ApiError::from(PortError::Internal("SELECT * FROM runs failed".into()));
+        let error = ApiError::from(PlaneError::Internal("SELECT * FROM runs failed".into()));
         assert_eq!(error.message(), "internal error");
     }
 }

@@ -1,10 +1,10 @@
 //! The control plane of TaskFlow: REST API, web UI and WebSockets.
 //!
-//! This crate defines the port it serves, [`ControlPlane`], with its own
-//! wire types, and never depends on `taskflow`: `taskflow` implements the
-//! port, which keeps the crate graph acyclic and this crate testable alone.
-//! [`router`] builds the whole site for a port and an [`Auth`]; [`serve`]
-//! runs it on a listener.
+//! It serves the library (`taskflow-core`) through its [`Client`]: the
+//! [`Plane`] does what a route asks in the wire's types (`taskflow-proto`),
+//! and `convert.rs` is the one place that translates between the two.
+//! [`router`] builds the whole site for a client and an [`Auth`]; [`serve`]
+//! runs it on a listener. Only this crate knows HTTP.
 //!
 //! Every route but `/health` needs a token: a bearer token (an access JWT
 //! from `POST /token`, or a configured API key) or the session cookie the
@@ -13,10 +13,11 @@
 pub mod api;
 pub mod auth;
 mod body;
+pub mod convert;
 pub mod error;
 pub mod jwt;
 pub mod openapi;
-pub mod port;
+pub mod plane;
 pub mod time;
 pub mod ui;
 mod url;
@@ -36,7 +37,8 @@ use axum::{Json, Router};
 
 pub use auth::{Auth, AuthConfig, AuthConfigError};
 pub use error::ApiError;
-pub use port::{ControlPlane, PortError};
+pub use plane::{Plane, PlaneError};
+pub use taskflow_core::client::Client;
 
 /// The version of the REST API this crate serves, as in `/api/v1`.
 pub const API_VERSION: &str = "v1";
@@ -65,8 +67,8 @@ impl Default for WebConfig {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// The port.
-    pub plane: Arc<dyn ControlPlane>,
+    /// What the routes do, over the core's client.
+    pub plane: Arc<Plane>,
     /// Who may do what.
     pub auth: Arc<Auth>,
 }
@@ -79,8 +81,11 @@ impl std::fmt::Debug for AppState {
 
 /// The whole site: `/health`, `/token`, the API, the WebSockets, the UI and
 /// its static files, with security headers on every response.
-pub fn router(plane: Arc<dyn ControlPlane>, auth: Arc<Auth>, config: &WebConfig) -> Router {
-    let state = AppState { plane, auth };
+///
+/// Starts the forwarding of the client's events to the WebSockets, so it
+/// must be called inside a Tokio runtime.
+pub fn router(client: Client, auth: Arc<Auth>, config: &WebConfig) -> Router {
+    let state = AppState { plane: Plane::new(client), auth };
     let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_api));
     let pages = ui::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_session));
     // Beyond the cap, refuse at once: a queue would only make every
@@ -174,11 +179,11 @@ pub async fn serve(
     operation_id = "health",
     tag = "health",
     responses(
-        (status = 200, description = "The store answers", body = port::Health),
-        (status = 503, description = "The store does not answer", body = port::Health),
+        (status = 200, description = "The store answers", body = taskflow_proto::Health),
+        (status = 503, description = "The store does not answer", body = taskflow_proto::Health),
     )
 )]
-pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<port::Health>) {
+pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<taskflow_proto::Health>) {
     let health = state.plane.health().await;
     let status = if health.store.available { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(health))

@@ -34,7 +34,7 @@ use crate::error::ErrorBody;
         crate::ws::events_ws,
         openapi_json,
     ),
-    components(schemas(crate::port::Event, crate::port::LogLine)),
+    components(schemas(taskflow_proto::Event, taskflow_proto::LogLine)),
     modifiers(&BearerAuth),
     tags(
         (name = "functions", description = "The tasks this server runs"),
@@ -71,7 +71,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// The generic `{title}` call and the submit body are replaced by what each
 /// task takes — a payload that fits the document then fits the server — and
 /// `executor` lists the executors this server can use now (`available`).
-pub fn document_for(functions: &[crate::port::Function], available: &[String]) -> Value {
+pub fn document_for(functions: &[taskflow_proto::Function], available: &[String]) -> Value {
     let mut doc = serde_json::to_value(document()).unwrap_or_default();
     let generic = doc["paths"]["/api/v1/functions/{title}/call"]["post"].clone();
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiPath, ErrorBody};
-use crate::port::{Event, TaskRun};
+use taskflow_proto::{Event, TaskRun};
 
 /// How many stored lines one catch-up read takes.
 const LOG_PAGE: u32 = 1000;

@@ -6,9 +6,6 @@
 // the command line (`App`) and, with `web`, the control plane.
 pub use taskflow_core::*;
 
-#[cfg(feature = "web")]
-pub mod control_plane;
-
 mod app;
 
 pub use app::App;

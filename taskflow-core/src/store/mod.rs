@@ -39,7 +39,7 @@ pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
 /// … and never more than this.
 pub(crate) const MAX_LIST_LIMIT: u32 = 1000;
 /// `logs` returns at most this many lines.
-pub(crate) const MAX_LOG_LIMIT: u32 = 10_000;
+pub const MAX_LOG_LIMIT: u32 = 10_000;
 
 /// A run to create. Build it with [`NewRun::new`].
 #[derive(Debug, Clone, PartialEq)]

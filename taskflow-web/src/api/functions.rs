@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::port::{Function, SubmitRequest, TaskRun};
+use taskflow_proto::{Function, SubmitRequest, TaskRun};
 
 /// How long `call` waits unless told, and at most.
 pub(crate) const CALL_WAIT: (u64, u64) = (30, 300);
@@ -34,7 +34,7 @@ pub struct CallQuery {
     #[param(minimum = 0, maximum = 300)]
     pub timeout: Option<u64>,
     /// `thread`, `process` or `docker`; the task's default when absent.
-    #[param(value_type = Option<crate::port::ExecutorName>)]
+    #[param(value_type = Option<taskflow_proto::ExecutorKind>)]
     pub executor: Option<String>,
 }
 

@@ -11,14 +11,16 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::port::{FieldIssue, ListQuery, LogLine, StatusName, SubmitRequest, TaskPage, TaskRun};
+use taskflow_proto::{FieldIssue, LogLine, RunStatus, SubmitRequest, TaskPage, TaskRun};
+
+use crate::plane::ListQuery;
 
 /// The largest page `list` returns.
 pub(crate) const MAX_PAGE: u32 = 500;
 /// The page `list` returns unless told.
 pub(crate) const DEFAULT_PAGE: u32 = 50;
-/// The most log lines one `logs` call returns.
-pub(crate) const MAX_LOG_PAGE: u32 = 10_000;
+/// The most log lines one `logs` call returns: the store's limit.
+pub(crate) const MAX_LOG_PAGE: u32 = taskflow_core::store::MAX_LOG_LIMIT;
 
 /// Filters and page of `GET /api/v1/tasks`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -26,7 +28,7 @@ pub(crate) const MAX_LOG_PAGE: u32 = 10_000;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `pending`, `running`, `completed`, `failed` or `cancelled`.
-    pub status: Option<StatusName>,
+    pub status: Option<RunStatus>,
     /// Only runs of this task.
     pub task_title: Option<String>,
     /// Page size (default 50, at most 500).
@@ -48,17 +50,9 @@ impl ListParams {
         if offset > i32::MAX as u32 {
             return Err(ApiError::bad_request(format!("offset={offset}: at most {}", i32::MAX)));
         }
-        Ok(ListQuery {
-            status: self.status.map(|s| s.as_str().to_owned()),
-            task_title: self.task_title.filter(|t| !t.is_empty()),
-            limit,
-            offset,
-        })
+        Ok(ListQuery { status: self.status, task_title: self.task_title.filter(|t| !t.is_empty()), limit, offset })
     }
 }
-
-/// Every status a run can have.
-pub(crate) const STATUSES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 
 /// Which log lines `logs` returns.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -209,7 +203,7 @@ pub(crate) async fn download(
     ApiPath(task_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let run = state.plane.get(&task_id).await?;
-    let Some(result) = run.result.filter(|_| run.status == "completed") else {
+    let Some(result) = run.result.filter(|_| run.status == RunStatus::Completed) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::port::FieldIssue;
+use taskflow_proto::FieldIssue;
 
 /// How deep fieldsets nest before a JSON editor takes over.
 const MAX_DEPTH: usize = 4;

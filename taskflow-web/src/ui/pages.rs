@@ -17,7 +17,9 @@ use crate::AppState;
 use crate::auth::gate::ConnectInfoOpt;
 use crate::auth::{Auth, Principal, TokenRequest};
 use crate::error::{ApiError, ApiPath};
-use crate::port::{FieldIssue, ListQuery, LogLine, PortError, SubmitRequest, TaskRun};
+use taskflow_proto::{FieldIssue, LogLine, RunStatus, SubmitRequest, TaskRun};
+
+use crate::plane::{ListQuery, PlaneError};
 
 /// The form field holding the CSRF token (a name no argument can have).
 const CSRF_FIELD: &str = "tf:csrf";
@@ -86,7 +88,7 @@ pub(crate) fn error_page(status: StatusCode, heading: &str, message: &str) -> Re
     html(status, ErrorPage { csrf: String::new(), heading, message }.render())
 }
 
-fn port_error_page(error: PortError) -> Response {
+fn plane_error_page(error: PlaneError) -> Response {
     let api = ApiError::from(error);
     let heading = match api.status() {
         StatusCode::NOT_FOUND => "Not found",
@@ -135,7 +137,7 @@ pub(crate) async fn tasks(
                 description: f.description,
                 signature: f.signature,
                 tags: f.tags,
-                executor: f.options.executor,
+                executor: f.options.executor.to_string(),
                 search,
             }
         })
@@ -223,7 +225,7 @@ async fn render_form(
         rows,
         form_errors,
         executors,
-        default_executor: executor.unwrap_or(function.options.executor),
+        default_executor: executor.unwrap_or_else(|| function.options.executor.to_string()),
         executor_error,
         recent,
     };
@@ -250,7 +252,7 @@ pub(crate) async fn task_form(
             form = Some(FormState {
                 values: spec.values_of(&run.payload),
                 issues: Vec::new(),
-                executor: Some(run.executor),
+                executor: Some(run.executor.to_string()),
                 message: None,
             });
         }
@@ -295,11 +297,11 @@ pub(crate) async fn submit(
     request.unique = false;
     match state.plane.submit(request).await {
         Ok(submitted) => Redirect::to(&format!("/runs/{}", submitted.task_id)).into_response(),
-        Err(PortError::Invalid { message, issues }) => {
+        Err(PlaneError::Invalid { message, issues }) => {
             let form = again(issues, Some(message), fields);
             render_form(&state, &principal, &title, StatusCode::UNPROCESSABLE_ENTITY, Some(form)).await
         }
-        Err(error) => port_error_page(error),
+        Err(error) => plane_error_page(error),
     }
 }
 
@@ -325,7 +327,7 @@ pub(crate) async fn run(
 ) -> Response {
     let run = match state.plane.get(&task_id).await {
         Ok(run) => run,
-        Err(error) => return port_error_page(error),
+        Err(error) => return plane_error_page(error),
     };
     let logs = state.plane.logs(&task_id, 0, crate::api::tasks::MAX_LOG_PAGE).await.unwrap_or_default();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
@@ -355,8 +357,8 @@ pub(crate) async fn cancel(
     }
     match state.plane.cancel(&task_id).await {
         // Already final: the run page shows how it ended.
-        Ok(_) | Err(PortError::Conflict(_)) => Redirect::to(&format!("/runs/{task_id}")).into_response(),
-        Err(error) => port_error_page(error),
+        Ok(_) | Err(PlaneError::Conflict(_)) => Redirect::to(&format!("/runs/{task_id}")).into_response(),
+        Err(error) => plane_error_page(error),
     }
 }
 
@@ -373,14 +375,14 @@ pub(crate) async fn again(
     }
     let run = match state.plane.get(&task_id).await {
         Ok(run) => run,
-        Err(error) => return port_error_page(error),
+        Err(error) => return plane_error_page(error),
     };
     let mut request = SubmitRequest::new(run.task_title, run.payload);
-    request.executor = Some(run.executor);
+    request.executor = Some(run.executor.to_string());
     request.unique = false;
     match state.plane.submit(request).await {
         Ok(submitted) => Redirect::to(&format!("/runs/{}", submitted.task_id)).into_response(),
-        Err(error) => port_error_page(error),
+        Err(error) => plane_error_page(error),
     }
 }
 
@@ -408,19 +410,25 @@ pub(crate) async fn history(
 ) -> Response {
     let status = params.get("status").cloned().unwrap_or_default();
     let task_title = params.get("task_title").cloned().unwrap_or_default();
-    if !status.is_empty() && !crate::api::tasks::STATUSES.contains(&status.as_str()) {
-        return error_page(StatusCode::BAD_REQUEST, "Bad filter", &format!("There is no status `{status}`."));
-    }
+    let wanted = match status.as_str() {
+        "" => None,
+        word => match word.parse::<RunStatus>() {
+            Ok(status) => Some(status),
+            Err(_) => {
+                return error_page(StatusCode::BAD_REQUEST, "Bad filter", &format!("There is no status `{status}`."));
+            }
+        },
+    };
     let page = params.get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(1).max(1);
     let query = ListQuery {
-        status: Some(status.clone()).filter(|s| !s.is_empty()),
+        status: wanted,
         task_title: Some(task_title.clone()).filter(|t| !t.is_empty()),
         limit: HISTORY_PAGE,
         offset: (page - 1).saturating_mul(HISTORY_PAGE),
     };
     let found = match state.plane.list(query).await {
         Ok(found) => found,
-        Err(error) => return port_error_page(error),
+        Err(error) => return plane_error_page(error),
     };
     let pages = u32::try_from(found.total.div_ceil(u64::from(HISTORY_PAGE))).unwrap_or(u32::MAX).max(1);
     let link = |page: u32| {
@@ -428,7 +436,7 @@ pub(crate) async fn history(
     };
     let view = HistoryPage {
         csrf: csrf_of(&state, &principal),
-        statuses: crate::api::tasks::STATUSES.to_vec(),
+        statuses: RunStatus::ALL.iter().map(|s| s.as_str()).collect(),
         titles: state.plane.functions().into_iter().map(|f| f.title).collect(),
         total: found.total,
         runs: found.items,

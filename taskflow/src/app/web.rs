@@ -54,12 +54,11 @@ pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeA
     };
     let url = format!("http://{shown}");
     let login = format!("{url}/login?token={}", auth.login_token());
-    let plane = crate::control_plane::Plane::new(crate::client::Client::new(engine.clone()));
     let mut config = taskflow_web::WebConfig::default();
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_requests = args.max_concurrent_requests;
     config.read_timeout = Duration::from_secs(args.read_timeout_seconds.max(1));
-    let router = taskflow_web::router(plane, auth, &config);
+    let router = taskflow_web::router(crate::client::Client::new(engine.clone()), auth, &config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         taskflow_web::serve(listener, router, &config, async move {
