@@ -1,33 +1,16 @@
-//! End-to-end tests of TaskFlow, in one binary (one link, one run).
+//! End-to-end tests of TaskFlow, in one binary (one link, one run), grouped
+//! by what they test: `library` (the Rust API), `web` (the control plane),
+//! `executors`, `reliability` (faults and soaks), with what they share in
+//! `support`; `tidy` checks the house rules over the sources and `ui` the
+//! macro's compile errors.
 
-mod api;
-mod attempts;
-mod backends;
-mod browser;
-mod cli;
-mod contention;
-mod crash;
-mod delivery;
-mod disk_full;
-mod docker_executor;
-mod engine;
-mod executor;
-mod faults;
-mod fencing;
-mod hardening;
-mod invoke;
-mod network_faults;
-mod pages;
-mod process_executor;
-mod proxy;
-mod registry;
-mod server;
-mod soak;
-mod store_hooks;
-mod tasks;
+mod executors;
+mod library;
+mod reliability;
+mod support;
 mod tidy;
 mod ui;
-mod websockets;
+mod web;
 
 /// The tasks the process and Docker executor tests run, shared with the
 /// worker binary `executor_app`.

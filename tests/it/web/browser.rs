@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 /// `chromedriver` on a free port, killed when dropped.
 struct Driver {

@@ -24,8 +24,8 @@ use taskflow::store::{self, Report, SqliteStore, Store};
 use taskflow::task;
 use tokio::sync::Notify;
 
-use crate::backends::Backend;
-use crate::store_hooks::{Hooked, Hooks};
+use crate::support::backends::Backend;
+use crate::support::store_hooks::{Hooked, Hooks};
 
 /// Runs (by id) whose attempt 2 a heartbeat has named: the heartbeat before
 /// it, the one about attempt 1, has been answered and acted on by then.
@@ -106,7 +106,7 @@ async fn a_stale_heartbeat_answer_does_not_cancel_the_next_attempt(backend: Back
     let dir = tempfile::tempdir().unwrap();
     let inner: Arc<dyn Store> = match backend {
         Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).unwrap()),
-        Backend::Postgres => match crate::backends::fresh_postgres().await {
+        Backend::Postgres => match crate::support::backends::fresh_postgres().await {
             Some(store) => store,
             None => return,
         },
@@ -132,4 +132,4 @@ async fn a_stale_heartbeat_answer_does_not_cancel_the_next_attempt(backend: Back
     engine.shutdown(Duration::from_secs(1)).await;
 }
 
-crate::backends::on_every_backend!(a_stale_heartbeat_answer_does_not_cancel_the_next_attempt);
+crate::support::backends::on_every_backend!(a_stale_heartbeat_answer_does_not_cancel_the_next_attempt);

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 const SECRET: &str = "a-test-secret-of-at-least-thirty-two-bytes";
 

@@ -22,8 +22,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskflow::store::PostgresStore;
 
-use crate::proxy::Proxy;
-use crate::server::Server;
+use crate::support::proxy::Proxy;
+use crate::support::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 /// Below the ephemeral port range (32768–60999), so no client socket holds it.
@@ -57,11 +57,11 @@ fn rss_kib(pid: u32) -> Option<u64> {
 async fn soak_under_faults_loses_nothing() {
     // The shared server's presence says PostgreSQL is wanted here; the soak
     // then starts its own.
-    if crate::backends::postgres_server().is_none() {
+    if crate::support::backends::postgres_server().is_none() {
         return;
     }
     let seconds: u64 = std::env::var("TASKFLOW_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let admin = tokio::task::spawn_blocking(|| crate::backends::private_postgres(SOAK_PG_PORT, &[])).await.unwrap();
+    let admin = tokio::task::spawn_blocking(|| crate::support::backends::private_postgres(SOAK_PG_PORT, &[])).await.unwrap();
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
     let proxy = Proxy::start(host.parse().unwrap()).await;
@@ -136,7 +136,7 @@ async fn soak_under_faults_loses_nothing() {
             }
             "pg-restart" => {
                 tokio::task::spawn_blocking(|| {
-                    crate::backends::private_postgres(SOAK_PG_PORT, &["--restart-immediate"])
+                    crate::support::backends::private_postgres(SOAK_PG_PORT, &["--restart-immediate"])
                 })
                 .await
                 .unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 const SERVERS: usize = 8;

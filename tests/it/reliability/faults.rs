@@ -21,7 +21,7 @@ use taskflow::run::{Run, RunId, RunStatus};
 use taskflow::store::{self, PostgresStore, Report, RunFilter, SqliteStore, Store};
 use taskflow::{TaskContext, task};
 
-use crate::store_hooks::{Hooked, Hooks};
+use crate::support::store_hooks::{Hooked, Hooks};
 
 /// Generous: the whole suite shares two cores.
 const WAIT: Duration = Duration::from_secs(60);
@@ -131,7 +131,7 @@ struct Database {
 impl Database {
     /// A new database, or `None` after printing `SKIPPED` without a server.
     async fn fresh() -> Option<Database> {
-        let server = crate::backends::postgres_server()?;
+        let server = crate::support::backends::postgres_server()?;
         let url = PostgresStore::create_test_database(&server).await.expect("a fresh test database");
         let name = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
         assert!(name.starts_with("tf_test_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
-use crate::server::{Server, USER, wait_final};
+use crate::support::server::{Server, USER, wait_final};
 
 /// A client that neither follows redirects nor keeps cookies.
 fn browserless() -> reqwest::Client {

@@ -130,7 +130,7 @@ fn log_lines_and_progress_belong_to_the_run() {
 
 #[test]
 fn the_function_stays_an_ordinary_function() {
-    use crate::tasks;
+    use crate::support::tasks;
     assert_eq!(
         tasks::kitchen_sink(
             1,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use taskflow::executor::{DockerExecutor, DockerExecutorConfig};
 use taskflow::{ExecutorKind, MemorySink, TaskContext, TaskError};
 
-use crate::process_executor::worker;
+use crate::executors::process_executor::worker;
 
 /// A hang guard, not a timing assertion; image builds are slow on a cold
 /// engine.
@@ -759,11 +759,11 @@ async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stoppe
         return;
     }
     let app = "simple_tasks";
-    let server = crate::server::Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &["--docker-warm", "1"], &[]);
+    let server = crate::support::server::Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &["--docker-warm", "1"], &[]);
     let client = server.client();
     let body = json!({"task_title": "add_numbers", "payload": {"a": 2, "b": 3}, "executor": "docker"});
     let run = server.submit(body.clone()).await;
-    let run = crate::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
+    let run = crate::support::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
     assert_eq!((&run["status"], &run["result"]), (&json!("completed"), &json!(5)), "{run}");
     // The pool fills behind the first run.
     let pid = server.pid();
@@ -772,7 +772,7 @@ async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stoppe
 
     // The next run takes it; another replaces it.
     let run = server.submit(body).await;
-    let run = crate::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
+    let run = crate::support::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
     assert_eq!((&run["status"], &run["result"]), (&json!("completed"), &json!(5)), "{run}");
     eventually("a fresh warm container", || {
         let now = warm_containers_of(app, pid);

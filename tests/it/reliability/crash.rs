@@ -23,7 +23,7 @@ fn sqlite_killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_onc
 
 #[test]
 fn postgres_killed_mid_run_then_restarted_loses_nothing_and_completes_each_run_once() {
-    let Some(server) = crate::backends::postgres_server() else {
+    let Some(server) = crate::support::backends::postgres_server() else {
         return;
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -168,7 +168,7 @@ async fn serve_killed_with_half_the_runs_running_reexecutes_exactly_those() {
     // with 5 s leases: attempt 2 of eight runs refused as stale).
     let args =
         ["--max-concurrency", &slots, "--lease-seconds", "15", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
-    let server = crate::server::Server::start_in(app, dir.path(), &args, &[]);
+    let server = crate::support::server::Server::start_in(app, dir.path(), &args, &[]);
     let mut ids = Vec::new();
     for n in 0..RUNS {
         let body = serde_json::json!({"task_title": "effect", "payload": {"n": n, "millis": 2_000}, "unique": false});
@@ -197,7 +197,7 @@ async fn serve_killed_with_half_the_runs_running_reexecutes_exactly_those() {
         .collect();
     assert_eq!(running.len(), SLOTS, "every slot was running an attempt at the kill: {at_kill:?}");
 
-    let server = crate::server::Server::start_in(app, dir.path(), &args, &[]);
+    let server = crate::support::server::Server::start_in(app, dir.path(), &args, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut runs = Vec::new();
     for id in &ids {

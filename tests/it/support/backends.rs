@@ -61,7 +61,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case($crate::backends::Backend::Sqlite).await
+                    super::$case($crate::support::backends::Backend::Sqlite).await
                 }
             )*
         }
@@ -69,7 +69,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::$case($crate::backends::Backend::Postgres).await
+                    super::$case($crate::support::backends::Backend::Postgres).await
                 }
             )*
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 use taskflow::executor::{ThreadExecutor, ThreadExecutorConfig};
 use taskflow::{TaskContext, TaskError};
 
-use crate::tasks::{INSIDE, MOST_INSIDE};
+use crate::support::tasks::{INSIDE, MOST_INSIDE};
 
 fn def(title: &str) -> &'static taskflow::TaskDef {
     taskflow::task_def(title).expect("registered")

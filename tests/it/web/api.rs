@@ -6,7 +6,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::{API_KEY, Server, USER, wait_final};
+use crate::support::server::{API_KEY, Server, USER, wait_final};
 
 async fn body(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();

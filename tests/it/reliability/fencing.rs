@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use taskflow::store::PostgresStore;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 
@@ -35,7 +35,7 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_servers_late_outcome_is_refused_and_changes_nothing() {
-    let Some(admin) = crate::backends::postgres_server() else { return };
+    let Some(admin) = crate::support::backends::postgres_server() else { return };
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let dir = tempfile::tempdir().unwrap();
     // The test timings: leases of 5 s, renewed every second.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::{Server, wait_final};
+use crate::support::server::{Server, wait_final};
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 

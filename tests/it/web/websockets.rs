@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::server::Server;
+use crate::support::server::Server;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -109,7 +109,7 @@ async fn sockets_refuse_strangers_and_plain_requests() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST, "a plain GET is told this is a WebSocket");
 
     // The browser's session cookie works from this site, never another.
-    let cookie = crate::pages::session_cookie(&server).await;
+    let cookie = crate::web::pages::session_cookie(&server).await;
     let own_origin = vec![("cookie", cookie.clone()), ("origin", server.url.clone())];
     assert!(connect(&server, "/api/v1/events/ws", &own_origin).await.is_ok());
     let evil = vec![("cookie", cookie), ("origin", "http://evil.example".to_owned())];

@@ -20,7 +20,7 @@ fn lists_every_task_sorted_by_title() {
 fn finds_a_task_and_describes_it() {
     let def = taskflow::task_def("tests.kitchen_sink").expect("registered");
     assert_eq!(def.description(), "Every kind of argument");
-    assert_eq!(def.module_path(), "it::tasks");
+    assert_eq!(def.module_path(), "it::support::tasks");
     assert!(def.file().ends_with("tasks.rs"), "{}", def.file());
     assert!(def.line() > 0);
     assert!(!def.is_async());
@@ -41,7 +41,7 @@ fn finds_a_task_and_describes_it() {
 
     let nested = taskflow::task_def("tests.async_double").unwrap();
     assert!(nested.is_async());
-    assert_eq!(nested.module_path(), "it::tasks::nested::deeper");
+    assert_eq!(nested.module_path(), "it::support::tasks::nested::deeper");
     assert_eq!(nested.signature(), "async async_double(n: i64) -> i64");
 }
 

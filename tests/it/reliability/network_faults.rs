@@ -14,8 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskflow::store::PostgresStore;
 
-use crate::proxy::Proxy;
-use crate::server::Server;
+use crate::support::proxy::Proxy;
+use crate::support::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 /// The port of the PostgreSQL server the restart test has to itself, below
@@ -58,7 +58,7 @@ async fn completes_each_once(server: &Server, acked: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_for_five_seconds_answers_503_then_loses_nothing() {
-    let Some(admin) = crate::backends::postgres_server() else { return };
+    let Some(admin) = crate::support::backends::postgres_server() else { return };
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap();
     let target: SocketAddr = host.parse().unwrap();
@@ -116,7 +116,7 @@ async fn postgres_cut_for_five_seconds_answers_503_then_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_slowed_by_300_ms_expires_no_live_lease() {
-    let Some(admin) = crate::backends::postgres_server() else { return };
+    let Some(admin) = crate::support::backends::postgres_server() else { return };
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap();
     let proxy = Proxy::start(host.parse().unwrap()).await;
@@ -159,11 +159,11 @@ async fn postgres_slowed_by_300_ms_expires_no_live_lease() {
 async fn postgres_restarted_immediately_while_runs_flow_loses_nothing_and_runs_nothing_twice() {
     // The shared server's presence says PostgreSQL is wanted; this test
     // restarts a server of its own.
-    if crate::backends::postgres_server().is_none() {
+    if crate::support::backends::postgres_server().is_none() {
         return;
     }
     let restart = |args: &'static [&'static str]| {
-        tokio::task::spawn_blocking(move || crate::backends::private_postgres(RESTART_PG_PORT, args))
+        tokio::task::spawn_blocking(move || crate::support::backends::private_postgres(RESTART_PG_PORT, args))
     };
     let admin = restart(&[]).await.unwrap();
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use taskflow::ExecutorKind;
 
-use crate::backends::Backend;
+use crate::support::backends::Backend;
 use taskflow::client::{Client, ClientError, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::run::{RunStatus, Timestamp};
@@ -44,7 +44,7 @@ async fn fresh_store(backend: Backend) -> Option<(Arc<dyn Store>, tempfile::Temp
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = match backend {
         Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).unwrap()),
-        Backend::Postgres => crate::backends::fresh_postgres().await?,
+        Backend::Postgres => crate::support::backends::fresh_postgres().await?,
     };
     Some((store, dir))
 }
@@ -356,12 +356,12 @@ async fn a_task_concurrency_limit_holds_across_the_engine(backend: Backend) {
     for id in ids {
         assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
     }
-    assert_eq!(crate::tasks::most_inside_limited(&group), 1);
+    assert_eq!(crate::support::tasks::most_inside_limited(&group), 1);
 }
 
 async fn typed_helpers_submit_and_return_the_tasks_own_types(backend: Backend) {
     let Some(fx) = fixture(backend).await else { return };
-    use crate::tasks;
+    use crate::support::tasks;
     let run = tasks::nested::deeper::async_double::submit(&fx.client, 21).await.unwrap();
     assert_eq!(run.run().task_title, "tests.async_double");
     assert_eq!(run.wait().await.unwrap(), 42);
@@ -389,11 +389,11 @@ async fn typed_helpers_submit_and_return_the_tasks_own_types(backend: Backend) {
     // Types that only go one way are told at run time, clearly.
     let error = tasks::only_in::submit(&fx.client, tasks::OnlyIn { x: 1 }).await.unwrap_err();
     assert!(
-        error.to_string().starts_with("argument `value`: `it::tasks::OnlyIn` does not implement `Serialize`"),
+        error.to_string().starts_with("argument `value`: `it::support::tasks::OnlyIn` does not implement `Serialize`"),
         "{error}"
     );
     let error = tasks::only_out::submit(&fx.client, 5).await.unwrap().wait().await.unwrap_err();
-    assert!(error.to_string().contains("`it::tasks::OnlyOut` does not implement `Deserialize`"), "{error}");
+    assert!(error.to_string().contains("`it::support::tasks::OnlyOut` does not implement `Deserialize`"), "{error}");
 }
 
 async fn a_heartbeat_keeps_a_short_lease_alive_through_a_long_run(backend: Backend) {
@@ -426,7 +426,7 @@ async fn an_engine_runs_at_most_max_concurrency_at_once(backend: Backend) {
     for id in ids {
         assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
     }
-    let most = crate::tasks::most_inside_overlap(&group);
+    let most = crate::support::tasks::most_inside_overlap(&group);
     assert!((1..=2).contains(&most), "{most} runs were inside at once");
 }
 
@@ -445,7 +445,7 @@ async fn higher_priority_runs_start_first(backend: Backend) {
     for id in ids {
         assert_eq!(fx.client.wait(id, WAIT).await.unwrap().status, RunStatus::Completed);
     }
-    assert_eq!(crate::tasks::start_order(&group), ["high", "medium", "low"]);
+    assert_eq!(crate::support::tasks::start_order(&group), ["high", "medium", "low"]);
 }
 
 async fn shutdown_gives_a_running_run_back_for_the_next_engine(backend: Backend) {
@@ -471,7 +471,7 @@ async fn shutdown_gives_a_running_run_back_for_the_next_engine(backend: Backend)
     wait_for_status(&fx.client, run.id, RunStatus::Running).await;
     let taken = fx.client.get(run.id).await.unwrap();
     assert_eq!((taken.worker_id.as_deref(), taken.attempt), (Some("second-engine"), 1));
-    crate::tasks::release(&key);
+    crate::support::tasks::release(&key);
     let done = fx.client.wait(run.id, WAIT).await.unwrap();
     assert_eq!(done.status, RunStatus::Completed, "{done:?}");
     assert_eq!(done.attempt, 1);
@@ -554,7 +554,7 @@ async fn subscribers_see_a_runs_status_changes_and_logs(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_submitted_on_one_postgres_connection_is_executed_by_an_engine_on_another() {
     use taskflow::store::PostgresStore;
-    let Some(server) = crate::backends::postgres_server() else { return };
+    let Some(server) = crate::support::backends::postgres_server() else { return };
     let url = PostgresStore::create_test_database(&server).await.expect("a fresh test database");
     let store_a: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("the test database opens"));
     let store_b: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.expect("the test database opens"));
@@ -654,7 +654,7 @@ async fn settle(engine: &Engine) {
     tokio::time::sleep(config().poll_interval * 10).await;
 }
 
-crate::backends::on_every_backend!(
+crate::support::backends::on_every_backend!(
     typed_helpers_submit_and_return_the_tasks_own_types,
     a_run_completes_with_its_result_and_logs,
     bad_submits_store_nothing,
