@@ -3,7 +3,7 @@
 //! It serves the library (`taskflow-core`) through its [`Client`]: the
 //! [`Plane`] does what a route asks in the wire's types (`taskflow-proto`),
 //! and `convert.rs` is the one place that translates between the two.
-//! [`router`] builds the whole site for a client and an [`Auth`]; [`serve`]
+//! [`router`] builds the whole site for a plane and an [`Auth`]; [`serve`]
 //! runs it on a listener. Only this crate knows HTTP.
 //!
 //! Every route but `/health` needs a token: a bearer token (an access JWT
@@ -81,11 +81,9 @@ impl std::fmt::Debug for AppState {
 
 /// The whole site: `/health`, `/token`, the API, the WebSockets, the UI and
 /// its static files, with security headers on every response.
-///
-/// Starts the forwarding of the client's events to the WebSockets, so it
-/// must be called inside a Tokio runtime.
-pub fn router(client: Client, auth: Arc<Auth>, config: &WebConfig) -> Router {
-    let state = AppState { plane: Plane::new(client), auth };
+/// `plane` is [`Plane::new`] over the core's [`Client`].
+pub fn router(plane: Arc<Plane>, auth: Arc<Auth>, config: &WebConfig) -> Router {
+    let state = AppState { plane, auth };
     let api = api::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_api));
     let pages = ui::router().route_layer(middleware::from_fn_with_state(state.clone(), auth::gate::require_session));
     // Beyond the cap, refuse at once: a queue would only make every

@@ -15,6 +15,15 @@ pub use app::error::{Error, Result};
 #[cfg(feature = "web")]
 pub use taskflow_web as web;
 
+/// The control plane over a [`Client`](client::Client), as `serve` runs it:
+/// `web::router(Plane::new(client), auth, &config)`. (Kept at this path for
+/// embedders; it lives in `taskflow-web`.)
+#[cfg(feature = "web")]
+pub mod control_plane {
+    pub use taskflow_web::convert::{wire_function, wire_run};
+    pub use taskflow_web::plane::{Plane, PlaneError};
+}
+
 /// Registers a function as a task.
 ///
 /// ```

@@ -58,7 +58,8 @@ pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeA
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_requests = args.max_concurrent_requests;
     config.read_timeout = Duration::from_secs(args.read_timeout_seconds.max(1));
-    let router = taskflow_web::router(crate::client::Client::new(engine.clone()), auth, &config);
+    let plane = taskflow_web::Plane::new(crate::client::Client::new(engine.clone()));
+    let router = taskflow_web::router(plane, auth, &config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         taskflow_web::serve(listener, router, &config, async move {

@@ -759,7 +759,8 @@ async fn serve_keeps_a_warm_container_per_docker_task_and_removes_it_when_stoppe
         return;
     }
     let app = "simple_tasks";
-    let server = crate::support::server::Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &["--docker-warm", "1"], &[]);
+    let server =
+        crate::support::server::Server::start_binary(env!("CARGO_BIN_EXE_simple_tasks"), &["--docker-warm", "1"], &[]);
     let client = server.client();
     let body = json!({"task_title": "add_numbers", "payload": {"a": 2, "b": 3}, "executor": "docker"});
     let run = server.submit(body.clone()).await;

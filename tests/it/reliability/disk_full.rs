@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskflow::client::Client;
+use taskflow::control_plane::Plane;
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::store::SqliteStore;
 use taskflow::task;
@@ -36,7 +37,7 @@ async fn serve(dir: &tempfile::TempDir) -> Served {
     let auth = Auth::new(AuthConfig::with_secret(vec![9; 32]).unwrap()).unwrap();
     let token = auth.access_token("test", Duration::from_secs(600));
     let config = WebConfig::default();
-    let router = taskflow::web::router(Client::new(engine.clone()), Arc::new(auth), &config);
+    let router = taskflow::web::router(Plane::new(Client::new(engine.clone())), Arc::new(auth), &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server =

@@ -61,7 +61,8 @@ async fn soak_under_faults_loses_nothing() {
         return;
     }
     let seconds: u64 = std::env::var("TASKFLOW_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
-    let admin = tokio::task::spawn_blocking(|| crate::support::backends::private_postgres(SOAK_PG_PORT, &[])).await.unwrap();
+    let admin =
+        tokio::task::spawn_blocking(|| crate::support::backends::private_postgres(SOAK_PG_PORT, &[])).await.unwrap();
     let url = PostgresStore::create_test_database(&admin).await.expect("a fresh test database");
     let host = url.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
     let proxy = Proxy::start(host.parse().unwrap()).await;
