@@ -38,6 +38,8 @@ use axum::{Json, Router};
 pub use auth::{Auth, AuthConfig, AuthConfigError};
 pub use error::ApiError;
 pub use plane::{Plane, PlaneError};
+/// The wire types the API speaks, for clients written in Rust.
+pub use taskflow_proto as proto;
 pub use taskflow_core::client::Client;
 
 /// The version of the REST API this crate serves, as in `/api/v1`.
