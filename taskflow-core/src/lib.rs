@@ -12,7 +12,7 @@ extern crate self as taskflow;
 
 // The modules in layers, each naming only those above it in this list:
 // leaves (deadline, error, future, log, run) → task → store → executor →
-// events → server, worker → engine → client.
+// events → worker → server → engine → client.
 mod deadline;
 mod error;
 mod future;
@@ -27,8 +27,9 @@ pub mod executor;
 
 mod events;
 
-mod server;
 pub mod worker;
+
+mod server;
 
 pub mod engine;
 
