@@ -36,8 +36,11 @@ use sqlx_core::row::Row;
 use sqlx_postgres::{PgConnection, PgPool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{CHANNEL, ChangedColumns, NOTIFY_CHUNK, RUN_COLUMNS, db, query, read_run, storable, submit, to_i64};
+use super::rows::{db, query, read_run, storable};
+use super::writes::{ChangedColumns, submit};
+use super::{CHANNEL, NOTIFY_CHUNK, RUN_COLUMNS};
 use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
+use crate::store::row::to_i64;
 use crate::store::{DatabaseError, DatabaseErrorKind, Error, NewRun, Outcome, Report, Result, Submitted, apply};
 
 /// The most commands one transaction writes.

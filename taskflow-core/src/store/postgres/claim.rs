@@ -1,0 +1,137 @@
+//! Claims and heartbeats: runs taken `FOR UPDATE SKIP LOCKED` under the
+//! tasks' concurrency limits, and leases renewed in one statement.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx_core::row::Row;
+use sqlx_postgres::PgPool;
+
+use super::changes::{announced, notify};
+use super::rows::{db, query, read_run};
+use super::writes::{begin, commit, save};
+use super::{RUN_COLUMNS, TASK_LIMIT_LOCKS};
+use crate::run::{Run, RunId, RunStatus, Timestamp};
+use crate::store::{ClaimRequest, Result, apply};
+
+pub(super) async fn claim(pool: &PgPool, origin: &str, request: &ClaimRequest) -> Result<Vec<Run>> {
+    let executors: Vec<&str> = apply::distinct(&request.executors).into_iter().map(|e| e.as_str()).collect();
+    if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut tx = begin(pool).await?;
+
+    // Room left under each task's concurrency limit. Claims of limited
+    // tasks take a lock per task, so the count sees every claim committed
+    // by any server before; full tasks are skipped in the query, the others
+    // are capped while picking.
+    let limits: BTreeMap<&str, u32> =
+        request.task_limits.iter().map(|(title, limit)| (title.as_str(), *limit)).collect();
+    let mut room: BTreeMap<&str, u32> = BTreeMap::new();
+    if !limits.is_empty() {
+        let titles: Vec<&str> = limits.keys().copied().collect();
+        // In the order of the lock keys, so claimers cannot deadlock.
+        query(
+            "SELECT pg_advisory_xact_lock($1, key)              FROM (SELECT DISTINCT hashtext(title) AS key FROM unnest($2::text[]) AS title ORDER BY key) AS keys",
+        )
+        .bind(TASK_LIMIT_LOCKS)
+        .bind(&titles)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("cannot lock the concurrency limits of tasks"))?;
+        let running: BTreeMap<String, i64> = query(
+            "SELECT task_title, count(*) FROM taskflow_runs \
+             WHERE status = 'running' AND task_title = ANY($1) GROUP BY task_title",
+        )
+        .bind(&titles)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("cannot count running runs of a task"))?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx_core::Error>>()
+        .map_err(db("cannot count running runs of a task"))?;
+        for (title, limit) in &limits {
+            let running = running.get(*title).copied().unwrap_or(0);
+            room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
+        }
+    }
+    let full = apply::full(&room);
+    // Look a little further when limited tasks may have to be passed over.
+    let window = apply::window(request.limit, &room);
+    let sql = claim_sql();
+    let rows = query(&sql)
+        .bind(request.now.0)
+        .bind(&executors)
+        .bind(&full)
+        .bind(i64::from(window))
+        .bind(&request.titles)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("cannot select runs to claim"))?;
+    let mut runs = apply::pick(rows.iter().map(read_run), request.limit, &mut room)?;
+
+    let lease_until = request.now.plus(request.lease);
+    for run in &mut runs {
+        apply::claim(run, &request.worker_id, lease_until, request.now)?;
+    }
+    save(&mut tx, &runs).await?;
+    notify(&mut tx, origin, &announced(&runs)).await?;
+    // The rows looked at but not claimed are unlocked here too.
+    commit(tx).await?;
+    Ok(runs)
+}
+
+/// The candidates of a claim: `$1` now, `$2` the executors, `$3` the full
+/// tasks, `$4` how many, `$5` the tasks of the claiming binary.
+pub(super) fn claim_sql() -> String {
+    format!(
+        "SELECT {RUN_COLUMNS} FROM taskflow_runs \
+         WHERE status = 'pending' AND not_before <= $1 AND executor = ANY($2) AND task_title = ANY($5) \
+         AND NOT task_title = ANY($3) \
+         ORDER BY taskflow_runs.priority DESC, not_before, taskflow_runs.id LIMIT $4 FOR UPDATE SKIP LOCKED"
+    )
+}
+
+/// Renews leases. Not announced as a change: only `lease_until` moves.
+pub(super) async fn heartbeat(
+    pool: &PgPool,
+    worker_id: &str,
+    runs: &[(RunId, u32)],
+    lease_until: Timestamp,
+) -> Result<Vec<RunId>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One statement, outside an explicit transaction: one round trip, so a
+    // slow network (300 ms a round trip) still renews well inside a lease.
+    // The runs go in id order, the order every multi-run lock is taken in.
+    let mut sorted: Vec<(uuid::Uuid, i64)> =
+        runs.iter().map(|(id, attempt)| (id.as_uuid(), i64::from(*attempt))).collect();
+    sorted.sort_unstable();
+    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i64>) = sorted.into_iter().unzip();
+    let renewed: Vec<(uuid::Uuid, i64)> = query(
+        "UPDATE taskflow_runs AS r SET lease_until = $1 \
+         FROM unnest($2::uuid[], $3::bigint[]) AS h (id, attempt) \
+         WHERE r.id = h.id AND r.id = ANY($2) AND r.attempt = h.attempt AND r.status = $5 AND r.worker_id = $4 \
+         RETURNING r.id, r.attempt",
+    )
+    .bind(lease_until.0)
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(worker_id)
+    // A parameter, not a constant: see `group_commit::write_changes`.
+    .bind(RunStatus::Running.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(db("cannot renew leases"))?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx_core::Error>>()
+    .map_err(db("cannot renew leases"))?;
+    let renewed: HashSet<(uuid::Uuid, i64)> = renewed.into_iter().collect();
+    Ok(runs
+        .iter()
+        .filter(|(id, attempt)| !renewed.contains(&(id.as_uuid(), i64::from(*attempt))))
+        .map(|(id, _)| *id)
+        .collect())
+}

@@ -1,0 +1,397 @@
+//! The PostgreSQL store: one database shared by several servers.
+//!
+//! # Durability
+//!
+//! Every write is acknowledged only after its `COMMIT`; with the server's
+//! default `synchronous_commit = on` the commit is flushed to the server's
+//! write-ahead log first. Submits and finishes that arrive together are
+//! written by one statement ([`group_commit`]); the other writes are one
+//! transaction each.
+//!
+//! # Concurrency
+//!
+//! Any number of processes may share the database. Claims and rescues select
+//! their rows `FOR UPDATE SKIP LOCKED`, so claimers never wait for each other
+//! and never take the same run; `cancel` and `delete` lock the row they
+//! change, and a finish updates its run only if the run is still held by
+//! the reporting attempt (a compare-and-set), so a stale report or a cancel
+//! racing a claim sees the row as the other left it. The writes that lock
+//! several rows of a kind (`heartbeat`, `append_logs`) lock them in id
+//! order, so writers do not deadlock. Two equal submits racing each other meet on a unique
+//! index (`ON CONFLICT DO NOTHING`) and the loser looks again and finds the
+//! winner's run.
+//!
+//! # Change notifications
+//!
+//! Every transaction that creates, changes or deletes runs calls
+//! `pg_notify('taskflow_runs', '<origin> <id>:<status> …')`, a notification
+//! per hundred runs; PostgreSQL delivers them at commit. `<origin>` is
+//! random per [`PostgresStore::connect`], so a server tells its own changes
+//! from others' ([`Change::own`]). A listener task holds one extra
+//! connection with `LISTEN taskflow_runs` and forwards the changes to
+//! [`Store::changes`] receivers, reconnecting when the connection drops.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx_core::Url;
+use sqlx_core::connection::Connection;
+use sqlx_core::executor::Executor;
+use sqlx_core::query_scalar::query_scalar;
+use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use self::changes::{forward_changes, listen};
+use self::claim::{claim, heartbeat};
+pub use self::connect::redact_url;
+use self::connect::{migrate, test_database_created};
+use self::group_commit::GroupCommit;
+use self::reads::{list, load, logs};
+use self::rows::db;
+use self::writes::{append_logs, cancel, delete, prune_batch, rescue_batch, submit};
+use super::{
+    Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Report, Result, RunFilter, Store,
+    StoredLogLine, Submitted,
+};
+use crate::future::BoxFuture;
+use crate::log::Level;
+use crate::run::{Run, RunId, Timestamp};
+
+mod changes;
+mod claim;
+mod connect;
+mod group_commit;
+mod reads;
+mod rows;
+#[cfg(test)]
+mod tests;
+mod writes;
+
+/// The advisory lock that serializes migrations ("taskflow" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7461_736b_666c_6f77;
+/// The class of the advisory locks that serialize claims of a task with a
+/// concurrency limit (the second key is the hash of the task's title).
+const TASK_LIMIT_LOCKS: i32 = 0x7466_6c63; // "tflc"
+/// The `LISTEN`/`NOTIFY` channel of run changes.
+const CHANNEL: &str = "taskflow_runs";
+/// How long `connect` waits for the server to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections the pool opens (the listener has its own).
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a write waits for a free connection of the pool: short, so
+/// that with the database unreachable a request fails soon (503, retry)
+/// instead of holding its client for half a minute.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long PostgreSQL lets a session sit idle inside a transaction before it
+/// ends the session. Our transactions never wait on anything but the
+/// database, so such a gap means the client froze (`SIGSTOP`, a suspended
+/// VM) while holding row locks: without the limit a frozen worker's
+/// heartbeat would keep its runs locked and no one could rescue them.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "10s";
+/// How many runs one notification announces: a payload must stay under
+/// PostgreSQL's 8000 bytes, and each run takes at most 48.
+const NOTIFY_CHUNK: usize = 100;
+/// The status a deleted run is announced with.
+const DELETED: &str = "deleted";
+/// How many changes a slow [`Store::changes`] receiver may fall behind.
+const CHANGES_CAPACITY: usize = 4096;
+/// The listener's wait before reconnecting: first, and at most.
+const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// How often a submit looks again after losing a race on a unique index.
+const SUBMIT_ROUNDS: usize = 8;
+/// The name of every test database starts with this.
+const TEST_DATABASE_PREFIX: &str = "tf_test_";
+/// Test databases older than this are left-overs.
+const TEST_DATABASE_LIFETIME: Duration = Duration::from_secs(3600);
+/// How many expired runs one rescue transaction handles.
+const RESCUE_BATCH: usize = 500;
+/// How many runs one prune transaction deletes.
+const PRUNE_BATCH: u64 = 1000;
+
+/// The columns a [`Run`] is read from, in the order [`read_run`](rows::read_run) expects.
+/// `id` and `priority` come out converted (text, bigint) under their own
+/// names: a query selecting these orders by `taskflow_runs.id` and
+/// `taskflow_runs.priority`, or it would sort the converted values instead
+/// of reading the indexes in order.
+const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt, max_attempts, executor, \
+     priority::bigint, not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, \
+     error_kind, error_message, worker_id, lease_until, idempotency_key";
+
+/// The store for several servers sharing one PostgreSQL database (feature
+/// `postgres`).
+///
+/// **Durability**: every write is acknowledged after its commit; submits and
+/// finishes arriving together share a transaction (group commit).
+///
+/// **Concurrency**: any number of processes may share the database; claims
+/// use `FOR UPDATE SKIP LOCKED`, so a run is never claimed twice, and equal
+/// submits racing each other make one run.
+///
+/// **Changes**: [`Store::changes`] yields the runs changed by any
+/// process using the database (this one included), through PostgreSQL's
+/// `LISTEN`/`NOTIFY`.
+///
+/// Cloning is cheap (the handles share one pool). The listener task ends
+/// when the last handle is dropped. Created inside a Tokio runtime.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Heartbeats' own connection: a burst of slow writes holding every
+    /// connection of `pool` must not delay lease renewals until the leases
+    /// expire and their runs execute twice.
+    leases: PgPool,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The URL without its password.
+    url: String,
+    /// Marks the changes this store announces (see [`notify`](changes::notify)).
+    origin: Arc<str>,
+    changes: broadcast::Sender<Change>,
+    listener: JoinHandle<()>,
+    /// Submits and finishes, written in batches.
+    batches: GroupCommit,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore").field("url", &self.shared.url).finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url`
+    /// (`postgres://user:password@host:port/database`), applies the
+    /// migrations it lacks and starts listening for changes.
+    ///
+    /// Several servers may connect at once: migrations run in a transaction
+    /// under an advisory lock. Errors name the URL without its password.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let shown = redact_url(url);
+        let failed = |detail: String| Error::other(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
+        let expected = "expected postgres://user:password@host:port/database";
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(failed(format!("the URL is not a PostgreSQL URL; {expected}")));
+        }
+        let options: PgConnectOptions =
+            url.parse().map_err(|e| failed(format!("the URL is invalid ({e}); {expected}")))?;
+        let options = options
+            .application_name("taskflow")
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
+
+        // One connection first: a pool would retry a refused connection
+        // until its timeout and then say only that it timed out.
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(db(format!(
+                    "cannot connect to PostgreSQL at {shown}; check that the server is running and accepts \
+                     connections at that host and port, and the user name, password and database name"
+                ))(e));
+            }
+            Err(_) => {
+                return Err(Error::Database(DatabaseError::new(
+                    DatabaseErrorKind::Unavailable,
+                    format!(
+                        "cannot connect to PostgreSQL at {shown}: no answer within {}s; check the host and port, \
+                         and that no firewall is in the way",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )));
+            }
+        };
+        migrate(&mut conn).await.map_err(|e| e.within(format_args!("cannot prepare {shown}")))?;
+        let _ = conn.close().await;
+
+        // The listener keeps its own connection, for as long as it lives.
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options.clone());
+        let listener = listen(&listener_pool).await.map_err(|e| failed(format!("cannot listen for changes: {e}")))?;
+        let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+        // Tells this handle's own announcements from other connections'.
+        let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let listener = tokio::spawn(forward_changes(listener_pool, listener, origin.clone(), changes.clone()));
+
+        let leases =
+            PgPoolOptions::new().max_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with(options.clone());
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let batches = GroupCommit::start(pool.clone(), origin.clone());
+        Ok(PostgresStore { pool, leases, shared: Arc::new(Shared { url: shown, origin, changes, listener, batches }) })
+    }
+
+    /// The database's URL, without its password.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// Test support, not a stable API: creates an empty database
+    /// `tf_test_<UUIDv7>` on the server at `server` and returns its URL.
+    /// Test databases older than an hour (left by test runs that were killed
+    /// or did not drop theirs) are dropped on the way.
+    #[doc(hidden)]
+    pub async fn create_test_database(server: &str) -> Result<String> {
+        let shown = redact_url(server);
+        let failed = |e: sqlx_core::Error| db(format!("cannot create a test database on {shown}"))(e);
+        let mut url = Url::parse(server).map_err(|e| failed(sqlx_core::Error::Configuration(e.into())))?;
+        let mut admin = PgConnection::connect(server).await.map_err(failed)?;
+        let existing: Vec<String> = query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'tf\\_test\\_%'")
+            .fetch_all(&mut admin)
+            .await
+            .map_err(failed)?;
+        let stale = Timestamp::now().millis() - i64::try_from(TEST_DATABASE_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        for name in existing.iter().filter(|name| test_database_created(name).is_some_and(|at| at < stale)) {
+            // Best effort: another test run may be sweeping too.
+            let _ = admin.execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+        let name = format!("{TEST_DATABASE_PREFIX}{}", uuid::Uuid::now_v7().simple());
+        admin.execute(&*format!("CREATE DATABASE {name}")).await.map_err(failed)?;
+        let _ = admin.close().await;
+        url.set_path(&name);
+        Ok(url.to_string())
+    }
+
+    /// Test support, not a stable API: drops the test database at `url`
+    /// (made by [`create_test_database`](Self::create_test_database) on
+    /// `server`), ending the connections still open to it.
+    #[doc(hidden)]
+    pub async fn drop_test_database(server: &str, url: &str) -> Result<()> {
+        let name = Url::parse(url).ok().map(|url| url.path().trim_start_matches('/').to_owned()).unwrap_or_default();
+        if test_database_created(&name).is_none() {
+            return Err(Error::other(format!("{} is not a test database", redact_url(url))));
+        }
+        let failed = |e: sqlx_core::Error| db(format!("cannot drop the test database {name}"))(e);
+        let mut admin = PgConnection::connect(server).await.map_err(failed)?;
+        admin.execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(failed)?;
+        let _ = admin.close().await;
+        Ok(())
+    }
+
+    /// Runs `op` on the pool; `op` gets an owned handle to it, and the origin
+    /// its announcements carry.
+    fn with_pool<T, F>(&self, op: impl FnOnce(PgPool, Arc<str>) -> F + Send + 'static) -> BoxFuture<Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        Box::pin(op(self.pool.clone(), self.shared.origin.clone()))
+    }
+}
+
+impl Store for PostgresStore {
+    fn submit(&self, mut new: NewRun) -> BoxFuture<Result<Submitted>> {
+        // Not claimed at its submit (yet): the run is stored pending and the
+        // engine, seeing that, claims it the usual way.
+        new.claim = None;
+        if new.idempotency_key.is_none() {
+            let shared = self.shared.clone();
+            return Box::pin(async move { shared.batches.submit(new).await });
+        }
+        self.with_pool(move |pool, origin| async move { submit(&pool, &origin, new, Timestamp::now()).await })
+    }
+
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
+        self.with_pool(move |pool, origin| async move { claim(&pool, &origin, &request).await })
+    }
+
+    fn heartbeat(
+        &self,
+        worker_id: String,
+        runs: Vec<(RunId, u32)>,
+        lease_until: Timestamp,
+    ) -> BoxFuture<Result<Vec<RunId>>> {
+        let leases = self.leases.clone();
+        Box::pin(async move { heartbeat(&leases, &worker_id, &runs, lease_until).await })
+    }
+
+    fn finish(&self, report: Report) -> BoxFuture<Result<Run>> {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.batches.finish(report).await })
+    }
+
+    fn cancel(&self, id: RunId, now: Timestamp) -> BoxFuture<Result<Run>> {
+        self.with_pool(move |pool, origin| async move { cancel(&pool, &origin, id, now).await })
+    }
+
+    fn delete(&self, id: RunId, force: bool) -> BoxFuture<Result<()>> {
+        self.with_pool(move |pool, origin| async move { delete(&pool, &origin, id, force).await })
+    }
+
+    fn rescue_expired(&self, now: Timestamp) -> BoxFuture<Result<Vec<Run>>> {
+        // One transaction per batch, so a large rescue holds few locks at a
+        // time; each batch leaves fewer expired runs, so this ends.
+        self.with_pool(move |pool, origin| async move {
+            let mut rescued = Vec::new();
+            loop {
+                let batch = rescue_batch(&pool, &origin, now).await?;
+                let done = batch.len() < RESCUE_BATCH;
+                rescued.extend(batch);
+                if done {
+                    return Ok(rescued);
+                }
+            }
+        })
+    }
+
+    fn prune(&self, before: Timestamp) -> BoxFuture<Result<u64>> {
+        self.with_pool(move |pool, _| async move {
+            let mut pruned = 0;
+            loop {
+                let deleted = prune_batch(&pool, before).await?;
+                pruned += deleted;
+                if deleted < PRUNE_BATCH {
+                    return Ok(pruned);
+                }
+            }
+        })
+    }
+
+    fn append_logs(&self, lines: Vec<(RunId, Timestamp, Level, String)>) -> BoxFuture<Result<Vec<StoredLogLine>>> {
+        self.with_pool(move |pool, _| async move {
+            // Locks are taken in id order everywhere, but a plan may still
+            // touch rows in another; PostgreSQL then aborts one transaction
+            // as a deadlock, and log lines are worth another try.
+            let mut tries = 0;
+            loop {
+                match append_logs(&pool, lines.clone()).await {
+                    Err(error) if error.database_kind() == Some(DatabaseErrorKind::Deadlock) && tries < 3 => tries += 1,
+                    other => return other,
+                }
+            }
+        })
+    }
+
+    fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>> {
+        self.with_pool(move |pool, _| async move {
+            let mut conn = pool.acquire().await.map_err(db("cannot read a run"))?;
+            load(&mut conn, id, "").await
+        })
+    }
+
+    fn list(&self, filter: RunFilter) -> BoxFuture<Result<Page<Run>>> {
+        self.with_pool(move |pool, _| async move { list(&pool, filter).await })
+    }
+
+    fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>> {
+        self.with_pool(move |pool, _| async move { logs(&pool, id, after, limit).await })
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.shared.changes.subscribe())
+    }
+}
