@@ -38,9 +38,9 @@ use axum::{Json, Router};
 pub use auth::{Auth, AuthConfig, AuthConfigError};
 pub use error::ApiError;
 pub use plane::{Plane, PlaneError};
+pub use taskflow_core::client::Client;
 /// The wire types the API speaks, for clients written in Rust.
 pub use taskflow_proto as proto;
-pub use taskflow_core::client::Client;
 
 /// The version of the REST API this crate serves, as in `/api/v1`.
 pub const API_VERSION: &str = "v1";

@@ -552,11 +552,7 @@ const MAX_LINES: usize = 800;
 
 /// Library files allowed over [`MAX_LINES`], each with why. An entry must stay
 /// true: the test fails once the file is gone or short enough.
-const LONG_FILES: &[(&str, &str)] = &[
-    ("taskflow-core/src/store/sqlite.rs", "being split into a folder (issue 15)"),
-    ("taskflow-core/src/store/postgres.rs", "being split into a folder (issue 15)"),
-    ("taskflow-core/src/store/conformance.rs", "being split into a folder (issue 15)"),
-];
+const LONG_FILES: &[(&str, &str)] = &[];
 
 /// A file past a few hundred lines holds more than one concept; split it into
 /// a folder of modules, one concept each.

@@ -26,7 +26,9 @@ pub use error::{DatabaseError, DatabaseErrorKind, Error, Result};
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
-#[doc(hidden)]
+/// The statements the SQLite store runs for every run, for the benchmark's
+/// ceiling (feature `testing`; not a stable API).
+#[cfg(feature = "testing")]
 pub use sqlite::statements as sqlite_statements;
 
 use crate::future::BoxFuture;

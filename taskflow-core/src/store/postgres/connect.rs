@@ -1,5 +1,4 @@
-//! Connecting: the names of test databases, URLs without their passwords,
-//! and the migrations.
+//! Connecting: URLs without their passwords, and the migrations.
 
 use sqlx_core::Url;
 use sqlx_core::connection::Connection;
@@ -7,22 +6,13 @@ use sqlx_core::executor::Executor;
 use sqlx_core::query_scalar::query_scalar;
 use sqlx_postgres::PgConnection;
 
+use super::MIGRATION_LOCK;
 use super::rows::{db, query};
-use super::{MIGRATION_LOCK, TEST_DATABASE_PREFIX};
 use crate::store::{Error, Result};
 
 /// The migrations, in order: version, name, SQL.
 pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "0001_runs", include_str!("../../../migrations/postgres/0001_runs.sql"))];
-
-/// When a test database named `tf_test_<UUIDv7>` was created (the UUID's
-/// first 48 bits), in milliseconds since the epoch; `None` for other names.
-pub(super) fn test_database_created(name: &str) -> Option<i64> {
-    let id = name.strip_prefix(TEST_DATABASE_PREFIX)?;
-    let id = uuid::Uuid::try_parse(id).ok().filter(|id| id.get_version_num() == 7)?;
-    let bytes = id.as_bytes();
-    Some(bytes[..6].iter().fold(0, |millis, byte| millis << 8 | i64::from(*byte)))
-}
 
 /// Applies the migrations the database lacks, in one transaction, under an
 /// advisory lock: a second server starting at the same time waits, then

@@ -35,21 +35,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx_core::Url;
 use sqlx_core::connection::Connection;
-use sqlx_core::executor::Executor;
-use sqlx_core::query_scalar::query_scalar;
 use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use self::changes::{forward_changes, listen};
 use self::claim::{claim, heartbeat};
+use self::connect::migrate;
 pub use self::connect::redact_url;
-use self::connect::{migrate, test_database_created};
 use self::group_commit::GroupCommit;
 use self::reads::{list, load, logs};
 use self::rows::db;
+#[cfg(test)]
+use self::testing::test_database_created;
 use self::writes::{append_logs, cancel, delete, prune_batch, rescue_batch, submit};
 use super::{
     Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Report, Result, RunFilter, Store,
@@ -65,6 +64,8 @@ mod connect;
 mod group_commit;
 mod reads;
 mod rows;
+#[cfg(any(test, feature = "testing"))]
+mod testing;
 #[cfg(test)]
 mod tests;
 mod writes;
@@ -101,10 +102,6 @@ const CHANGES_CAPACITY: usize = 4096;
 const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// How often a submit looks again after losing a race on a unique index.
 const SUBMIT_ROUNDS: usize = 8;
-/// The name of every test database starts with this.
-const TEST_DATABASE_PREFIX: &str = "tf_test_";
-/// Test databases older than this are left-overs.
-const TEST_DATABASE_LIFETIME: Duration = Duration::from_secs(3600);
 /// How many expired runs one rescue transaction handles.
 const RESCUE_BATCH: usize = 500;
 /// How many runs one prune transaction deletes.
@@ -238,48 +235,6 @@ impl PostgresStore {
     /// The database's URL, without its password.
     pub fn url(&self) -> &str {
         &self.shared.url
-    }
-
-    /// Test support, not a stable API: creates an empty database
-    /// `tf_test_<UUIDv7>` on the server at `server` and returns its URL.
-    /// Test databases older than an hour (left by test runs that were killed
-    /// or did not drop theirs) are dropped on the way.
-    #[doc(hidden)]
-    pub async fn create_test_database(server: &str) -> Result<String> {
-        let shown = redact_url(server);
-        let failed = |e: sqlx_core::Error| db(format!("cannot create a test database on {shown}"))(e);
-        let mut url = Url::parse(server).map_err(|e| failed(sqlx_core::Error::Configuration(e.into())))?;
-        let mut admin = PgConnection::connect(server).await.map_err(failed)?;
-        let existing: Vec<String> = query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'tf\\_test\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .map_err(failed)?;
-        let stale = Timestamp::now().millis() - i64::try_from(TEST_DATABASE_LIFETIME.as_millis()).unwrap_or(i64::MAX);
-        for name in existing.iter().filter(|name| test_database_created(name).is_some_and(|at| at < stale)) {
-            // Best effort: another test run may be sweeping too.
-            let _ = admin.execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        }
-        let name = format!("{TEST_DATABASE_PREFIX}{}", uuid::Uuid::now_v7().simple());
-        admin.execute(&*format!("CREATE DATABASE {name}")).await.map_err(failed)?;
-        let _ = admin.close().await;
-        url.set_path(&name);
-        Ok(url.to_string())
-    }
-
-    /// Test support, not a stable API: drops the test database at `url`
-    /// (made by [`create_test_database`](Self::create_test_database) on
-    /// `server`), ending the connections still open to it.
-    #[doc(hidden)]
-    pub async fn drop_test_database(server: &str, url: &str) -> Result<()> {
-        let name = Url::parse(url).ok().map(|url| url.path().trim_start_matches('/').to_owned()).unwrap_or_default();
-        if test_database_created(&name).is_none() {
-            return Err(Error::other(format!("{} is not a test database", redact_url(url))));
-        }
-        let failed = |e: sqlx_core::Error| db(format!("cannot drop the test database {name}"))(e);
-        let mut admin = PgConnection::connect(server).await.map_err(failed)?;
-        admin.execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.map_err(failed)?;
-        let _ = admin.close().await;
-        Ok(())
     }
 
     /// Runs `op` on the pool; `op` gets an owned handle to it, and the origin

@@ -5,6 +5,9 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
+use sqlx_core::Url;
+use sqlx_core::executor::Executor;
+use sqlx_core::query_scalar::query_scalar;
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgRow, PgTransaction};
 use tokio::sync::broadcast::Receiver;

@@ -76,7 +76,6 @@ macro_rules! run_columns {
 /// The columns a [`Run`] is read from, in the order [`read_run`](rows::read_run) expects.
 const RUN_COLUMNS: &str = run_columns!();
 
-#[doc(hidden)]
 pub mod statements;
 
 mod open;

@@ -1,6 +1,7 @@
-//! The statements the store runs for every run, public (but hidden) so that
-//! the benchmark's ceiling (`bench/src/ceiling.rs`) measures exactly these
-//! and cannot drift from them. Not part of the API.
+//! The statements the store runs for every run, re-exported with the
+//! `testing` feature as `store::sqlite_statements` so that the benchmark's
+//! ceiling (`bench/src/ceiling.rs`) measures exactly these and cannot drift
+//! from them. Not part of the API.
 
 /// A de-duplicated submit's lookup of the active run with its key.
 pub const FIND_ACTIVE: &str = concat!(
