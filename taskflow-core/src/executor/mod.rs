@@ -9,6 +9,7 @@ mod docker;
 pub mod frame;
 mod process;
 mod thread;
+mod worker_io;
 
 use std::fmt;
 use std::sync::Arc;

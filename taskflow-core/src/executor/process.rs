@@ -12,25 +12,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::Executor;
 use super::child::{self, GroupChild};
-use super::frame::{self, LineSplitter};
+use super::worker_io::{self, DriveOptions, Pipes, Worker};
 use super::{Availability, Error};
-use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::future::BoxFuture;
 use crate::task::context::TaskContext;
 use crate::task::registry::{ExecutorKind, TaskDef, TaskResult};
-
-/// Longest log line kept from a worker's standard error; the rest of a
-/// longer line is dropped.
-pub(crate) const MAX_LOG_LINE: usize = 64 * 1024;
 
 /// How long output still open after the worker ended (or was killed) is
 /// read before it is abandoned: a hang guard, not a deadline.
@@ -126,103 +119,38 @@ impl ProcessExecutor {
             .map_err(|e| Error::Spawn { program: program.display().to_string(), message: e.to_string() })?;
         let input = serde_json::to_vec(&payload).map_err(|e| TaskError::Output { message: e.to_string() })?;
         let stdin = child.inner().stdin.take();
-        let stdout = child.inner().stdout.take();
-        let stderr = child.inner().stderr.take();
-        // A worker that exits without reading its input closes the pipe:
-        // that write error says nothing the exit does not.
-        let writer = tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(&input).await;
-                let _ = stdin.shutdown().await;
-            }
-        });
         let cap = self.config.max_result_bytes;
-        // Shared, so what was read survives a reader abandoned after the
-        // grace period (a process outside the group holding stdout open).
-        let read_so_far = Arc::new(Mutex::new(Vec::new()));
-        let mut frame_reader = {
-            let read_so_far = read_so_far.clone();
-            tokio::spawn(async move {
-                match stdout {
-                    Some(stdout) => read_capped(stdout, cap, &read_so_far).await,
-                    None => true,
-                }
-            })
-        };
-        let log_ctx = ctx.clone();
-        let mut logger = tokio::spawn(async move {
-            match stderr {
-                Some(stderr) => forward_lines(stderr, &log_ctx).await,
-                None => None,
-            }
-        });
-
-        let deadline = Deadline::within(timeout).reached();
-        tokio::pin!(deadline);
-        let mut read_done = false;
-        let end = loop {
-            tokio::select! {
-                status = child.inner().wait() => break match status {
-                    Ok(status) => End::Exited(status),
-                    Err(error) => End::WaitFailed(error.to_string()),
-                },
-                fits = &mut frame_reader, if !read_done => {
-                    if !fits.unwrap_or(true) {
-                        break End::TooLarge;
-                    }
-                    read_done = true;
-                }
-                () = &mut deadline => break End::TimedOut,
-                () = ctx.cancelled() => break End::Cancelled,
-            }
-        };
-        // Whatever happened, nothing of the run lives on: the group goes.
-        child.kill_group();
-        writer.abort();
-        let last_output = match tokio::time::timeout(DRAIN_GRACE, &mut logger).await {
-            Ok(last) => last.ok().flatten(),
-            Err(_) => {
-                logger.abort();
-                None
-            }
-        };
-        let status = match end {
-            End::Exited(status) => status,
-            End::TooLarge => return Err(Error::ResultTooLarge { limit: cap }.into()),
-            End::TimedOut => {
-                let _ = child.inner().wait().await;
-                return Err(TaskError::TimedOut { after: timeout.unwrap_or_default() });
-            }
-            End::Cancelled => {
-                let _ = child.inner().wait().await;
-                return Err(TaskError::Cancelled);
-            }
-            End::WaitFailed(message) => {
-                return Err(Error::Crashed { how: format!("could not be waited for ({message})"), last_output }.into());
-            }
-        };
-        if !read_done {
-            match tokio::time::timeout(DRAIN_GRACE, &mut frame_reader).await {
-                Ok(Ok(false)) => return Err(Error::ResultTooLarge { limit: cap }.into()),
-                Ok(_) => {}
-                Err(_) => frame_reader.abort(),
-            }
-        }
-        let stdout = std::mem::take(&mut *read_so_far.lock().unwrap_or_else(|e| e.into_inner()));
-        if stdout.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::Crashed { how: describe(status), last_output }.into());
-        }
-        frame::decode_frame(&stdout)?
+        let output = Pipes::spawn(child.inner().stdout.take(), child.inner().stderr.take(), &ctx, cap, DRAIN_GRACE);
+        let options = DriveOptions { timeout, max_result_bytes: cap, wait_for_exit: true };
+        worker_io::drive(&mut child, stdin, input, output, &ctx, options).await
     }
 }
 
-/// How a wait for the worker ended.
-enum End {
-    Exited(ExitStatus),
-    WaitFailed(String),
-    TooLarge,
-    TimedOut,
-    Cancelled,
+/// The child as its run's worker: waited for to its exit status.
+impl Worker for GroupChild {
+    type Exit = ExitStatus;
+    type WaitError = String;
+
+    async fn wait(&mut self) -> Result<ExitStatus, String> {
+        self.inner().wait().await.map_err(|error| error.to_string())
+    }
+
+    /// Whatever happened, nothing of the run lives on: the group goes.
+    async fn stop(&mut self, _exited: bool) {
+        self.kill_group();
+    }
+
+    async fn reap(&mut self) {
+        let _ = self.inner().wait().await;
+    }
+
+    fn wait_failed(&self, message: String, last_output: Option<String>) -> TaskError {
+        Error::Crashed { how: format!("could not be waited for ({message})"), last_output }.into()
+    }
+
+    async fn crashed(&mut self, status: ExitStatus, last_output: Option<String>) -> TaskError {
+        Error::Crashed { how: describe(status), last_output }.into()
+    }
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -231,69 +159,6 @@ fn describe(status: ExitStatus) -> String {
     #[cfg(not(unix))]
     let signal = None;
     super::describe_exit(status.code(), signal)
-}
-
-/// Reads `reader` to its end into `out`; `false` as soon as that would be
-/// more than `cap` bytes.
-async fn read_capped(mut reader: impl AsyncRead + Unpin, cap: usize, out: &Mutex<Vec<u8>>) -> bool {
-    let mut chunk = vec![0; 64 * 1024];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => return true,
-            Ok(n) => {
-                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-                if out.len() + n > cap {
-                    return false;
-                }
-                out.extend_from_slice(&chunk[..n]);
-            }
-        }
-    }
-}
-
-/// Forwards each line of `reader` to the run's log as it comes; answers the
-/// last non-empty line (shortened), for a crash's message.
-async fn forward_lines(mut reader: impl AsyncRead + Unpin, ctx: &TaskContext) -> Option<String> {
-    let mut splitter = LineSplitter::new(MAX_LOG_LINE);
-    let mut last = None;
-    let mut chunk = vec![0; 16 * 1024];
-    let mut forward = |line: &[u8]| {
-        frame::forward_stderr_line(ctx, line);
-        if telling(line) {
-            last = Some(short(line));
-        }
-    };
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => splitter.push(&chunk[..n], &mut forward),
-        }
-    }
-    splitter.finish(&mut forward);
-    last
-}
-
-/// Whether a line of standard error says something about a crash: not
-/// empty, and not part of a backtrace (indented frames, `stack backtrace:`,
-/// the `RUST_BACKTRACE` notes), so a crash's message quotes the line that
-/// matters ("memory allocation of … failed").
-pub(crate) fn telling(line: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(line);
-    !(text.trim().is_empty()
-        || text.starts_with(char::is_whitespace)
-        || text.starts_with("stack backtrace:")
-        || (text.starts_with("note: ") && text.contains("RUST_BACKTRACE")))
-}
-
-/// A line for an error message: at most 300 characters.
-pub(crate) fn short(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim();
-    let mut short: String = text.chars().take(300).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
 }
 
 impl Executor for ProcessExecutor {

@@ -10,18 +10,17 @@ use bollard::container::{
     AttachContainerOptions, Config, KillContainerOptions, LogOutput, RemoveContainerOptions, StartContainerOptions,
     WaitContainerOptions,
 };
-use bollard::models::HostConfig;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use bollard::models::{ContainerWaitResponse, HostConfig};
+use futures_util::{Stream, StreamExt};
+use tokio::task::JoinHandle;
 
 use super::contents::{self};
 use super::executor::DockerExecutor;
 use super::images::WorkerImage;
-use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::executor::Error;
-use crate::executor::frame::{self, LineSplitter};
-use crate::executor::process::{MAX_LOG_LINE, short, telling};
+use crate::executor::frame;
+use crate::executor::worker_io::{self, DriveOptions, LogLines, Output, Worker};
 use crate::task::context::TaskContext;
 use crate::task::registry::{TaskDef, TaskResult};
 
@@ -115,38 +114,13 @@ impl DockerExecutor {
         (body, enveloped): (Vec<u8>, bool),
         timeout: Option<Duration>,
     ) -> TaskResult {
-        let id = container.id.as_str();
         let unbounded = unbounded(docker);
-        let mut input = attached.input;
-        // Closing our half of the connection closes the container's stdin
-        // (`stdin_once`); a worker that exits early makes these fail, which
-        // its exit explains.
-        // Written beside the wait, so a worker that does not read cannot
-        // stall the run past its timeout.
-        let writer = tokio::spawn(async move {
-            let _ = input.write_all(&body).await;
-            let _ = input.flush().await;
-            let _ = input.shutdown().await;
-        });
-
         let cap = self.inner.config.max_result_bytes;
         let log_ctx = ctx.clone();
         let mut output = attached.output;
-        let mut reader = tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut stdout = Vec::new();
-            let mut splitter = LineSplitter::new(MAX_LOG_LINE);
-            let mut last = None;
-            let ended = std::sync::atomic::AtomicBool::new(false);
-            let mut forward = |line: &[u8]| {
-                if enveloped && line == frame::END_LINE.as_bytes() {
-                    ended.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return;
-                }
-                frame::forward_stderr_line(&log_ctx, line);
-                if telling(line) {
-                    last = Some(short(line));
-                }
-            };
+            let mut log = LogLines::new(log_ctx, enveloped);
             let mut too_large = false;
             while let Some(item) = output.next().await {
                 match item {
@@ -157,112 +131,158 @@ impl DockerExecutor {
                         }
                         stdout.extend_from_slice(&message);
                     }
-                    Ok(LogOutput::StdErr { message } | LogOutput::Console { message }) => {
-                        splitter.push(&message, &mut forward);
-                    }
+                    Ok(LogOutput::StdErr { message } | LogOutput::Console { message }) => log.push(&message),
                     Ok(LogOutput::StdIn { .. }) => {}
                     Err(_) => break,
                 }
                 // A worker given an envelope says when its output is
                 // complete: the frame, then the end line after every log
                 // line. No need to wait for the engine to close the stream.
-                if ended.load(std::sync::atomic::Ordering::Relaxed) && stdout.contains(&b'\n') {
+                if log.ended() && stdout.contains(&b'\n') {
                     break;
                 }
             }
-            splitter.finish(&mut forward);
+            let last = log.finish();
             (if too_large { None } else { Some(stdout) }, last)
         });
+        let mut worker = Running {
+            docker,
+            container,
+            wait: unbounded.wait_container(&container.id, None::<WaitContainerOptions<String>>),
+        };
+        let output = Attached { reader, joined: None };
+        // Closing our half of the connection closes the container's stdin
+        // (`stdin_once`).
+        let options = DriveOptions { timeout, max_result_bytes: cap, wait_for_exit: false };
+        worker_io::drive(&mut worker, Some(attached.input), body, output, ctx, options).await
+    }
+}
 
-        let mut wait = unbounded.wait_container(id, None::<WaitContainerOptions<String>>);
-        let deadline = Deadline::within(timeout).reached();
-        tokio::pin!(deadline);
-        let mut read: Option<(Option<Vec<u8>>, Option<String>)> = None;
-        let end = loop {
-            tokio::select! {
-                waited = wait.next() => break match waited {
-                    Some(Ok(response)) => End::Exited(response.status_code),
-                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => End::Exited(code),
-                    Some(Err(error)) => End::Failed(Error::Docker { doing: "waiting for the container".to_owned(), message: error.to_string() }),
-                    None => End::Failed(Error::Docker { doing: "waiting for the container".to_owned(), message: "the engine ended the wait without a status".to_owned() }),
-                },
-                joined = &mut reader, if read.is_none() => {
-                    let joined = joined.unwrap_or((Some(Vec::new()), None));
-                    match &joined.0 {
-                        None => break End::TooLarge,
-                        // The frame is the outcome: no need to wait for the
-                        // engine to see the container exit.
-                        Some(stdout) if !stdout.iter().all(u8::is_ascii_whitespace) => {
-                            writer.abort();
-                            return frame::decode_frame(stdout)?;
-                        }
-                        Some(_) => read = Some(joined),
-                    }
-                }
-                () = &mut deadline => break End::TimedOut,
-                () = ctx.cancelled() => break End::Cancelled,
-            }
-        };
-        writer.abort();
-        let code = match end {
-            End::Exited(code) => code,
-            other => {
-                let options = KillContainerOptions { signal: "SIGKILL".to_owned() };
-                let _ = docker.kill_container(id, Some(options)).await;
-                reader.abort();
-                return Err(match other {
-                    End::TooLarge => Error::ResultTooLarge { limit: cap }.into(),
-                    End::TimedOut => TaskError::TimedOut { after: timeout.unwrap_or_default() },
-                    End::Failed(error) => error.into(),
-                    _ => TaskError::Cancelled,
-                });
-            }
-        };
-        let (stdout, last_output) = match read {
-            Some(read) => read,
-            None => match tokio::time::timeout(DRAIN_GRACE, &mut reader).await {
-                Ok(joined) => joined.unwrap_or((Some(Vec::new()), None)),
-                Err(_) => {
-                    reader.abort();
-                    (Some(Vec::new()), None)
-                }
-            },
-        };
-        let Some(stdout) = stdout else {
-            return Err(Error::ResultTooLarge { limit: cap }.into());
-        };
-        if !stdout.iter().all(u8::is_ascii_whitespace) {
-            return frame::decode_frame(&stdout)?;
+/// A started container as its run's worker.
+struct Running<'a, S> {
+    docker: &'a Docker,
+    container: &'a ContainerGuard,
+    /// The engine's wait for the container's end.
+    wait: S,
+}
+
+impl<S> Worker for Running<'_, S>
+where
+    S: Stream<Item = Result<ContainerWaitResponse, bollard::errors::Error>> + Unpin + Send,
+{
+    type Exit = i64;
+    type WaitError = Error;
+
+    async fn wait(&mut self) -> Result<i64, Error> {
+        let failed = |message: String| Error::Docker { doing: "waiting for the container".to_owned(), message };
+        match self.wait.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(error)) => Err(failed(error.to_string())),
+            None => Err(failed("the engine ended the wait without a status".to_owned())),
         }
-        let oom_killed = docker
-            .inspect_container(id, None)
+    }
+
+    async fn stop(&mut self, exited: bool) {
+        if !exited {
+            let options = KillContainerOptions { signal: "SIGKILL".to_owned() };
+            let _ = self.docker.kill_container(&self.container.id, Some(options)).await;
+        }
+    }
+
+    /// Nothing to wait for: the run removes the container, killed or not.
+    async fn reap(&mut self) {}
+
+    fn wait_failed(&self, error: Error, _last_output: Option<String>) -> TaskError {
+        error.into()
+    }
+
+    async fn crashed(&mut self, code: i64, last_output: Option<String>) -> TaskError {
+        let memory = self.container.memory;
+        let oom_killed = self
+            .docker
+            .inspect_container(&self.container.id, None)
             .await
             .ok()
             .and_then(|c| c.state)
             .and_then(|s| s.oom_killed)
             .unwrap_or(false);
         if oom_killed {
-            return Err(Error::OutOfMemory { limit: format_bytes(container.memory) }.into());
+            return Error::OutOfMemory { limit: format_bytes(memory) }.into();
         }
         let how = match code {
             // SIGKILL from inside the container, the flag unset: most often
             // the kernel's OOM killer, but the task may have exited so itself.
             137 => format!(
                 "exited with code 137 (killed by SIGKILL; if it used its memory limit of {}, raise the task's `memory` option)",
-                format_bytes(container.memory)
+                format_bytes(memory)
             ),
             code if code > 128 && code < 160 => {
                 crate::executor::describe_exit(None, Some(i32::try_from(code - 128).unwrap_or_default()))
             }
             code => format!("exited with code {code}"),
         };
-        Err(Error::Crashed { how, last_output }.into())
+        Error::Crashed { how, last_output }.into()
+    }
+}
+
+/// A container's output, multiplexed on its attach stream: one reader for
+/// standard output and error alike, which stops at an envelope's end line.
+struct Attached {
+    reader: JoinHandle<(Option<Vec<u8>>, Option<String>)>,
+    /// What the reader answered (standard output, `None` when too large;
+    /// the log's last telling line), once it did.
+    joined: Option<(Option<Vec<u8>>, Option<String>)>,
+}
+
+impl Attached {
+    /// Waits for the reader after the container ended, at most
+    /// [`DRAIN_GRACE`].
+    async fn join(&mut self) {
+        if self.joined.is_none() {
+            self.joined = Some(match tokio::time::timeout(DRAIN_GRACE, &mut self.reader).await {
+                Ok(joined) => joined.unwrap_or((Some(Vec::new()), None)),
+                Err(_) => {
+                    self.reader.abort();
+                    (Some(Vec::new()), None)
+                }
+            });
+        }
+    }
+}
+
+impl Output for Attached {
+    async fn stdout_read(&mut self) -> bool {
+        let joined = (&mut self.reader).await.unwrap_or((Some(Vec::new()), None));
+        let fits = joined.0.is_some();
+        self.joined = Some(joined);
+        fits
+    }
+
+    fn take_stdout(&mut self) -> Vec<u8> {
+        self.joined.as_mut().and_then(|joined| joined.0.take()).unwrap_or_default()
+    }
+
+    /// A killed container's output is abandoned.
+    async fn last_output(&mut self, exited: bool) -> Option<String> {
+        if !exited {
+            self.reader.abort();
+            return None;
+        }
+        self.join().await;
+        self.joined.as_mut().and_then(|joined| joined.1.take())
+    }
+
+    async fn stdout_rest(&mut self) -> bool {
+        self.join().await;
+        self.joined.as_ref().is_some_and(|joined| joined.0.is_some())
     }
 }
 
 /// The engine without a request timeout: waiting and streaming last as
-/// long as the run (whose own [`Deadline`] bounds them). bollard takes a
-/// `Duration`, not an `Option`, so "none" is spelled as a century.
+/// long as the run (whose own [`Deadline`](crate::deadline::Deadline)
+/// bounds them). bollard takes a `Duration`, not an `Option`, so "none" is
+/// spelled as a century.
 pub(super) fn unbounded(docker: &Docker) -> Docker {
     pub(super) const NO_REQUEST_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 86_400);
     docker.clone().with_timeout(NO_REQUEST_TIMEOUT)
@@ -295,15 +315,6 @@ pub(super) async fn attach_and_start(
         .await
         .map_err(docker_error("starting the container"))?;
     Ok(attached)
-}
-
-/// How a wait for a container ended.
-pub(super) enum End {
-    Exited(i64),
-    Failed(Error),
-    TooLarge,
-    TimedOut,
-    Cancelled,
 }
 
 /// A created container, removed when the run is over; if the run's future
