@@ -7,7 +7,7 @@ use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitInt, LitStr};
 
-use crate::check::Errors;
+use crate::errors::Errors;
 
 /// The options every `#[task]` accepts, listed in "unknown option" errors.
 const OPTIONS: &str = "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `tags`, `defaults`, `image`, `network`, `memory`, `cpus`, `pids`, `env`";

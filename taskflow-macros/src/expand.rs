@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr};
 
 use crate::attr::TaskAttr;
-use crate::check::Errors;
+use crate::errors::Errors;
 use crate::model::{Output, TaskFn};
 
 /// The whole expansion of `#[task(attr)] item`.

@@ -2,17 +2,18 @@
 //!
 //! The work is split the way `thiserror` and `serde_derive` split theirs:
 //! `attr` parses the options, `model` builds a plain `model::TaskFn` from
-//! the function while `check` reports every unsupported shape at its own span,
-//! `docs` reads the doc comment, and `expand` reads only the model. On any
-//! error the user's function is emitted unchanged beside the `compile_error!`s,
-//! so one mistake never cascades into a screen of follow-on errors.
+//! the function while reporting every unsupported shape at its own span into
+//! `errors::Errors`, `docs` reads the doc comment, and `expand` reads only the
+//! model. On any error the user's function is emitted unchanged beside the
+//! `compile_error!`s, so one mistake never cascades into a screen of
+//! follow-on errors.
 //!
 //! Use it through the `taskflow` crate (`#[taskflow::task]`): the generated
 //! code reaches everything through `::taskflow::__private`.
 
 mod attr;
-mod check;
 mod docs;
+mod errors;
 mod expand;
 mod model;
 

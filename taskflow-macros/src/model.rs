@@ -6,8 +6,8 @@ use quote::ToTokens;
 use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::attr::TaskAttr;
-use crate::check::Errors;
 use crate::docs::{self, DocComment};
+use crate::errors::Errors;
 
 /// A function accepted by `#[task]`.
 pub(crate) struct TaskFn {
