@@ -13,6 +13,7 @@ use syn::{ItemFn, LitStr};
 use crate::attr::TaskAttr;
 use crate::errors::Errors;
 use crate::model::{Output, TaskFn};
+use crate::valid;
 
 /// The whole expansion of `#[task(attr)] item`.
 pub(crate) fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -32,9 +33,11 @@ pub(crate) fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
             return quote!(#item #error);
         }
     };
+    // Parse → model → validate → expand; the errors keep that order too.
     let mut errors = Errors::default();
     let attr = TaskAttr::parse(attr, &mut errors);
-    let task = TaskFn::new(item, attr, &mut errors);
+    let task = TaskFn::new(item, attr);
+    valid::validate(&task, &mut errors);
     let item = &task.item;
     match errors.finish() {
         Ok(()) => {

@@ -1,12 +1,14 @@
 //! The `#[task]` attribute: turns an ordinary function into a TaskFlow task.
 //!
-//! The work is split the way `thiserror` and `serde_derive` split theirs:
-//! `attr` parses the options, `model` builds a plain `model::TaskFn` from
-//! the function while reporting every unsupported shape at its own span into
-//! `errors::Errors`, `docs` reads the doc comment, and `expand` reads only the
-//! model. On any error the user's function is emitted unchanged beside the
-//! `compile_error!`s, so one mistake never cascades into a screen of
-//! follow-on errors.
+//! The work is split the way `thiserror` and `serde_derive` split theirs,
+//! into parse → model → validate → expand: `attr` parses the options, `model`
+//! builds a plain `model::TaskFn` from the function without reporting
+//! anything, `valid` then checks the model and the function's signature and
+//! reports every unsupported shape at its own span into `errors::Errors`,
+//! `docs` reads the doc comment, and `expand` drives the four steps and reads
+//! only the model. On any error the user's function is emitted unchanged
+//! beside the `compile_error!`s, so one mistake never cascades into a screen
+//! of follow-on errors.
 //!
 //! Use it through the `taskflow` crate (`#[taskflow::task]`): the generated
 //! code reaches everything through `::taskflow::__private`.
@@ -16,6 +18,7 @@ mod docs;
 mod errors;
 mod expand;
 mod model;
+mod valid;
 
 use proc_macro::TokenStream;
 

@@ -1,13 +1,14 @@
-//! The model of a task function: what `expand` needs, read once from `syn`
-//! with every unsupported shape reported at its own span.
+//! The model of a task function: what `expand` needs, read once from `syn`.
+//!
+//! Building it reports nothing; `valid` checks the same function afterwards
+//! and reports every unsupported shape at its own span.
 
 use proc_macro2::Span;
 use quote::ToTokens;
-use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, Receiver, ReturnType, Type};
 
 use crate::attr::TaskAttr;
 use crate::docs::{self, DocComment};
-use crate::errors::Errors;
 
 /// A function accepted by `#[task]`.
 pub(crate) struct TaskFn {
@@ -44,97 +45,32 @@ pub(crate) enum Output {
 }
 
 impl TaskFn {
-    /// Builds the model, recording every problem in `errors`.
-    pub(crate) fn new(item: ItemFn, attr: TaskAttr, errors: &mut Errors) -> TaskFn {
-        let sig = &item.sig;
-        if let Some(unsafety) = &sig.unsafety {
-            errors.error_spanned_by(unsafety, "a task cannot be `unsafe fn`: wrap the unsafe code in a safe function");
-        }
-        if let Some(abi) = &sig.abi {
-            errors.error_spanned_by(abi, "a task cannot declare an ABI: remove `extern`");
-        }
-        if let Some(variadic) = &sig.variadic {
-            errors.error_spanned_by(variadic, "a task cannot be variadic");
-        }
-        if !sig.generics.params.is_empty() {
-            errors.error_spanned_by(
-                &sig.generics,
-                "a task cannot be generic: its payload schema must be known, so use concrete argument types",
-            );
-        } else if let Some(where_clause) = &sig.generics.where_clause {
-            errors.error_spanned_by(where_clause, "a task cannot have a `where` clause: use concrete argument types");
-        }
-
+    /// Builds the model. It reports nothing: inputs that cannot be payload
+    /// arguments (receivers, patterns, misplaced contexts) are simply not
+    /// arguments, and `valid::validate` says what is wrong with them.
+    pub(crate) fn new(item: ItemFn, attr: TaskAttr) -> TaskFn {
         let mut takes_context = false;
         let mut args = Vec::new();
-        for (index, input) in sig.inputs.iter().enumerate() {
-            let typed = match input {
-                FnArg::Receiver(receiver) => {
-                    errors.error_spanned_by(
-                        receiver,
-                        "#[task] works on free functions, not methods: move the body into a free `fn` that takes what it needs as arguments",
-                    );
-                    continue;
+        for (index, input) in item.sig.inputs.iter().enumerate() {
+            match Param::of(index, input) {
+                Param::Context { place: ContextPlace::First, .. } => takes_context = true,
+                Param::Arg { ident, ty } => {
+                    args.push(Arg { optional: is_option(ty), ident: ident.clone(), ty: ty.clone() })
                 }
-                FnArg::Typed(typed) => typed,
-            };
-            if is_context(&typed.ty) {
-                match &*typed.ty {
-                    Type::Reference(r) if r.mutability.is_some() => {
-                        errors.error_spanned_by(&typed.ty, "take the context as `&TaskContext`, not `&mut TaskContext`")
-                    }
-                    Type::Reference(_) if index == 0 => takes_context = true,
-                    Type::Reference(_) => errors.error_spanned_by(
-                        &typed.ty,
-                        "`&TaskContext` must be the first parameter: move it before the task's arguments",
-                    ),
-                    _ => errors.error_spanned_by(&typed.ty, "take the context by reference: `ctx: &TaskContext`"),
-                }
-                continue;
+                Param::Receiver(_) | Param::Context { .. } | Param::Pattern(_) => {}
             }
-            let ident = match &*typed.pat {
-                Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => pat.ident.clone(),
-                pat => {
-                    errors.error_spanned_by(
-                        pat,
-                        "bind each task argument to a plain name (e.g. `point: Point`) and destructure it in the body: the name is the payload's field",
-                    );
-                    continue;
-                }
-            };
-            check_arg_type(&typed.ty, errors);
-            args.push(Arg { optional: is_option(&typed.ty), ident, ty: (*typed.ty).clone() });
         }
-
-        let output = match &sig.output {
+        let output = match &item.sig.output {
             ReturnType::Default => Output::Unit,
-            ReturnType::Type(_, ty) => {
-                check_output_type(ty, errors);
-                match &**ty {
-                    Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
-                    ty => match result_ok_type(ty) {
-                        Some(ok) => Output::Result { ok },
-                        None => Output::Value(ty.clone()),
-                    },
-                }
-            }
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
+                ty => match result_ok_type(ty) {
+                    Some(ok) => Output::Result { ok },
+                    None => Output::Value(ty.clone()),
+                },
+            },
         };
-
         let doc = docs::parse(&item.attrs);
-        if let Some(defaults) = &attr.defaults {
-            for (name, _) in defaults {
-                if !args.iter().any(|arg| arg.ident == *name) {
-                    let known: Vec<String> = args.iter().map(|a| format!("`{}`", a.ident)).collect();
-                    errors.error_spanned_by(
-                        name,
-                        format!(
-                            "`{name}` is not an argument of this task; arguments: {}",
-                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                        ),
-                    );
-                }
-            }
-        }
         let signature = signature(&item, &args, &output);
         TaskFn { item, attr, doc, takes_context, args, output, signature }
     }
@@ -150,6 +86,56 @@ impl TaskFn {
     /// The span of the function's name, for generated items.
     pub(crate) fn name_span(&self) -> Span {
         self.item.sig.ident.span()
+    }
+}
+
+/// What one parameter of the function is to the task; shared by the model,
+/// which keeps the arguments, and `valid`, which reports the rest.
+pub(crate) enum Param<'a> {
+    /// `self`, `&self`, …: the function is a method.
+    Receiver(&'a Receiver),
+    /// A `TaskContext` parameter, whatever its pattern, where it is and how it
+    /// is taken.
+    Context { ty: &'a Type, place: ContextPlace },
+    /// A payload argument: a plain name and its type.
+    Arg { ident: &'a Ident, ty: &'a Type },
+    /// Any other pattern (`(a, b)`, `_`, `ref x`, …): not an argument.
+    Pattern(&'a Pat),
+}
+
+/// Where and how a `TaskContext` parameter is taken.
+pub(crate) enum ContextPlace {
+    /// `&TaskContext` as the first parameter: the one accepted shape.
+    First,
+    /// `&mut TaskContext`, wherever it is.
+    Mut,
+    /// `&TaskContext` after another parameter.
+    NotFirst,
+    /// `TaskContext` by value.
+    ByValue,
+}
+
+impl<'a> Param<'a> {
+    /// Classifies the parameter at `index` of the function's inputs.
+    pub(crate) fn of(index: usize, input: &'a FnArg) -> Param<'a> {
+        let typed = match input {
+            FnArg::Receiver(receiver) => return Param::Receiver(receiver),
+            FnArg::Typed(typed) => typed,
+        };
+        let ty = &*typed.ty;
+        if is_context(ty) {
+            let place = match ty {
+                Type::Reference(r) if r.mutability.is_some() => ContextPlace::Mut,
+                Type::Reference(_) if index == 0 => ContextPlace::First,
+                Type::Reference(_) => ContextPlace::NotFirst,
+                _ => ContextPlace::ByValue,
+            };
+            return Param::Context { ty, place };
+        }
+        match &*typed.pat {
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Param::Arg { ident: &pat.ident, ty },
+            pat => Param::Pattern(pat),
+        }
     }
 }
 
@@ -184,63 +170,6 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
         GenericArgument::Type(ty) => Some(ty.clone()),
         _ => None,
     })
-}
-
-/// Arguments are deserialized from the payload, so they must be owned,
-/// concrete types.
-fn check_arg_type(ty: &Type, errors: &mut Errors) {
-    match ty {
-        Type::Reference(r) => {
-            let advice = match &*r.elem {
-                Type::Path(p) if p.path.is_ident("str") => "take `String` instead of `&str`".to_owned(),
-                Type::Slice(s) => format!("take `Vec<{}>` instead of a slice", type_string(&s.elem)),
-                Type::Path(p) if p.path.is_ident("Path") => "take `PathBuf` instead of `&Path`".to_owned(),
-                elem => format!("take `{}` by value", type_string(elem)),
-            };
-            errors.error_spanned_by(
-                ty,
-                format!("task arguments are deserialized from the payload and must be owned: {advice}"),
-            );
-        }
-        Type::ImplTrait(_) => errors
-            .error_spanned_by(ty, "`impl Trait` arguments cannot be deserialized from a payload: take a concrete type"),
-        Type::Infer(_) | Type::Never(_) | Type::BareFn(_) | Type::TraitObject(_) | Type::Ptr(_) | Type::Macro(_) => {
-            errors.error_spanned_by(ty, "this type cannot be deserialized from a payload: take a concrete owned type")
-        }
-        Type::Paren(p) => check_arg_type(&p.elem, errors),
-        Type::Group(g) => check_arg_type(&g.elem, errors),
-        Type::Array(a) => check_arg_type(&a.elem, errors),
-        Type::Slice(s) => check_arg_type(&s.elem, errors),
-        Type::Tuple(t) => t.elems.iter().for_each(|elem| check_arg_type(elem, errors)),
-        Type::Path(p) => {
-            for segment in &p.path.segments {
-                if let PathArguments::AngleBracketed(args) = &segment.arguments {
-                    for arg in &args.args {
-                        match arg {
-                            GenericArgument::Type(ty) => check_arg_type(ty, errors),
-                            GenericArgument::Lifetime(lt) => errors.error_spanned_by(
-                                lt,
-                                "task arguments must be owned: remove the lifetime and use an owned type",
-                            ),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_output_type(ty: &Type, errors: &mut Errors) {
-    match ty {
-        Type::ImplTrait(_) => errors.error_spanned_by(
-            ty,
-            "a task cannot return `impl Trait`: return a concrete type that implements `Serialize + JsonSchema`",
-        ),
-        Type::Reference(_) => errors.error_spanned_by(ty, "a task must return an owned value, not a reference"),
-        _ => {}
-    }
 }
 
 /// Tokens of a type as a person writes them: `Vec<i64>`, not `Vec < i64 >`.
@@ -278,7 +207,8 @@ fn signature(item: &ItemFn, args: &[Arg], output: &Output) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::type_string;
+    use super::{TaskFn, type_string};
+    use crate::attr::TaskAttr;
 
     #[test]
     fn types_read_naturally() {
@@ -286,5 +216,15 @@ mod tests {
         assert_eq!(type_string(&ty), "std::collections::HashMap<String, Vec<Option<i64>>>");
         let ty: syn::Type = syn::parse_quote!((i64, [u8; 4]));
         assert_eq!(type_string(&ty), "(i64, [u8; 4])");
+    }
+
+    #[test]
+    fn rejected_inputs_are_not_arguments() {
+        let item = syn::parse_quote!(
+            fn f(ctx: &mut TaskContext, _: i64, a: i64) {}
+        );
+        let task = TaskFn::new(item, TaskAttr::default());
+        assert!(!task.takes_context);
+        assert_eq!(task.args.iter().map(|a| a.ident.to_string()).collect::<Vec<_>>(), ["a"]);
     }
 }
