@@ -189,7 +189,19 @@ impl Drop for Server {
 
 /// Polls the run until it is final (at most 30 s) and returns it.
 pub async fn wait_final(client: &reqwest::Client, server: &Server, task_id: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    wait_final_within(client, server, task_id, std::time::Duration::from_secs(30)).await
+}
+
+/// [`wait_final`] with another bound: for a run that first has to build
+/// something slow (a Docker run's image, which on a loaded two-core machine
+/// takes longer than the usual 30 s).
+pub async fn wait_final_within(
+    client: &reqwest::Client,
+    server: &Server,
+    task_id: &str,
+    within: std::time::Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
     loop {
         let run: serde_json::Value =
             client.get(server.at(&format!("/api/v1/tasks/{task_id}"))).send().await.unwrap().json().await.unwrap();
