@@ -8,8 +8,10 @@
 //! [`MAX_BATCH`]) and writes it, with at most [`IN_FLIGHT`] batches at a
 //! time. A command alone goes out at once, so a quiet server waits for
 //! nobody; under load the queue fills while the batches in flight commit,
-//! and the next batch is larger. Every answer is sent after its batch
-//! commits: an acknowledged submit is as durable as one committed alone.
+//! and the next batch is larger. Every answer is sent after the statement
+//! that wrote it commits: an acknowledged submit is as durable as one
+//! committed alone, and a later failure of the batch does not take back
+//! an answer.
 //!
 //! A batch reads first (the active runs its de-duplicated submits share,
 //! the runs its reports are about), decides in Rust (`apply`, so every
@@ -19,12 +21,13 @@
 //! a slow network never waits behind a batch. A finish is therefore a
 //! compare-and-set on the run's holder (running, this attempt, this
 //! worker); a run that changed between the read and the write is read and
-//! decided again.
+//! decided again in a later round, a statement of its own.
 //!
 //! Submits with an idempotency key are not batched (they look the key up
 //! first and answer conflicts). A de-duplicated submit that loses a race
 //! with another server's (the unique index refuses its row) is answered by
-//! the one-transaction path after the batch, which finds the winner's run.
+//! the one-transaction path after the first round, which finds the
+//! winner's run.
 //!
 //! A command is written even when its caller stops waiting for the answer:
 //! a submit whose client went away may still create its run.
@@ -63,14 +66,50 @@ enum Command {
 /// last handle is dropped, after writing what was queued.
 pub(super) struct GroupCommit {
     commands: mpsc::UnboundedSender<Command>,
+    /// The tests' way into the batches (see [`Hooks`]).
+    #[cfg_attr(not(test), allow(dead_code))]
+    hooks: Hooks,
+}
+
+/// What a test may do to the batches: run code before each round's write
+/// (change runs under the batch, or fail the round). Empty outside tests.
+#[derive(Clone, Default)]
+pub(super) struct Hooks {
+    #[cfg(test)]
+    before_write: Arc<std::sync::Mutex<Option<BeforeWrite>>>,
+}
+
+/// A test's hook, called with the round's number before its write; an
+/// error fails the round as the write's would.
+#[cfg(test)]
+type BeforeWrite = Arc<dyn Fn(usize) -> crate::future::BoxFuture<Result<()>> + Send + Sync>;
+
+/// Runs the test's hook, if any, before round `round` writes.
+async fn before_write(hooks: &Hooks, round: usize) -> Result<()> {
+    #[cfg(test)]
+    {
+        let hook = hooks.before_write.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(hook) = hook {
+            return hook(round).await;
+        }
+    }
+    let _ = (hooks, round);
+    Ok(())
 }
 
 impl GroupCommit {
     /// Starts the batcher on the current Tokio runtime.
     pub(super) fn start(pool: PgPool, origin: Arc<str>) -> GroupCommit {
         let (commands, queue) = mpsc::unbounded_channel();
-        tokio::spawn(batcher(pool, origin, queue));
-        GroupCommit { commands }
+        let hooks = Hooks::default();
+        tokio::spawn(batcher(pool, origin, hooks.clone(), queue));
+        GroupCommit { commands, hooks }
+    }
+
+    /// Calls `hook` before each round's write, from the next batch on.
+    #[cfg(test)]
+    fn before_write(&self, hook: impl Fn(usize) -> crate::future::BoxFuture<Result<()>> + Send + Sync + 'static) {
+        *self.hooks.before_write.lock().unwrap() = Some(Arc::new(hook));
     }
 
     /// Submits `new` (without an idempotency key) in the next batch.
@@ -89,7 +128,7 @@ impl GroupCommit {
     }
 }
 
-async fn batcher(pool: PgPool, origin: Arc<str>, mut queue: mpsc::UnboundedReceiver<Command>) {
+async fn batcher(pool: PgPool, origin: Arc<str>, hooks: Hooks, mut queue: mpsc::UnboundedReceiver<Command>) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut commands = Vec::new();
     loop {
@@ -100,86 +139,72 @@ async fn batcher(pool: PgPool, origin: Arc<str>, mut queue: mpsc::UnboundedRecei
             return;
         }
         let batch = std::mem::take(&mut commands);
-        let (pool, origin) = (pool.clone(), origin.clone());
+        let (pool, origin, hooks) = (pool.clone(), origin.clone(), hooks.clone());
         tokio::spawn(async move {
-            write(&pool, &origin, batch).await;
+            write(&pool, &origin, &hooks, batch).await;
             drop(slot);
         });
     }
 }
 
-/// Writes one batch and answers every command in it.
-async fn write(pool: &PgPool, origin: &str, batch: Vec<Command>) {
-    let mut submits = Vec::new();
-    let mut finishes = Vec::new();
+/// Writes one batch and answers every command in it, each once the round
+/// that decided it has committed: the submits (and the finishes decided at
+/// once) after round 0, a finish decided again after its later round.
+///
+/// Each round is one statement that commits on its own, so a failing round
+/// fails only the commands still unanswered (an error for a committed
+/// submit would make its client submit it again), and a round PostgreSQL
+/// aborted as a deadlock, having written nothing, is tried again alone.
+/// The submits are planned once: a retry never makes a new run (a new id)
+/// for a submit that round 0 wrote.
+async fn write(pool: &PgPool, origin: &str, hooks: &Hooks, batch: Vec<Command>) {
+    let (mut new_runs, mut submit_replies) = (Vec::new(), Vec::new());
+    let (mut reports, mut finish_replies) = (Vec::new(), Vec::new());
     for command in batch {
         match command {
-            Command::Submit { new, reply } => submits.push((new, reply)),
-            Command::Finish { report, reply } => finishes.push((report, reply)),
+            Command::Submit { new, reply } => {
+                new_runs.push(new);
+                submit_replies.push(reply);
+            }
+            Command::Finish { report, reply } => {
+                reports.push(report);
+                finish_replies.push(Some(reply));
+            }
         }
     }
-    let news: Vec<&NewRun> = submits.iter().map(|(new, _)| new).collect();
-    let reports: Vec<&Report> = finishes.iter().map(|(report, _)| report).collect();
-    let mut tries = 1;
-    let written = loop {
-        match write_once(pool, origin, &news, &reports).await {
-            Err(error) if error.database_kind() == Some(DatabaseErrorKind::Deadlock) && tries < DEADLOCK_TRIES => {
-                tries += 1;
-            }
-            other => break other,
-        }
+    let news: Vec<&NewRun> = new_runs.iter().collect();
+    let reports: Vec<&Report> = reports.iter().collect();
+    let planned = async {
+        let mut conn = pool.acquire().await.map_err(db("cannot write a batch"))?;
+        let plan = plan_submits(&mut conn, &news, Timestamp::now()).await?;
+        Ok::<_, Error>((conn, plan))
     };
-    match written {
-        Ok((submitted, finished)) => {
-            for ((new, reply), answer) in submits.into_iter().zip(submitted) {
+    let (mut conn, plan) = match planned.await {
+        Ok(planned) => planned,
+        Err(error) => return fail_rest(&error, submit_replies, &mut finish_replies),
+    };
+    let fresh = plan.new_rows(&news);
+    let none = NewRows::default();
+    let mut submit_replies = Some(submit_replies);
+    let mut open: Vec<usize> = (0..reports.len()).collect();
+    for round in 0..FINISH_ROUNDS {
+        let rows = if round == 0 { &fresh } else { &none };
+        let (decided, written) = match write_round(&mut conn, origin, hooks, round, rows, &reports, &open).await {
+            Ok(round) => round,
+            Err(error) => return fail_rest(&error, submit_replies.unwrap_or_default(), &mut finish_replies),
+        };
+        if let Some(replies) = submit_replies.take() {
+            let created: HashSet<RunId> =
+                plan.fresh.values().map(|run| run.id).filter(|id| written.contains(&id.as_uuid())).collect();
+            for ((new, reply), answer) in news.iter().zip(replies).zip(plan.answers(&created)) {
                 // `None`: lost a race on the unique index to another
                 // connection's equal submit; submitted again alone.
                 let answer = match answer {
                     Some(submitted) => Ok(submitted),
-                    None => submit(pool, origin, new, Timestamp::now()).await,
+                    None => submit(pool, origin, (*new).clone(), Timestamp::now()).await,
                 };
                 let _ = reply.send(answer);
             }
-            for ((_, reply), answer) in finishes.into_iter().zip(finished) {
-                let _ = reply.send(answer);
-            }
-        }
-        Err(error) => {
-            for (_, reply) in submits {
-                let _ = reply.send(Err(error.clone()));
-            }
-            for (_, reply) in finishes {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
-/// One batch: the reads first (the active runs de-duplicated submits share,
-/// the runs the reports are about), the decisions in Rust, then every
-/// change in one statement ([`write_changes`]), which commits on its own.
-/// No row lock is held across a round trip — a heartbeat never waits for a
-/// batch on a slow network — so a finish is a compare-and-set: its run is
-/// updated only if it is still running the reporting attempt for the
-/// reporting worker, and a run changed between the read and the write is
-/// read and decided again.
-async fn write_once(
-    pool: &PgPool,
-    origin: &str,
-    news: &[&NewRun],
-    reports: &[&Report],
-) -> Result<(Vec<Option<Submitted>>, Vec<Result<Run>>)> {
-    let mut conn = pool.acquire().await.map_err(db("cannot write a batch"))?;
-    let plan = plan_submits(&mut conn, news, Timestamp::now()).await?;
-    let mut answers: Vec<Option<Result<Run>>> = reports.iter().map(|_| None).collect();
-    let mut open: Vec<usize> = (0..reports.len()).collect();
-    let mut created = HashSet::new();
-    for round in 0..FINISH_ROUNDS {
-        let decided = decide_finishes(&mut conn, reports, &open).await?;
-        let fresh = if round == 0 { plan.new_rows(news) } else { NewRows::default() };
-        let written = write_changes(&mut conn, origin, &fresh, &decided.changed).await?;
-        if round == 0 {
-            created = plan.fresh.values().map(|run| run.id).filter(|id| written.contains(&id.as_uuid())).collect();
         }
         // A run that changed since it was read is decided again, with
         // every report of the batch about it.
@@ -189,28 +214,72 @@ async fn write_once(
         for (i, answer) in decided.answers {
             if moved.contains(&reports[i].id) {
                 open.push(i);
-            } else {
-                answers[i] = Some(answer);
+            } else if let Some(reply) = finish_replies[i].take() {
+                let _ = reply.send(answer);
             }
         }
         if open.is_empty() {
-            break;
+            return;
         }
     }
-    let finished = answers
-        .into_iter()
-        .zip(reports)
-        .map(|(answer, report)| {
-            answer.unwrap_or_else(|| {
-                let error = DatabaseError::new(
-                    DatabaseErrorKind::Busy,
-                    format!("run {} kept changing while its outcome was stored; try again", report.id),
-                );
-                Err(Error::Database(error.for_run(report.id)))
-            })
-        })
-        .collect();
-    Ok((plan.answers(&created), finished))
+    for i in open {
+        let error = DatabaseError::new(
+            DatabaseErrorKind::Busy,
+            format!("run {} kept changing while its outcome was stored; try again", reports[i].id),
+        );
+        if let Some(reply) = finish_replies[i].take() {
+            let _ = reply.send(Err(Error::Database(error.for_run(reports[i].id))));
+        }
+    }
+}
+
+/// Answers `error` to `submits` and to the finishes not answered yet.
+fn fail_rest(
+    error: &Error,
+    submits: Vec<oneshot::Sender<Result<Submitted>>>,
+    finishes: &mut [Option<oneshot::Sender<Result<Run>>>],
+) {
+    for reply in submits {
+        let _ = reply.send(Err(error.clone()));
+    }
+    for reply in finishes.iter_mut().filter_map(Option::take) {
+        let _ = reply.send(Err(error.clone()));
+    }
+}
+
+/// One round of a batch: reads and decides the `open` reports, then writes
+/// their changes and `fresh` (round 0's new runs) in one statement
+/// ([`write_changes`]), which commits on its own. No row lock is held
+/// across a round trip — a heartbeat never waits for a batch on a slow
+/// network — so a finish is a compare-and-set: its run is updated only if
+/// it is still running the reporting attempt for the reporting worker.
+/// Returns the decisions and the ids written. A round that PostgreSQL
+/// aborted as a deadlock wrote nothing and is tried again, decided anew.
+async fn write_round(
+    conn: &mut PgConnection,
+    origin: &str,
+    hooks: &Hooks,
+    round: usize,
+    fresh: &NewRows,
+    reports: &[&Report],
+    open: &[usize],
+) -> Result<(Decided, HashSet<uuid::Uuid>)> {
+    let mut tries = 1;
+    loop {
+        let outcome = async {
+            let decided = decide_finishes(&mut *conn, reports, open).await?;
+            before_write(hooks, round).await?;
+            let written = write_changes(&mut *conn, origin, fresh, &decided.changed).await?;
+            Ok::<_, Error>((decided, written))
+        }
+        .await;
+        match outcome {
+            Err(error) if error.database_kind() == Some(DatabaseErrorKind::Deadlock) && tries < DEADLOCK_TRIES => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// What the submits of a batch come to, before anything is written.

@@ -1,4 +1,4 @@
-//! The group commit's own cases: one batch, two servers, a run changed under a batch.
+//! The group commit's own cases: one batch, two servers, a run changed under a batch, rounds that fail.
 
 use std::time::Duration;
 
@@ -138,6 +138,74 @@ async fn a_run_changed_after_its_read_is_not_overwritten() {
         // Through the batcher, the report is decided again and refused.
         let refused = store.finish(report).await.unwrap_err();
         assert!(matches!(refused, Error::StaleAttempt { .. }), "{refused:?}");
+    })
+    .await;
+}
+
+/// A batch of a plain submit and a finish whose run is cancelled between
+/// the finish's read and its write (by `hook` at round 0), so the finish
+/// is decided again in round 1; `fail` is what round 1's first write
+/// meets. Returns the submit's and the finish's answers, and the run
+/// the finish was about.
+async fn batch_with_a_second_round(
+    store: &PostgresStore,
+    fail: DatabaseErrorKind,
+) -> (Result<Submitted>, Result<Run>, Run) {
+    store.submit(new_run(json!({"finished": true}), false)).await.unwrap();
+    let claimed = store.claim(claim_request(1)).await.unwrap().remove(0);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let canceller = store.clone();
+    let id = claimed.id;
+    store.shared.batches.before_write(move |round| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let store = canceller.clone();
+        Box::pin(async move {
+            match (call, round) {
+                (0, 0) => store.cancel(id, Timestamp(2_500)).await.map(drop),
+                (1, 1) => Err(Error::Database(DatabaseError::new(fail, "injected"))),
+                _ => Ok(()),
+            }
+        })
+    });
+    let report =
+        Report { id, attempt: 1, worker_id: "w".into(), outcome: Outcome::Completed(json!(1)), now: Timestamp(3_000) };
+    let batches = &store.shared.batches;
+    let (submitted, finished) =
+        tokio::join!(batches.submit(new_run(json!({"submitted": true}), false)), batches.finish(report));
+    (submitted, finished, claimed)
+}
+
+/// A later round failing (here: the connection lost) fails only the
+/// finishes still open: the submit committed by round 0 is answered
+/// with its run, not with an error that would make its client submit
+/// it again.
+#[tokio::test]
+async fn a_later_round_failing_keeps_committed_submits_answered() {
+    with_database(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let (submitted, finished, _) = batch_with_a_second_round(&store, DatabaseErrorKind::Unavailable).await;
+        let submitted = submitted.expect("the submit committed in round 0 is acknowledged");
+        assert!(submitted.created);
+        assert_eq!(store.get(submitted.run.id).await.unwrap().unwrap().status, RunStatus::Pending);
+        let refused = finished.unwrap_err();
+        assert_eq!(refused.database_kind(), Some(DatabaseErrorKind::Unavailable), "{refused:?}");
+    })
+    .await;
+}
+
+/// A deadlock in a later round retries that round only: the submit
+/// round 0 wrote is not planned again (a new id) and inserted twice.
+#[tokio::test]
+async fn a_deadlock_in_a_later_round_does_not_insert_submits_again() {
+    with_database(|url| async move {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let (submitted, finished, claimed) = batch_with_a_second_round(&store, DatabaseErrorKind::Deadlock).await;
+        let submitted = submitted.unwrap();
+        // Decided again after the deadlock: the run was cancelled.
+        assert!(matches!(finished, Err(Error::StaleAttempt { .. })), "{finished:?}");
+        let runs = store.list(Default::default()).await.unwrap();
+        let ids: HashSet<RunId> = runs.items.iter().map(|run| run.id).collect();
+        assert_eq!(ids, HashSet::from([claimed.id, submitted.run.id]), "{:?}", runs.items);
     })
     .await;
 }
