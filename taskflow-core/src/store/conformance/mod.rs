@@ -25,16 +25,20 @@ use self::lease::{heartbeat_renews_and_reports_lost_runs, rescue_boundaries, res
 use self::list::list_filters_and_pages;
 use self::logs::{concurrent_log_appends, log_sequence_numbers};
 use self::submit::{
-    de_duplication, equal_submits_at_once_make_one_run, idempotency_key, payload_and_result_keep_their_text,
-    submit_get_round_trip,
+    a_unique_submit_finds_a_plain_run_of_its_batch, de_duplication, equal_submits_at_once_make_one_run,
+    idempotency_key, payload_and_result_keep_their_text, submit_get_round_trip,
 };
 use super::{ClaimRequest, NewRun, Outcome, Report, SqliteStore, Store};
 use crate::run::ExecutorKind;
 use crate::run::{Run, RunError, RunId, Timestamp};
 
-/// Expands each case into a test per backend.
+/// Expands each case into a test per backend. The cases after `one_thread:`
+/// run on a current-thread runtime, where the commands a case starts
+/// together (`tokio::join!`) are all queued before the store's batcher
+/// runs: one batch on PostgreSQL. (SQLite's writer is a thread of its own
+/// and may split them; its answers must not differ.)
 macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)?; one_thread: $($one:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -42,6 +46,14 @@ macro_rules! conformance {
                     let dir = tempfile::tempdir().unwrap();
                     let store = super::SqliteStore::open_in(dir.path()).unwrap();
                     super::$case(std::sync::Arc::new(store)).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $one() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = super::SqliteStore::open_in(dir.path()).unwrap();
+                    super::$one(std::sync::Arc::new(store)).await;
                 }
             )*
         }
@@ -52,6 +64,12 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::pg::with_store(super::$case).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $one() {
+                    super::pg::with_store(super::$one).await;
                 }
             )*
         }
@@ -80,7 +98,8 @@ conformance!(
     prune_keeps_active_runs,
     log_sequence_numbers,
     concurrent_log_appends,
-    list_filters_and_pages,
+    list_filters_and_pages;
+    one_thread: a_unique_submit_finds_a_plain_run_of_its_batch,
 );
 
 #[cfg(feature = "postgres")]

@@ -111,6 +111,31 @@ pub(super) async fn de_duplication(store: Arc<dyn Store>) {
     assert_eq!((again.run.id, again.created), (other.id, false));
 }
 
+/// A unique submit finds an equal plain run submitted just before it in the
+/// same batch, as it does across batches (`de_duplication`): "the pending
+/// or running run with the same title and payload" includes runs made
+/// without `unique`, committed or not. A plain submit after a unique one
+/// still creates its own run.
+pub(super) async fn a_unique_submit_finds_a_plain_run_of_its_batch(store: Arc<dyn Store>) {
+    let plain = |payload: Value| {
+        let mut new = new_run("t", payload);
+        new.unique = false;
+        new
+    };
+    let (first, second) =
+        tokio::join!(store.submit(plain(json!({"n": 1}))), store.submit(new_run("t", json!({"n": 1}))));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(first.created);
+    assert_eq!((second.run.id, second.created), (first.run.id, false), "{second:?}");
+
+    let (first, second) =
+        tokio::join!(store.submit(new_run("t", json!({"n": 2}))), store.submit(plain(json!({"n": 2}))));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(first.created && second.created);
+    assert_ne!(first.run.id, second.run.id);
+    assert_eq!(store.list(RunFilter::default()).await.unwrap().total, 3);
+}
+
 pub(super) async fn idempotency_key(store: Arc<dyn Store>) {
     let store = &*store;
     let keyed = |payload: Value| {

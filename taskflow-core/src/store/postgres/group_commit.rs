@@ -284,10 +284,12 @@ async fn write_round(
 
 /// What the submits of a batch come to, before anything is written.
 struct SubmitPlan {
-    /// The unique key of each de-duplicated submit.
-    keys: Vec<Option<Vec<u8>>>,
-    /// For each submit, the first equal de-duplicated submit of the batch
-    /// (itself if none): equal submits share its answer.
+    /// The unique key of each submit.
+    keys: Vec<Vec<u8>>,
+    /// For each submit, the submit whose run it gets (itself if none): for
+    /// a de-duplicated one, the first equal de-duplicated submit of the
+    /// batch if that found an active run, else the first equal submit of
+    /// the batch, plain or not.
     leader: Vec<usize>,
     /// The active runs leaders found.
     existing: HashMap<usize, Run>,
@@ -302,8 +304,7 @@ impl SubmitPlan {
         fresh.sort_unstable_by_key(|(_, run)| run.id);
         let mut rows = NewRows::default();
         for (i, run) in fresh {
-            let key = self.keys[*i].clone().unwrap_or_else(|| news[*i].unique_key().into_bytes());
-            rows.push(run, key, news[*i].unique);
+            rows.push(run, self.keys[*i].clone(), news[*i].unique);
         }
         rows
     }
@@ -328,19 +329,14 @@ impl SubmitPlan {
 /// Finds the active runs de-duplicated submits share (one statement) and
 /// makes the runs of the others.
 async fn plan_submits(conn: &mut PgConnection, news: &[&NewRun], now: Timestamp) -> Result<SubmitPlan> {
-    let keys: Vec<Option<Vec<u8>>> = news.iter().map(|new| new.unique.then(|| new.unique_key().into_bytes())).collect();
+    let keys: Vec<Vec<u8>> = news.iter().map(|new| new.unique_key().into_bytes()).collect();
+    // The first de-duplicated submit of each key looks for the active run.
     let mut first: HashMap<&[u8], usize> = HashMap::new();
-    let leader: Vec<usize> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| key.as_deref().map_or(i, |key| *first.entry(key).or_insert(i)))
-        .collect();
+    let mut leader: Vec<usize> =
+        (0..news.len()).map(|i| if news[i].unique { *first.entry(&keys[i]).or_insert(i) } else { i }).collect();
 
-    let (at, lookup): (Vec<i64>, Vec<&[u8]>) = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(i, key)| key.as_deref().filter(|_| leader[i] == i).map(|key| (i as i64, key)))
-        .unzip();
+    let (at, lookup): (Vec<i64>, Vec<&[u8]>) =
+        (0..news.len()).filter(|i| news[*i].unique && leader[*i] == *i).map(|i| (i as i64, keys[i].as_slice())).unzip();
     let mut existing = HashMap::new();
     if !lookup.is_empty() {
         let sql = format!(
@@ -357,6 +353,17 @@ async fn plan_submits(conn: &mut PgConnection, news: &[&NewRun], now: Timestamp)
         for row in &rows {
             let i: i64 = row.try_get(20).map_err(db("cannot look up active runs"))?;
             existing.insert(usize::try_from(i).unwrap_or(usize::MAX), read_run(row)?);
+        }
+    }
+    // Finding none, a de-duplicated submit gets the run of the first equal
+    // submit of the batch, plain or not, as it would had that committed
+    // first (SQLite's writer, running a batch's commands in order, finds
+    // it): a unique submit finds any pending or running equal run.
+    let mut first: HashMap<&[u8], usize> = HashMap::new();
+    for i in 0..news.len() {
+        let first = *first.entry(&keys[i]).or_insert(i);
+        if news[i].unique && !existing.contains_key(&leader[i]) {
+            leader[i] = first;
         }
     }
     let fresh = (0..news.len())
