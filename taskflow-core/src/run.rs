@@ -223,7 +223,9 @@ pub struct Run {
     pub error: Option<RunError>,
     /// The worker holding its lease while running.
     pub worker_id: Option<String>,
-    /// When the lease ends unless renewed.
+    /// When the lease ends unless renewed, in the clock leases go by: the
+    /// database's on PostgreSQL (see `PostgresStore::connect`), the host's
+    /// on SQLite.
     pub lease_until: Option<Timestamp>,
     /// The caller's key that makes a retried submit safe.
     pub idempotency_key: Option<String>,

@@ -226,7 +226,9 @@ pub struct ClaimRequest {
     /// Tasks with a concurrency limit (`#[task(concurrency = N)]`): no more
     /// than N runs of each are running at once, across all workers.
     pub task_limits: Vec<(String, u32)>,
-    /// The time of the claim.
+    /// The time of the claim, by the claimer's clock. PostgreSQL stamps
+    /// the lease in the database's clock: `now` moved by the offset the
+    /// store measured between the two.
     pub now: Timestamp,
 }
 
@@ -244,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>>;
 
     /// Renews the leases of the worker's runs (`(id, attempt)` pairs) until
-    /// `lease_until`; returns the ids it no longer holds (cancelled,
+    /// `lease_until` (by the worker's clock; PostgreSQL moves it into the
+    /// database's, as a claim's lease); returns the ids it no longer holds (cancelled,
     /// re-queued), so the worker can stop them.
     fn heartbeat(
         &self,
@@ -264,7 +267,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, id: RunId, force: bool) -> BoxFuture<Result<()>>;
 
     /// Re-queues (or fails, at max attempts) running runs whose lease ended
-    /// before `now`, counting the attempt; returns them as changed.
+    /// before `now` (by the rescuer's clock; PostgreSQL compares in the
+    /// database's), counting the attempt; returns them as changed.
     fn rescue_expired(&self, now: Timestamp) -> BoxFuture<Result<Vec<Run>>>;
 
     /// Deletes final runs finished before `before`, with their logs;

@@ -7,13 +7,21 @@ use sqlx_core::row::Row;
 use sqlx_postgres::PgPool;
 
 use super::changes::{announced, notify};
+use super::clock::DatabaseClock;
 use super::rows::{db, query, read_run};
 use super::writes::{begin, commit, save};
 use super::{RUN_COLUMNS, TASK_LIMIT_LOCKS};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
 use crate::store::{ClaimRequest, Result, apply};
 
-pub(super) async fn claim(pool: &PgPool, origin: &str, request: &ClaimRequest) -> Result<Vec<Run>> {
+/// Claims runs for `request`; their leases end `request.lease` after
+/// `request.now` in the database's clock (`clock`).
+pub(super) async fn claim(
+    pool: &PgPool,
+    origin: &str,
+    request: &ClaimRequest,
+    clock: &DatabaseClock,
+) -> Result<Vec<Run>> {
     let executors: Vec<&str> = apply::distinct(&request.executors).into_iter().map(|e| e.as_str()).collect();
     if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
@@ -70,7 +78,7 @@ pub(super) async fn claim(pool: &PgPool, origin: &str, request: &ClaimRequest) -
         .map_err(db("cannot select runs to claim"))?;
     let mut runs = apply::pick(rows.iter().map(read_run), request.limit, &mut room)?;
 
-    let lease_until = request.now.plus(request.lease);
+    let lease_until = clock.to_database(request.now).plus(request.lease);
     for run in &mut runs {
         apply::claim(run, &request.worker_id, lease_until, request.now)?;
     }
@@ -92,7 +100,8 @@ pub(super) fn claim_sql() -> String {
     )
 }
 
-/// Renews leases. Not announced as a change: only `lease_until` moves.
+/// Renews leases until `lease_until`, in the database's clock. Not
+/// announced as a change: only `lease_until` moves.
 pub(super) async fn heartbeat(
     pool: &PgPool,
     worker_id: &str,

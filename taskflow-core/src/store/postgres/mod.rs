@@ -33,7 +33,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx_core::connection::Connection;
 use sqlx_postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 
 use self::changes::{forward_changes, listen};
 use self::claim::{claim, heartbeat};
+use self::clock::{DatabaseClock, LocalClock};
 use self::connect::migrate;
 pub use self::connect::redact_url;
 use self::group_commit::GroupCommit;
@@ -60,6 +61,7 @@ use crate::run::{Run, RunId, Timestamp};
 
 mod changes;
 mod claim;
+mod clock;
 mod connect;
 mod group_commit;
 mod reads;
@@ -151,11 +153,16 @@ struct Shared {
     listener: JoinHandle<()>,
     /// Submits and finishes, written in batches.
     batches: GroupCommit,
+    /// The clock leases go by: the database's.
+    clock: DatabaseClock,
+    /// Measures the database clock's offset now and then.
+    clock_follower: JoinHandle<()>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         self.listener.abort();
+        self.clock_follower.abort();
     }
 }
 
@@ -172,7 +179,26 @@ impl PostgresStore {
     ///
     /// Several servers may connect at once: migrations run in a transaction
     /// under an advisory lock. Errors name the URL without its password.
+    ///
+    /// Leases go by the database's clock: the store measures how far it is
+    /// from this host's, at connect and every minute, and warns when that
+    /// is over a second.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with_clock_of(url, Arc::new(SystemTime::now)).await
+    }
+
+    /// [`connect`](Self::connect) for a host whose clock is `clock`, to
+    /// test servers whose clocks disagree (feature `testing`; not a stable
+    /// API).
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn connect_with_clock(
+        url: &str,
+        clock: impl Fn() -> SystemTime + Send + Sync + 'static,
+    ) -> Result<PostgresStore> {
+        PostgresStore::connect_with_clock_of(url, Arc::new(clock)).await
+    }
+
+    async fn connect_with_clock_of(url: &str, local: LocalClock) -> Result<PostgresStore> {
         let shown = redact_url(url);
         let failed = |detail: String| Error::other(format!("cannot connect to PostgreSQL at {shown}: {detail}"));
         let expected = "expected postgres://user:password@host:port/database";
@@ -208,6 +234,7 @@ impl PostgresStore {
             }
         };
         migrate(&mut conn).await.map_err(|e| e.within(format_args!("cannot prepare {shown}")))?;
+        let clock = DatabaseClock::measure(&mut conn, local).await.map_err(|e| e.within(format_args!("at {shown}")))?;
         let _ = conn.close().await;
 
         // The listener keeps its own connection, for as long as it lives.
@@ -229,7 +256,9 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         let batches = GroupCommit::start(pool.clone(), origin.clone());
-        Ok(PostgresStore { pool, leases, shared: Arc::new(Shared { url: shown, origin, changes, listener, batches }) })
+        let clock_follower = tokio::spawn(clock.clone().follow(pool.clone()));
+        let shared = Shared { url: shown, origin, changes, listener, batches, clock, clock_follower };
+        Ok(PostgresStore { pool, leases, shared: Arc::new(shared) })
     }
 
     /// The database's URL, without its password.
@@ -261,7 +290,8 @@ impl Store for PostgresStore {
     }
 
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
-        self.with_pool(move |pool, origin| async move { claim(&pool, &origin, &request).await })
+        let clock = self.shared.clock.clone();
+        self.with_pool(move |pool, origin| async move { claim(&pool, &origin, &request, &clock).await })
     }
 
     fn heartbeat(
@@ -271,6 +301,8 @@ impl Store for PostgresStore {
         lease_until: Timestamp,
     ) -> BoxFuture<Result<Vec<RunId>>> {
         let leases = self.leases.clone();
+        // In the database's clock, as every lease.
+        let lease_until = self.shared.clock.to_database(lease_until);
         Box::pin(async move { heartbeat(&leases, &worker_id, &runs, lease_until).await })
     }
 
@@ -288,12 +320,15 @@ impl Store for PostgresStore {
     }
 
     fn rescue_expired(&self, now: Timestamp) -> BoxFuture<Result<Vec<Run>>> {
+        // Leases are compared in the database's clock; the rescued runs'
+        // times (`not_before`, `finished_at`) are the caller's `now`.
+        let expired_before = self.shared.clock.to_database(now);
         // One transaction per batch, so a large rescue holds few locks at a
         // time; each batch leaves fewer expired runs, so this ends.
         self.with_pool(move |pool, origin| async move {
             let mut rescued = Vec::new();
             loop {
-                let batch = rescue_batch(&pool, &origin, now).await?;
+                let batch = rescue_batch(&pool, &origin, now, expired_before).await?;
                 let done = batch.len() < RESCUE_BATCH;
                 rescued.extend(batch);
                 if done {

@@ -3,6 +3,7 @@
 //! itself is tested in `store::conformance`.
 
 use std::collections::HashSet;
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use sqlx_core::Url;
@@ -462,6 +463,48 @@ async fn nul_in_free_text_is_replaced() {
         assert_eq!(claimed.id, run.id);
         assert_eq!(store.get(run.id).await.unwrap().unwrap().error.unwrap().message, "bad\u{FFFD}byte");
         assert_eq!(failed.error.unwrap().message, "bad\u{FFFD}byte", "`finish` answers what it stored");
+    })
+    .await;
+}
+
+/// Leases go by the database's clock, whatever the servers' clocks say:
+/// a server whose clock runs a minute ahead rescues no live run of
+/// another, and a server whose clock runs a minute behind stamps leases
+/// that do not end at once. Each server gives times by its own clock, as
+/// an engine does; the runs still expire when their lease has passed.
+#[tokio::test]
+async fn servers_whose_clocks_disagree_agree_on_leases() {
+    with_database(|url| async move {
+        const LEASE: Duration = Duration::from_secs(30);
+        let minute = Duration::from_secs(60);
+        let on_time = PostgresStore::connect(&url).await.unwrap();
+        let ahead = PostgresStore::connect_with_clock(&url, move || SystemTime::now() + minute).await.unwrap();
+        let behind = PostgresStore::connect_with_clock(&url, move || SystemTime::now() - minute).await.unwrap();
+        let now = |by: &str| match by {
+            "ahead" => Timestamp::from(SystemTime::now() + minute),
+            "behind" => Timestamp::from(SystemTime::now() - minute),
+            _ => Timestamp::now(),
+        };
+        let request = |worker: &str| ClaimRequest { limit: 1, now: now(worker), ..claim_request(worker, 0) };
+
+        // Claimed on time (a 30 s lease), then rescued by the server ahead.
+        let live = on_time.submit(run_at("t", json!({"live": 1}))).await.unwrap().run;
+        assert_eq!(on_time.claim(request("on time")).await.unwrap()[0].id, live.id);
+        let rescued = ahead.rescue_expired(now("ahead")).await.unwrap();
+        assert!(rescued.is_empty(), "a live run was rescued by a server whose clock runs ahead: {rescued:?}");
+
+        // Claimed and renewed by the server behind, rescued on time.
+        let behind_run = behind.submit(run_at("t", json!({"behind": 1}))).await.unwrap().run;
+        assert_eq!(behind.claim(request("behind")).await.unwrap()[0].id, behind_run.id);
+        let lost = behind.heartbeat("behind".into(), vec![(behind_run.id, 1)], now("behind").plus(LEASE)).await;
+        assert!(lost.unwrap().is_empty());
+        let rescued = on_time.rescue_expired(now("on time")).await.unwrap();
+        assert!(rescued.is_empty(), "a live run of a server whose clock runs behind was rescued: {rescued:?}");
+
+        // The leases still end, 30 s on.
+        let later = ahead.rescue_expired(now("ahead").plus(LEASE + Duration::from_secs(1))).await.unwrap();
+        let rescued: HashSet<RunId> = later.iter().map(|run| run.id).collect();
+        assert_eq!(rescued, HashSet::from([live.id, behind_run.id]));
     })
     .await;
 }

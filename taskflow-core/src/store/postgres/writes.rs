@@ -141,14 +141,21 @@ pub(super) async fn delete(pool: &PgPool, origin: &str, id: RunId, force: bool) 
 }
 
 /// Rescues up to [`RESCUE_BATCH`] running runs whose lease ended before
-/// `now`; runs another transaction holds are left for the next rescue.
-pub(super) async fn rescue_batch(pool: &PgPool, origin: &str, now: Timestamp) -> Result<Vec<Run>> {
+/// `expired_before` (in the database's clock), at `now` (the caller's);
+/// runs another transaction holds are left for the next rescue.
+pub(super) async fn rescue_batch(
+    pool: &PgPool,
+    origin: &str,
+    now: Timestamp,
+    expired_before: Timestamp,
+) -> Result<Vec<Run>> {
     let mut tx = begin(pool).await?;
     let sql = format!(
         "SELECT {RUN_COLUMNS} FROM taskflow_runs WHERE status = 'running' AND lease_until < $1 \
          ORDER BY lease_until, taskflow_runs.id LIMIT {RESCUE_BATCH} FOR UPDATE SKIP LOCKED"
     );
-    let rows = query(&sql).bind(now.0).fetch_all(&mut *tx).await.map_err(db("cannot select expired leases"))?;
+    let rows =
+        query(&sql).bind(expired_before.0).fetch_all(&mut *tx).await.map_err(db("cannot select expired leases"))?;
     let mut runs = rows.iter().map(read_run).collect::<Result<Vec<_>>>()?;
     for run in &mut runs {
         apply::expire(run, now)?;
