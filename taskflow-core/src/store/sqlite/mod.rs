@@ -61,7 +61,15 @@ const IDLE_READERS: usize = 4;
 /// so with several processes writing to one file on a loaded machine one
 /// writer can lose the lock many times in a row; 5 s was seen to run out
 /// that way. A client would rather wait than be answered 503.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+///
+/// But well under a lease less a heartbeat interval (30 s − 10 s by
+/// default): a process's heartbeats queue on its one writer, and a renewal
+/// is stamped when it is sent, not when it commits. A wait as long as the
+/// lease (30 s, once) let a renewal commit after the lease it renews had
+/// ended, and the lock holder's rescuer take the live run in between; a
+/// claim that waited so long started its runs with their leases spent.
+/// Past this wait the write fails as busy and is tried again.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The columns a [`Run`] is read from, in the order [`read_run`](rows::read_run) expects; a
 /// macro so that constant statements can be spelled with `concat!`.
