@@ -27,11 +27,6 @@ impl Deadline {
         self.0.is_some_and(|at| Instant::now() >= at)
     }
 
-    /// Whether it is still ahead after `wait` more from now.
-    pub(crate) fn is_beyond(self, wait: Duration) -> bool {
-        self.0.is_none_or(|at| Instant::now().checked_add(wait).is_some_and(|then| then < at))
-    }
-
     /// Completes when it comes; never, for no deadline.
     pub(crate) async fn reached(self) {
         match self.0 {
@@ -49,19 +44,15 @@ mod tests {
     async fn a_deadline_comes_after_its_wait() {
         let far = Deadline::after(Duration::from_secs(3600));
         assert!(!far.has_passed());
-        assert!(far.is_beyond(Duration::from_secs(60)));
-        assert!(!far.is_beyond(Duration::from_secs(3600)));
         let near = Deadline::after(Duration::from_millis(20));
         near.reached().await;
         assert!(near.has_passed());
-        assert!(!near.is_beyond(Duration::ZERO));
     }
 
     #[tokio::test]
     async fn no_deadline_and_one_too_far_to_add_never_come() {
         for never in [Deadline::within(None), Deadline::after(Duration::MAX)] {
             assert!(!never.has_passed());
-            assert!(never.is_beyond(Duration::MAX));
             let waited = tokio::time::timeout(Duration::from_millis(50), never.reached()).await;
             assert!(waited.is_err(), "{never:?} came");
         }

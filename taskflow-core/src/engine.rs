@@ -37,7 +37,8 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// How long a claim holds a run without a heartbeat.
     pub lease: Duration,
-    /// How often leases are renewed (well under `lease`).
+    /// How often leases are renewed: under half the `lease`, so that one
+    /// late renewal does not lose it ([`Engine::start`] refuses more).
     pub heartbeat_interval: Duration,
     /// How often expired leases are looked for.
     pub rescue_interval: Duration,
@@ -72,9 +73,38 @@ impl Default for EngineConfig {
     }
 }
 
+/// The host's name, the process id and 64 random bits: containers all run
+/// as pid 1, and shells do not export `$HOSTNAME`, so the random part is
+/// what keeps two workers apart (fencing rests on the worker's name).
 fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-    format!("{host}-{}-{:04x}", std::process::id(), random_u64() & 0xffff)
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    format!("{host}-{}-{:016x}", std::process::id(), random_u64())
+}
+
+/// Why an [`Engine`] did not start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The tasks linked in are inconsistent.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    /// The heartbeat is not well under the lease: every lease would expire
+    /// before, or just as, it is renewed, and runs would be executed again.
+    #[error(
+        "the heartbeat interval ({heartbeat:?}) must be under half the lease ({lease:?}), so one late renewal does \
+         not lose a run; lengthen the lease or shorten the heartbeat"
+    )]
+    Timing {
+        /// The lease asked for.
+        lease: Duration,
+        /// The heartbeat interval asked for.
+        heartbeat: Duration,
+    },
 }
 
 /// The embedded worker and the server's maintenance. Cheap to clone; all
@@ -107,9 +137,13 @@ impl Engine {
     ///
     /// # Errors
     /// When the tasks linked in are inconsistent (two with one title): an
-    /// engine never runs with one silently shadowing the other.
-    pub fn start(store: Arc<dyn Store>, mut config: EngineConfig) -> Result<Engine, registry::RegistryError> {
+    /// engine never runs with one silently shadowing the other; and when the
+    /// heartbeat interval is not under half the lease.
+    pub fn start(store: Arc<dyn Store>, mut config: EngineConfig) -> Result<Engine, StartError> {
         registry::check()?;
+        if config.heartbeat_interval.is_zero() || config.heartbeat_interval * 2 >= config.lease {
+            return Err(StartError::Timing { lease: config.lease, heartbeat: config.heartbeat_interval });
+        }
         config.max_concurrency = config.max_concurrency.max(1);
         let (events, _) = broadcast::channel(4096);
         let shutdown = CancellationToken::new();

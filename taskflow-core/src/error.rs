@@ -54,6 +54,17 @@ pub enum TaskError {
     /// The run was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The worker could not renew the run's lease in time (the store
+    /// unreachable or too slow) and stopped the attempt, since another
+    /// worker may take the run once the lease runs out.
+    #[error(
+        "stopped: this worker could not renew the run's {} lease in time (the store was unreachable or too slow)",
+        format_duration(*.lease)
+    )]
+    LeaseExpired {
+        /// The lease that could not be renewed.
+        lease: Duration,
+    },
     /// The executor could not run the task, or the worker ended without a
     /// result (a crash, a memory limit, Docker unreachable, …). The
     /// variant's own [`kind`](ExecutorError::kind) is this error's
@@ -73,6 +84,7 @@ impl TaskError {
             TaskError::Output { .. } => "output",
             TaskError::TimedOut { .. } => "timeout",
             TaskError::Cancelled => "cancelled",
+            TaskError::LeaseExpired { .. } => "lease_expired",
             TaskError::Executor(error) => error.kind(),
         }
     }

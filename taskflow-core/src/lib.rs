@@ -11,13 +11,14 @@
 extern crate self as taskflow;
 
 // The modules in layers, each naming only those above it in this list:
-// leaves (deadline, error, future, log, run) → task → store → executor →
+// leaves (deadline, error, future, log, run, supervise) → task → store → executor →
 // events → worker → server → engine → client.
 mod deadline;
 mod error;
 mod future;
 mod log;
 pub mod run;
+mod supervise;
 
 mod task;
 

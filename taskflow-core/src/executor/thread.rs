@@ -6,8 +6,11 @@
 //! cancelled, the executor reports that at once and cancels the task's
 //! context; the thread itself runs on until the task checks
 //! [`TaskContext::is_cancelled`] (or finishes), and it keeps its concurrency
-//! permit until then, so the limit stays true. Async tasks are dropped at
-//! their next `.await`.
+//! permit until then, so the limit stays true; the worker keeps the run's
+//! slot, and its place in the task's `concurrency`, until then too. A sync
+//! task that must stop when told runs on the process executor
+//! (`#[task(executor = "process")]`), whose child is killed. Async tasks are
+//! dropped at their next `.await`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +23,7 @@ use crate::error::TaskError;
 use crate::future::BoxFuture;
 use crate::run::ExecutorKind;
 use crate::task::context::TaskContext;
-use crate::task::registry::{Invoker, TaskDef, TaskResult, catch_panic, catch_panic_async};
+use crate::task::registry::{Invoker, TaskDef, TaskResult, catch_panic, invoke_async};
 
 /// Settings of a [`ThreadExecutor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,30 +87,39 @@ impl ThreadExecutor {
     ) -> TaskResult {
         let payload = def.prepare(payload)?;
         let timeout = timeout.or(def.options().timeout);
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => permit.map_err(|_| TaskError::Cancelled)?,
-            () = ctx.cancelled() => return Err(TaskError::Cancelled),
-        };
-        let mut handle = match def.invoker() {
-            Invoker::Sync(call) => {
-                let ctx = ctx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    catch_panic(|| call(&ctx, payload))
-                })
-            }
-            Invoker::Async(call) => {
-                let future = catch_panic_async(call(ctx.clone(), payload));
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    future.await
-                })
-            }
-        };
+        // The timeout counts from here, the wait for a permit included: a run
+        // queued behind others still ends when its time is up.
         let deadline = async {
             match timeout {
                 Some(timeout) => tokio::time::sleep(timeout).await,
                 None => std::future::pending().await,
+            }
+        };
+        let mut deadline = std::pin::pin!(deadline);
+        let timed_out = || TaskError::TimedOut { after: timeout.unwrap_or_default() };
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => permit.map_err(|_| TaskError::Cancelled)?,
+            () = ctx.cancelled() => return Err(TaskError::Cancelled),
+            () = &mut deadline => return Err(timed_out()),
+        };
+        let mut handle = match def.invoker() {
+            Invoker::Sync(call) => {
+                let ctx = ctx.clone();
+                // A blocking thread cannot be stopped: the worker holds the
+                // run's slot until the code returns.
+                let code = ctx.code_running();
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let _code = code;
+                    catch_panic(|| call(&ctx, payload))
+                })
+            }
+            Invoker::Async(call) => {
+                let future = invoke_async(call, ctx.clone(), payload);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    future.await
+                })
             }
         };
         let outcome = tokio::select! {
@@ -115,10 +127,10 @@ impl ThreadExecutor {
                 Ok(result) => result,
                 Err(error) => Err(TaskError::Panicked { message: error.to_string() }),
             },
-            () = deadline => {
+            () = &mut deadline => {
                 ctx.cancel();
                 handle.abort();
-                return Err(TaskError::TimedOut { after: timeout.unwrap_or_default() });
+                return Err(timed_out());
             }
             () = ctx.cancelled() => {
                 handle.abort();

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::RunEvent;
 use crate::run::{self, Timestamp};
 use crate::store::{Change, Store};
+use crate::supervise::supervise;
 use crate::worker::{Worker, log_error};
 
 /// The timings of the maintenance.
@@ -41,9 +42,29 @@ impl Maintenance {
     /// follower; both end when `shutdown` is cancelled.
     pub(crate) fn start(store: Arc<dyn Store>, config: ServerConfig, worker: Worker, shutdown: CancellationToken) {
         let maintenance = Maintenance { store, config, worker, shutdown };
-        tokio::spawn(maintenance.clone().rescue_loop());
+        let rescuer = maintenance.clone();
+        supervise("rescue", move || rescuer.clone().rescue_loop());
         if let Some(changes) = maintenance.store.changes() {
-            tokio::spawn(maintenance.follow_changes(changes));
+            // A restart subscribes again; what it missed is made up by a
+            // wake-up, as after a lag.
+            let changes = std::sync::Mutex::new(Some(changes));
+            supervise("change follower", move || {
+                let maintenance = maintenance.clone();
+                let changes = changes.lock().unwrap_or_else(|e| e.into_inner()).take();
+                async move {
+                    let changes = match changes {
+                        Some(changes) => changes,
+                        None => match maintenance.store.changes() {
+                            Some(changes) => {
+                                maintenance.worker.wake();
+                                changes
+                            }
+                            None => return,
+                        },
+                    };
+                    maintenance.follow_changes(changes).await;
+                }
+            });
         }
     }
 
@@ -98,7 +119,9 @@ impl Maintenance {
             };
             match change.status {
                 Some(run::RunStatus::Pending) => self.worker.wake(),
-                Some(run::RunStatus::Cancelled) => self.worker.cancel_local(change.id),
+                // Cancelled or deleted on another server: a run executing
+                // here stops now, not at its next heartbeat.
+                Some(run::RunStatus::Cancelled) | None => self.worker.cancel_local(change.id),
                 _ => {}
             }
             if change.own {

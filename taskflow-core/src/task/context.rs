@@ -4,8 +4,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::log::{Level, LogLine};
@@ -103,6 +105,11 @@ struct Inner {
     attempt: u32,
     sink: Arc<dyn RunSink>,
     cancel: CancellationToken,
+    /// How many pieces of the task's code still execute for this context
+    /// (a sync task's blocking thread): the worker holds the run's slot
+    /// until they end, even after the attempt's outcome is stored.
+    code: AtomicUsize,
+    code_ended: Notify,
 }
 
 impl fmt::Debug for TaskContext {
@@ -137,7 +144,14 @@ impl TaskContext {
     /// progress go to `sink`.
     pub fn with_sink(run_id: impl Into<String>, attempt: u32, sink: Arc<dyn RunSink>) -> TaskContext {
         TaskContext {
-            inner: Arc::new(Inner { run_id: run_id.into(), attempt, sink, cancel: CancellationToken::new() }),
+            inner: Arc::new(Inner {
+                run_id: run_id.into(),
+                attempt,
+                sink,
+                cancel: CancellationToken::new(),
+                code: AtomicUsize::new(0),
+                code_ended: Notify::new(),
+            }),
         }
     }
 
@@ -206,5 +220,44 @@ impl TaskContext {
     /// true for every clone of this context.
     pub fn cancel(&self) {
         self.inner.cancel.cancel();
+    }
+
+    /// Marks the task's code as executing for this context until the guard
+    /// is dropped: an executor that cannot stop the code it started (a
+    /// blocking thread) holds one, so the worker knows the code runs on
+    /// after the executor gave up on it.
+    pub(crate) fn code_running(&self) -> CodeRunning {
+        self.inner.code.fetch_add(1, Ordering::SeqCst);
+        CodeRunning(self.clone())
+    }
+
+    /// Whether code of the task still executes for this context.
+    pub(crate) fn code_is_running(&self) -> bool {
+        self.inner.code.load(Ordering::SeqCst) > 0
+    }
+
+    /// Completes once no code of the task executes for this context.
+    pub(crate) async fn code_ended(&self) {
+        loop {
+            let ended = self.inner.code_ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.inner.code.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// Held while a task's code executes for a context
+/// ([`TaskContext::code_running`]).
+pub(crate) struct CodeRunning(TaskContext);
+
+impl Drop for CodeRunning {
+    fn drop(&mut self) {
+        if self.0.inner.code.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.inner.code_ended.notify_waiters();
+        }
     }
 }

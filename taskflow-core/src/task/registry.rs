@@ -269,7 +269,7 @@ impl TaskDef {
         let payload = self.prepare(payload)?;
         match self.decl.invoke {
             Invoker::Sync(call) => catch_panic(|| call(ctx, payload)),
-            Invoker::Async(call) => catch_panic_async(call(ctx.clone(), payload)).await,
+            Invoker::Async(call) => invoke_async(call, ctx.clone(), payload).await,
         }
     }
 
@@ -288,7 +288,7 @@ impl TaskDef {
                     .enable_all()
                     .build()
                     .map_err(|e| TaskError::Failed { message: format!("cannot start a runtime: {e}") })?;
-                runtime.block_on(catch_panic_async(call(ctx.clone(), payload)))
+                runtime.block_on(invoke_async(call, ctx.clone(), payload))
             }
         }
     }
@@ -304,8 +304,24 @@ pub(crate) fn catch_panic(f: impl FnOnce() -> TaskResult) -> TaskResult {
     std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| Err(panicked(&*panic)))
 }
 
+/// Calls an async task and awaits its future, turning a panic into
+/// [`TaskError::Panicked`]: one while its arguments are converted (user
+/// code: a `Deserialize` or `From` impl, run by `call` before the future
+/// exists) as well as one while the future is polled.
+pub(crate) async fn invoke_async(
+    call: fn(TaskContext, Value) -> BoxFuture<TaskResult>,
+    ctx: TaskContext,
+    payload: Value,
+) -> TaskResult {
+    match std::panic::catch_unwind(AssertUnwindSafe(move || call(ctx, payload))) {
+        Ok(future) => catch_panic_async(future).await,
+        Err(panic) => Err(panicked(&*panic)),
+    }
+}
+
 /// Polls `future`, turning a panic into [`TaskError::Panicked`].
-pub(crate) async fn catch_panic_async(mut future: BoxFuture<TaskResult>) -> TaskResult {
+pub(crate) async fn catch_panic_async(future: impl Future<Output = TaskResult>) -> TaskResult {
+    let mut future = std::pin::pin!(future);
     std::future::poll_fn(move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
         Ok(poll) => poll,
         Err(panic) => Poll::Ready(Err(panicked(&*panic))),

@@ -8,11 +8,12 @@
 //! engine gives it the store ([`LocalSource`]); a remote worker gives it
 //! the control plane over the network.
 
+mod lease;
 mod sink;
 mod slots;
 mod source;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use slots::Reservation;
@@ -31,13 +33,31 @@ use crate::events::RunEvent;
 use crate::executor::{Availability, Executors};
 use crate::run::{self, Run, RunError, RunId, Timestamp};
 use crate::store::{self, ClaimRequest, NewRun, Outcome, Report};
+use crate::supervise::supervise;
 use crate::task::context::{LogLine, TaskContext};
-use crate::task::registry;
+use crate::task::registry::{self, catch_panic_async};
+use lease::Lease;
 use sink::WorkerSink;
 
 /// How long a failed report waits before it is tried again: first, and at
 /// most.
 const REPORT_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// A run's attempt: the key of what a worker holds. Two attempts of one run
+/// are two entries, so the end of one never touches the other.
+type AttemptKey = (RunId, u32);
+
+/// An attempt this worker holds: executing, storing its outcome, or with
+/// its outcome stored while its code still runs (a sync task's thread after
+/// a timeout or cancel), when it keeps its slot until the code returns.
+struct Held {
+    ctx: TaskContext,
+    title: String,
+    lease: Arc<Lease>,
+    /// Whether the heartbeat renews its lease: until its outcome is stored,
+    /// or a newer attempt of the run starts here.
+    renewing: bool,
+}
 
 /// The timings and limits of a [`Worker`]: the worker's part of an
 /// [`EngineConfig`](crate::engine::EngineConfig).
@@ -70,8 +90,13 @@ struct Inner {
     executors: Executors,
     /// Where the runs' status changes and log lines are published.
     events: broadcast::Sender<RunEvent>,
-    /// Runs executing here: their attempt and context (to cancel them).
-    running: Mutex<HashMap<RunId, (u32, TaskContext)>>,
+    /// The attempts this worker holds, each with its context (to cancel it)
+    /// and its lease.
+    running: Mutex<HashMap<AttemptKey, Held>>,
+    /// Runs cancelled or deleted lately, by id: a claim that committed
+    /// before the cancel but is answered after it must not start the run.
+    /// Cancelled and deleted runs never run again, so the id is enough.
+    tombstones: Mutex<HashMap<RunId, Instant>>,
     /// Whether a claim is in flight (shutdown waits for it to settle).
     claiming: std::sync::atomic::AtomicBool,
     /// Slots promised to runs being submitted with a claim
@@ -94,6 +119,8 @@ struct Inner {
     task_limits: Vec<(String, u32)>,
     /// Log lines on their way to the store.
     logs: mpsc::UnboundedSender<(RunId, LogLine)>,
+    /// Their receiver, shared by the log writer and its restarts.
+    log_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<(RunId, LogLine)>>,
     shutdown: CancellationToken,
 }
 
@@ -117,6 +144,7 @@ impl Worker {
                 executors,
                 events,
                 running: Mutex::new(HashMap::new()),
+                tombstones: Mutex::new(HashMap::new()),
                 claiming: std::sync::atomic::AtomicBool::new(false),
                 reserved: AtomicUsize::new(0),
                 // Not drained: the store may hold runs from before the start.
@@ -128,12 +156,18 @@ impl Worker {
                     .filter_map(|def| def.options().concurrency.map(|n| (def.title().to_owned(), n)))
                     .collect(),
                 logs,
+                log_rx: tokio::sync::Mutex::new(log_rx),
                 shutdown,
             }),
         };
-        tokio::spawn(worker.clone().claim_loop());
-        tokio::spawn(worker.clone().heartbeat_loop());
-        tokio::spawn(worker.clone().log_writer(log_rx));
+        // Supervised: a loop that panicked is started again, or the worker
+        // would silently stop claiming or renewing its leases.
+        let claims = worker.clone();
+        supervise("claim", move || claims.clone().claim_loop());
+        let heartbeats = worker.clone();
+        supervise("heartbeat", move || heartbeats.clone().heartbeat_loop());
+        let logs = worker.clone();
+        supervise("log writer", move || logs.clone().log_writer());
         worker.inner.executors.start();
         worker
     }
@@ -175,9 +209,12 @@ impl Worker {
         {
             return None;
         }
+        // Counted first, then the shutdown checked again: a shutdown either
+        // sees the reservation and waits for it, or is seen here.
         let reserved = inner.reserved.fetch_add(1, Ordering::SeqCst) + 1;
-        let reservation = Reservation { worker: self.clone() };
-        (self.running_count() + reserved <= inner.config.max_concurrency).then_some(reservation)
+        let reservation = Reservation { worker: self.clone(), asked: Instant::now() };
+        (!inner.shutdown.is_cancelled() && self.running_count() + reserved <= inner.config.max_concurrency)
+            .then_some(reservation)
     }
 
     /// Starts a run its submit claimed for this worker under `reservation`
@@ -186,44 +223,65 @@ impl Worker {
         if self.inner.shutdown.is_cancelled() {
             let worker = self.clone();
             tokio::spawn(async move {
-                worker.release(&run).await;
+                worker.release(&run, reservation.asked).await;
                 drop(reservation);
             });
             return;
         }
         // Counted as running before the reservation lets go of the slot.
-        self.start_run(run);
+        self.start_run(run, reservation.asked);
         drop(reservation);
     }
 
-    /// Signals the context of a run executing here, if it is.
+    /// Signals the contexts of a run's attempts executing here, and
+    /// remembers the run: cancelled or deleted, it must not start here
+    /// later from a claim answered after this.
     pub(crate) fn cancel_local(&self, id: RunId) {
-        if let Some((_, ctx)) = self.lock_running().get(&id) {
-            ctx.cancel();
+        {
+            let ttl = self.inner.config.lease.max(Duration::from_secs(60));
+            let mut tombstones = self.inner.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+            tombstones.retain(|_, at| at.elapsed() < ttl);
+            tombstones.insert(id, Instant::now());
+        }
+        for (_, held) in self.lock_running().iter().filter(|((held, _), _)| *held == id) {
+            held.ctx.cancel();
         }
     }
 
-    /// Signals the context of a run executing here if it executes
-    /// `attempt`: a report about an older attempt must not stop a newer one.
-    fn cancel_attempt(&self, id: RunId, attempt: u32) {
-        if let Some((_, ctx)) = self.lock_running().get(&id).filter(|(held, _)| *held == attempt) {
-            ctx.cancel();
+    fn is_tombstoned(&self, id: RunId) -> bool {
+        self.inner.tombstones.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
+    }
+
+    /// Stops one attempt: a report about an older attempt must not stop a
+    /// newer one.
+    fn cancel_attempt(&self, key: AttemptKey) {
+        if let Some(held) = self.lock_running().get(&key) {
+            held.ctx.cancel();
         }
     }
 
-    /// Lets go of a run's `attempt` once its outcome is stored, unless a
-    /// newer attempt of the run has started here since.
-    fn forget(&self, id: RunId, attempt: u32) {
-        let mut running = self.lock_running();
-        if running.get(&id).is_some_and(|(held, _)| *held == attempt) {
-            running.remove(&id);
-        }
-    }
-
-    /// How many runs this worker holds now: executing, or storing the
-    /// outcome of their attempt.
+    /// How many runs this worker holds now: executing, storing the outcome
+    /// of their attempt, or stopped while their code still runs.
     pub(crate) fn running_count(&self) -> usize {
         self.lock_running().len()
+    }
+
+    /// The tasks a claim may take and their concurrency limits, less what
+    /// this worker's stopped attempts still execute: the store counts only
+    /// running runs, and a sync task's thread runs on after its timeout.
+    fn claim_scope(&self) -> (Vec<String>, Vec<(String, u32)>) {
+        let inner = &self.inner;
+        let running = self.lock_running();
+        let mut titles = inner.titles.clone();
+        let mut limits = Vec::with_capacity(inner.task_limits.len());
+        for (title, limit) in &inner.task_limits {
+            let lingering = running.values().filter(|held| !held.renewing && held.title == *title).count();
+            match limit.checked_sub(u32::try_from(lingering).unwrap_or(u32::MAX)) {
+                Some(room) if room > 0 => limits.push((title.clone(), room)),
+                _ => titles.retain(|t| t != title),
+            }
+        }
+        (titles, limits)
     }
 
     /// Stops claiming, gives back runs still executing after `grace` (they
@@ -239,7 +297,7 @@ impl Worker {
         while self.running_count() > 0 && !deadline.has_passed() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left: Vec<TaskContext> = self.lock_running().values().map(|(_, ctx)| ctx.clone()).collect();
+        let left: Vec<TaskContext> = self.lock_running().values().map(|held| held.ctx.clone()).collect();
         for ctx in left {
             ctx.cancel();
         }
@@ -251,7 +309,7 @@ impl Worker {
         self.inner.executors.shutdown().await;
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, (u32, TaskContext)>> {
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptKey, Held>> {
         self.inner.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -266,16 +324,24 @@ impl Worker {
             let mut claimed = 0;
             if free > 0 {
                 let queued = self.inner.queued.load(Ordering::SeqCst);
+                let (titles, task_limits) = self.claim_scope();
+                // Set first, then the shutdown checked again: a shutdown
+                // either waits for this claim or is seen here.
+                self.inner.claiming.store(true, Ordering::SeqCst);
+                if self.inner.shutdown.is_cancelled() {
+                    self.inner.claiming.store(false, Ordering::SeqCst);
+                    return;
+                }
+                let asked = Instant::now();
                 let request = ClaimRequest {
                     worker_id: config.worker_id.clone(),
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
                     executors: self.inner.executors.kinds(),
-                    titles: self.inner.titles.clone(),
-                    task_limits: self.inner.task_limits.clone(),
+                    titles,
+                    task_limits,
                     now: Timestamp::now(),
                 };
-                self.inner.claiming.store(true, Ordering::SeqCst);
                 let result = self.inner.source.claim(request).await;
                 match result {
                     Ok(runs) => {
@@ -286,9 +352,9 @@ impl Worker {
                         for run in runs {
                             if self.inner.shutdown.is_cancelled() {
                                 // Claimed while shutting down: give it straight back.
-                                self.release(&run).await;
+                                self.release(&run, asked).await;
                             } else {
-                                self.start_run(run);
+                                self.start_run(run, asked);
                             }
                         }
                     }
@@ -306,7 +372,9 @@ impl Worker {
         }
     }
 
-    fn start_run(&self, run: Run) {
+    /// Starts an attempt claimed by a request asked for at `asked` (its
+    /// lease counts from then).
+    fn start_run(&self, run: Run, asked: Instant) {
         self.publish(RunEvent::Status(Box::new(run.clone())));
         let sink = Arc::new(WorkerSink {
             logs: self.inner.logs.clone(),
@@ -315,26 +383,78 @@ impl Worker {
             truncated: std::sync::atomic::AtomicBool::new(false),
         });
         let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
-        let superseded = self.lock_running().insert(run.id, (run.attempt, ctx.clone()));
-        // An older attempt of this run still executing here lost its lease
-        // and was re-queued: the store refuses its report, so stop it rather
-        // than let two attempts of one run execute side by side.
-        if let Some((_, older)) = superseded {
-            older.cancel();
+        let lease = Arc::new(Lease::granted(asked, self.inner.config.lease));
+        let key = (run.id, run.attempt);
+        {
+            let mut running = self.lock_running();
+            // An older attempt of this run still executing here lost its
+            // lease and was re-queued: the store refuses its report, so stop
+            // it rather than let two attempts of one run execute side by
+            // side, and renew only the newer one.
+            for (_, older) in running.iter_mut().filter(|((id, attempt), _)| *id == run.id && *attempt < run.attempt) {
+                older.ctx.cancel();
+                older.renewing = false;
+            }
+            // Cancelled or deleted after its claim committed: it stops before
+            // its code runs.
+            if self.is_tombstoned(run.id) {
+                ctx.cancel();
+            }
+            let held = Held { ctx: ctx.clone(), title: run.task_title.clone(), lease: lease.clone(), renewing: true };
+            running.insert(key, held);
         }
         let worker = self.clone();
         tokio::spawn(async move {
-            let outcome = worker.execute(&run, ctx).await;
+            let outcome = worker.attempt(&run, &ctx, &lease).await;
             // Still held (its lease renewed by the heartbeat) until its
             // outcome is stored, so a report retried through a database
             // outage is not beaten by the rescuer.
-            worker.report(&run, outcome).await;
-            worker.forget(run.id, run.attempt);
-            // A slot is free: claim what waits, if anything does.
-            if !worker.drained() {
-                worker.inner.wake.notify_one();
-            }
+            worker.report(&run, outcome, &lease).await;
+            worker.settle(key, &ctx).await;
         });
+    }
+
+    /// Executes an attempt, stopping it when its lease's local deadline
+    /// passes: another worker may take the run from then on.
+    async fn attempt(&self, run: &Run, ctx: &TaskContext, lease: &Lease) -> Result<Value, TaskError> {
+        if ctx.is_cancelled() {
+            return Err(TaskError::Cancelled);
+        }
+        // A panic anywhere below (an executor's own code included) ends the
+        // attempt as `panicked`, reported like any outcome.
+        let execution = catch_panic_async(self.execute(run, ctx.clone()));
+        let mut execution = std::pin::pin!(execution);
+        tokio::select! {
+            outcome = &mut execution => return outcome,
+            () = lease.expired() => {}
+        }
+        tracing::warn!(
+            run = %run.id,
+            attempt = run.attempt,
+            "taskflow engine: this worker could not renew the run's lease in time; stopping the attempt"
+        );
+        ctx.cancel();
+        match execution.await {
+            Ok(value) => Ok(value),
+            Err(_) => Err(TaskError::LeaseExpired { lease: self.inner.config.lease }),
+        }
+    }
+
+    /// After an attempt's outcome is stored (or given up on): its lease is
+    /// no longer renewed, and its slot is freed once its code has ended.
+    async fn settle(&self, key: AttemptKey, ctx: &TaskContext) {
+        if let Some(held) = self.lock_running().get_mut(&key) {
+            held.renewing = false;
+        }
+        let lingered = ctx.code_is_running();
+        ctx.code_ended().await;
+        self.lock_running().remove(&key);
+        // A slot is free: claim what waits, if anything does. A slot held
+        // by stopped code also held a place in its task's concurrency
+        // limit, which the last claim may have skipped.
+        if lingered || !self.drained() {
+            self.inner.wake.notify_one();
+        }
     }
 
     async fn execute(&self, run: &Run, ctx: TaskContext) -> Result<Value, TaskError> {
@@ -345,7 +465,7 @@ impl Worker {
         self.inner.executors.execute(run.executor, def, ctx, run.payload.clone(), timeout).await
     }
 
-    async fn report(&self, run: &Run, result: Result<Value, TaskError>) {
+    async fn report(&self, run: &Run, result: Result<Value, TaskError>, lease: &Lease) {
         let now = Timestamp::now();
         let outcome = match result {
             Ok(value) => Outcome::Completed(value),
@@ -362,17 +482,18 @@ impl Worker {
                 }
             }
         };
-        self.store_outcome(run, outcome).await;
+        self.store_outcome(run, outcome, lease).await;
     }
 
     /// Hands a claimed run back unexecuted (`Released`: pending again, the
-    /// attempt not counted).
-    async fn release(&self, run: &Run) {
-        self.store_outcome(run, Outcome::Released).await;
+    /// attempt not counted); tried again while the claim's lease lasts.
+    async fn release(&self, run: &Run, asked: Instant) {
+        let lease = Lease::granted(asked, self.inner.config.lease);
+        self.store_outcome(run, Outcome::Released, &lease).await;
     }
 
     /// Stores how this worker's attempt of `run` ended and publishes the run.
-    async fn store_outcome(&self, run: &Run, outcome: Outcome) {
+    async fn store_outcome(&self, run: &Run, outcome: Outcome, lease: &Lease) {
         let report = Report {
             id: run.id,
             attempt: run.attempt,
@@ -380,13 +501,16 @@ impl Worker {
             outcome,
             now: Timestamp::now(),
         };
-        // A failed write (a dropped connection, the database restarting) is
-        // tried again, for as long as a lease lasts: losing the report would
-        // throw the attempt's work away, the run being re-queued and executed
-        // again once its lease ran out. Retrying is safe: the store fences
-        // reports by attempt and worker, so a report that did commit, with
-        // only its answer lost, is refused as stale the second time.
-        let give_up = Deadline::after(self.inner.config.lease);
+        // A failed write (a dropped connection, the database restarting, a
+        // pool exhausted) is tried again for as long as this worker holds
+        // the attempt, its lease renewed by the heartbeat meanwhile: losing
+        // the report would throw the attempt's work away, the run being
+        // re-queued and executed again. It stops when the store says the
+        // attempt is no longer this worker's, or when the lease could not be
+        // renewed in time (the rescuer may have taken the run). Retrying is
+        // safe: the store fences reports by attempt and worker, so a report
+        // that did commit, with only its answer lost, is refused as stale
+        // the second time.
         let mut wait = REPORT_RETRY.0;
         let mut retried = false;
         loop {
@@ -416,7 +540,7 @@ impl Worker {
                 // row or a bug fails the same way again: left to the rescuer.
                 Err(error)
                     if (error.is_transient() || error.database_kind() == Some(store::DatabaseErrorKind::Full))
-                        && give_up.is_beyond(wait) =>
+                        && lease.is_held() =>
                 {
                     tracing::warn!(
                         %error,
@@ -438,58 +562,78 @@ impl Worker {
             // Leases are renewed through a shutdown's grace period too, or
             // another worker would rescue runs still finishing here.
             tokio::time::sleep(config.heartbeat_interval).await;
-            let held: Vec<(RunId, u32)> =
-                self.lock_running().iter().map(|(id, (attempt, _))| (*id, *attempt)).collect();
+            let held: Vec<(AttemptKey, Arc<Lease>)> = self
+                .lock_running()
+                .iter()
+                .filter(|(_, held)| held.renewing)
+                .map(|(key, held)| (*key, held.lease.clone()))
+                .collect();
             if held.is_empty() {
-                if self.inner.shutdown.is_cancelled() {
+                if self.inner.shutdown.is_cancelled() && self.running_count() == 0 {
                     return;
                 }
                 continue;
             }
+            let asked = Instant::now();
             let until = Timestamp::now().plus(config.lease);
-            let sent: HashMap<RunId, u32> = held.iter().copied().collect();
-            let asked = std::time::Instant::now();
-            let renewed = self.inner.source.heartbeat(config.worker_id.clone(), held, until).await;
-            // A renewal stored later than the lease it grants loses the runs
-            // to the rescuer: say so, since the symptom (stale reports, runs
-            // executed twice) shows up far from the cause (a stalled store).
-            let took = asked.elapsed();
-            if took > config.lease / 2 {
-                tracing::warn!(
-                    runs = sent.len(),
-                    "taskflow engine: renewing leases took {took:?}, over half the {:?} lease; a longer stall \
-                     of the store loses them to the rescuer",
-                    config.lease
-                );
-            }
-            match renewed {
-                // Runs this worker no longer holds (cancelled, re-queued) stop;
-                // only the attempt the heartbeat named, since a newer attempt
-                // of the same run may have started here while it was asked.
-                Ok(lost) => {
-                    for id in lost {
-                        if let Some(&attempt) = sent.get(&id) {
-                            self.cancel_attempt(id, attempt);
+            let keys = held.iter().map(|(key, _)| *key).collect();
+            // A renewal answered later than half a lease is worth nothing
+            // (the next one is due), and one that never answers (a
+            // blackholed connection) must not stall every renewal after it.
+            let patience = config.lease / 2;
+            match tokio::time::timeout(patience, self.inner.source.heartbeat(config.worker_id.clone(), keys, until))
+                .await
+            {
+                // Runs this worker no longer holds (cancelled, re-queued)
+                // stop; only the attempt the heartbeat named, since a newer
+                // attempt of the same run may have started here meanwhile.
+                Ok(Ok(lost)) => {
+                    let lost: HashSet<RunId> = lost.into_iter().collect();
+                    for (key, lease) in held {
+                        if lost.contains(&key.0) {
+                            lease.lose();
+                            self.cancel_attempt(key);
+                        } else {
+                            lease.renewed(asked);
                         }
                     }
                 }
-                Err(error) => log_error("renewing leases", &error),
+                Ok(Err(error)) => log_error("renewing leases", &error),
+                // The symptom (attempts stopped, runs executed again) shows
+                // up far from the cause (a stalled store): say so.
+                Err(_) => tracing::warn!(
+                    runs = held.len(),
+                    "taskflow engine: renewing leases took over {patience:?}, half the {:?} lease; given up on \
+                     this renewal (an attempt whose lease is not renewed in time is stopped)",
+                    config.lease
+                ),
             }
         }
     }
 
     /// Writes log lines in batches: whatever arrived while the last batch was
-    /// being written goes in the next.
-    async fn log_writer(self, mut rx: mpsc::UnboundedReceiver<(RunId, LogLine)>) {
+    /// being written goes in the next. A batch that cannot be stored for a
+    /// passing reason (the database unreachable or busy) is tried again,
+    /// in order, rather than dropped.
+    async fn log_writer(self) {
+        let mut rx = self.inner.log_rx.lock().await;
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 1024).await > 0 {
             let lines: Vec<_> =
                 batch.drain(..).map(|(id, line)| (id, Timestamp::from(line.at), line.level, line.message)).collect();
-            match self.inner.source.append_logs(lines).await {
-                // Subscribers get the lines as stored, with their sequence
-                // numbers, so a live view and `logs` agree.
-                Ok(stored) => stored.into_iter().for_each(|line| self.publish(RunEvent::Log(line))),
-                Err(error) => log_error("storing log lines", &error),
+            let mut wait = REPORT_RETRY.0;
+            loop {
+                match self.inner.source.append_logs(lines.clone()).await {
+                    // Subscribers get the lines as stored, with their sequence
+                    // numbers, so a live view and `logs` agree.
+                    Ok(stored) => break stored.into_iter().for_each(|line| self.publish(RunEvent::Log(line))),
+                    Err(error) if error.is_transient() && !self.inner.shutdown.is_cancelled() => {
+                        tracing::warn!(%error, "taskflow engine: storing log lines failed; retrying in {wait:?}");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(REPORT_RETRY.1);
+                    }
+                    Err(error) => break log_error("storing log lines", &error),
+                }
             }
         }
     }
@@ -499,7 +643,10 @@ impl Worker {
 /// executor errors that would repeat (a missing image, a result too large).
 fn is_retryable(error: &TaskError) -> bool {
     match error {
-        TaskError::Failed { .. } | TaskError::Panicked { .. } | TaskError::TimedOut { .. } => true,
+        TaskError::Failed { .. }
+        | TaskError::Panicked { .. }
+        | TaskError::TimedOut { .. }
+        | TaskError::LeaseExpired { .. } => true,
         TaskError::Executor(error) => error.is_retryable(),
         _ => false,
     }

@@ -12,6 +12,8 @@ use crate::store::SubmitClaim;
 /// ([`Worker::reserve`]); dropping it frees the slot.
 pub(crate) struct Reservation {
     pub(super) worker: Worker,
+    /// When the slot was taken: the claim's lease counts from no later.
+    pub(super) asked: tokio::time::Instant,
 }
 
 impl Reservation {

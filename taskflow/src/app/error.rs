@@ -16,6 +16,9 @@ pub enum Error {
     /// The tasks linked into the binary are inconsistent.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The engine did not start (its timings cannot hold a lease).
+    #[error(transparent)]
+    Engine(crate::engine::StartError),
     /// A run failed.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -50,5 +53,14 @@ impl fmt::Debug for Error {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+impl From<crate::engine::StartError> for Error {
+    fn from(error: crate::engine::StartError) -> Error {
+        match error {
+            crate::engine::StartError::Registry(error) => Error::Registry(error),
+            error => Error::Engine(error),
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod attempts;
 mod contention;
+mod contract;
 mod engine;
 mod invoke;
 mod registry;

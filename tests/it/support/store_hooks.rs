@@ -26,6 +26,20 @@ pub trait Hooks: Send + Sync + 'static {
     fn finish(&self, inner: &Arc<dyn Store>, report: Report) -> BoxFuture<store::Result<Run>> {
         inner.finish(report)
     }
+
+    /// [`Store::claim`].
+    fn claim(&self, inner: &Arc<dyn Store>, request: ClaimRequest) -> BoxFuture<store::Result<Vec<Run>>> {
+        inner.claim(request)
+    }
+
+    /// [`Store::append_logs`].
+    fn append_logs(
+        &self,
+        inner: &Arc<dyn Store>,
+        lines: Vec<(RunId, Timestamp, Level, String)>,
+    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
+        inner.append_logs(lines)
+    }
 }
 
 /// The store `inner` with the calls `hooks` intercepts.
@@ -39,7 +53,7 @@ impl<H: Hooks> Store for Hooked<H> {
         self.inner.submit(new)
     }
     fn claim(&self, request: ClaimRequest) -> BoxFuture<store::Result<Vec<Run>>> {
-        self.inner.claim(request)
+        self.hooks.claim(&self.inner, request)
     }
     fn heartbeat(
         &self,
@@ -68,7 +82,7 @@ impl<H: Hooks> Store for Hooked<H> {
         &self,
         lines: Vec<(RunId, Timestamp, Level, String)>,
     ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
-        self.inner.append_logs(lines)
+        self.hooks.append_logs(&self.inner, lines)
     }
     fn get(&self, id: RunId) -> BoxFuture<store::Result<Option<Run>>> {
         self.inner.get(id)
