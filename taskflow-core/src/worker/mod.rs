@@ -266,6 +266,12 @@ impl Worker {
         self.lock_running().len()
     }
 
+    /// How many attempts held here have no outcome stored yet (their
+    /// leases still renewed).
+    fn unreported_count(&self) -> usize {
+        self.lock_running().values().filter(|held| held.renewing).count()
+    }
+
     /// The tasks a claim may take and their concurrency limits, less what
     /// this worker's stopped attempts still execute: the store counts only
     /// running runs, and a sync task's thread runs on after its timeout.
@@ -293,17 +299,21 @@ impl Worker {
         while self.inner.claiming.load(Ordering::SeqCst) || self.inner.reserved.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Waited for are outcomes still to be stored, not code: a sync task
+        // deaf to cancellation (or stopped at its lease's end) runs on in
+        // its thread, and nothing here can end it sooner.
         let deadline = Deadline::after(grace);
-        while self.running_count() > 0 && !deadline.has_passed() {
+        while self.unreported_count() > 0 && !deadline.has_passed() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left: Vec<TaskContext> = self.lock_running().values().map(|held| held.ctx.clone()).collect();
         for ctx in left {
             ctx.cancel();
         }
-        // The cancelled runs report `Released` as they unwind.
+        // The cancelled runs report `Released`, at once for code that saw
+        // the cancel and for a sync task that did not (its thread is left).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        while self.unreported_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.inner.executors.shutdown().await;
