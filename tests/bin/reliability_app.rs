@@ -3,7 +3,8 @@
 //! task that always panics.
 //!
 //! `effect` appends `start <id> <attempt>` and `done <id> <attempt>` to
-//! `effects.log` in `$TASKFLOW_DATA_DIR`, so a test can count executions.
+//! `effects.log` in `$TASKFLOW_DATA_DIR`, so a test can count executions;
+//! `churn`, the soak's load, does the same in `churn.log`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -11,12 +12,16 @@ use std::time::Duration;
 use taskflow::{TaskContext, task};
 
 fn effect_line(line: &str) {
+    append_line("effects.log", line).sync_all().unwrap();
+}
+
+fn append_line(name: &str, line: &str) -> std::fs::File {
     let dir = std::env::var("TASKFLOW_DATA_DIR").expect("TASKFLOW_DATA_DIR is set");
-    let path = std::path::Path::new(&dir).join("effects.log");
+    let path = std::path::Path::new(&dir).join(name);
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     // One write per line, so concurrent runs never interleave half lines.
     file.write_all(format!("{line}\n").as_bytes()).unwrap();
-    file.sync_all().unwrap();
+    file
 }
 
 /// Work for `millis`, deaf to cancellation, logging `start`/`done <run> <attempt> <pid>`
@@ -26,6 +31,20 @@ fn effect(ctx: &TaskContext, n: u32, millis: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(millis.min(120_000)));
     effect_line(&format!("done {} {} {}", ctx.run_id(), ctx.attempt(), std::process::id()));
     n
+}
+
+/// Work for `millis`, failing the first `fail` attempts, logging `start`/`done <run> <attempt>`
+///
+/// Unsynced: a killed process's writes survive in the page cache.
+#[task(retries = 5, retry_delay = "100ms")]
+fn churn(ctx: &TaskContext, n: u64, millis: u64, fail: u32) -> Result<u64, String> {
+    append_line("churn.log", &format!("start {} {}", ctx.run_id(), ctx.attempt()));
+    std::thread::sleep(Duration::from_millis(millis.min(60_000)));
+    if ctx.attempt() <= fail {
+        return Err(format!("failing attempt {} of {fail} on purpose", ctx.attempt()));
+    }
+    append_line("churn.log", &format!("done {} {}", ctx.run_id(), ctx.attempt()));
+    Ok(n)
 }
 
 /// Wait `millis`, touching nothing (runs in a container as well)

@@ -1,6 +1,7 @@
 //! A loopback TCP proxy for fault tests: forwards to a target, and on
-//! command cuts every connection (refusing new ones) or delays every chunk,
-//! as a failing network would.
+//! command cuts every connection (refusing new ones), delays every chunk, or
+//! holds every chunk (connections open, nothing moving), as a failing
+//! network or a stalled server would.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use tokio::task::AbortHandle;
 #[derive(Default)]
 struct State {
     cut: bool,
+    hold: bool,
     latency: Duration,
     live: Vec<AbortHandle>,
 }
@@ -62,6 +64,12 @@ impl Proxy {
         }
     }
 
+    /// Holds every chunk, both ways, until released (`false`): the
+    /// connections stay open, and nothing answers.
+    pub fn hold(&self, on: bool) {
+        self.state.lock().unwrap().hold = on;
+    }
+
     /// Delays every chunk by `latency`, both ways.
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().unwrap().latency = latency;
@@ -86,6 +94,9 @@ async fn pipe(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        while state.lock().unwrap().hold {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let latency = state.lock().unwrap().latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
