@@ -2,7 +2,7 @@
 //! run: a panic before the task's future exists, reports that cannot be
 //! stored for longer than a lease, sync tasks that ignore cancellation, a
 //! heartbeat that hangs, a cancel that lands between a claim and the start,
-//! a delete on another server, timings that cannot hold a lease, a loop that
+//! a claim in flight at shutdown, a delete on another server, timings that cannot hold a lease, a loop that
 //! panics, log lines that cannot be stored at once.
 //!
 //! Each case wraps the real store (SQLite file or PostgreSQL database) in
@@ -349,6 +349,41 @@ async fn a_cancel_between_claim_and_start_is_kept(backend: Backend) {
     }
 }
 
+// ---------------------------------------------------------------- C9
+
+/// C9: a claim in flight when shutdown begins hands its runs back: pending
+/// again, on the same attempt, no lease, never started; a shutdown that
+/// does not wait for the claim leaves the run `running` under a lease
+/// nobody renews (seen with the wait removed). (The race the
+/// review named, a shutdown between the claim loop's check and its flag,
+/// has no await between the two to hold; the loop now sets the flag first
+/// and checks after, which this case cannot tell apart.)
+async fn a_claim_in_flight_at_shutdown_hands_its_runs_back(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(inner) = real_store(backend, dir.path()).await else { return };
+    let hooks = HeldClaim { claimed: Arc::new(Notify::new()), go_on: Arc::new(Notify::new()) };
+    let (claimed, go_on) = (hooks.claimed.clone(), hooks.go_on.clone());
+    let store: Arc<dyn Store> = Arc::new(Hooked { inner: inner.clone(), hooks });
+    let engine = Engine::start(store, config(Duration::from_secs(120), Duration::from_secs(50))).unwrap();
+    let client = Client::new(engine.clone());
+    let key = key("c9", backend);
+    let mut options = SubmitOptions::default();
+    options.delay = Some(Duration::from_millis(100));
+    let run = client.submit_with("contract.until_cancelled", json!({"key": key}), options).await.unwrap();
+    claimed.notified().await;
+    // `shutdown` marks the engine as stopping in its first poll, before the
+    // held claim is let go.
+    tokio::join!(engine.shutdown(Duration::from_secs(1)), async {
+        tokio::task::yield_now().await;
+        go_on.notify_one();
+    });
+    let stored = inner.get(run.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Pending, "{stored:?}");
+    assert_eq!(stored.attempt, 1, "a hand-back is not an attempt: {stored:?}");
+    assert_eq!(stored.worker_id, None, "its lease is released: {stored:?}");
+    assert_eq!(count(&key, "started"), 0, "claimed while stopping, it must not start");
+}
+
 // ---------------------------------------------------------------- C8
 
 /// C8: on PostgreSQL, a force delete made on another server stops the run
@@ -508,6 +543,7 @@ on_every_backend!(
     an_outcome_is_retried_while_the_run_is_held,
     an_attempt_stops_when_its_lease_cannot_be_renewed,
     a_cancel_between_claim_and_start_is_kept,
+    a_claim_in_flight_at_shutdown_hands_its_runs_back,
     a_panicking_heartbeat_loop_is_restarted,
     log_lines_survive_a_failed_append,
 );
