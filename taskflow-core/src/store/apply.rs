@@ -6,8 +6,9 @@
 //! [`run::transition`](crate::run::transition).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::{Error, NewRun, Outcome, Report, Result, illegal};
+use super::{ClaimRequest, Error, NewRun, Outcome, Report, Result, illegal};
 use crate::run::ExecutorKind;
 use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
 
@@ -47,6 +48,17 @@ pub(super) fn create(new: &NewRun, now: Timestamp) -> Result<Run> {
     Ok(run)
 }
 
+/// Gives back the claim a submit made ([`NewRun::claim`]): the run waits in
+/// the queue like any other (a concurrency limit another claimer declared
+/// for its task must be counted by a claim).
+pub(super) fn unclaim_submit(run: &mut Run) -> Result<()> {
+    run.status = transition(run.status, Event::Release).map_err(illegal(run.id))?;
+    run.worker_id = None;
+    run.lease_until = None;
+    run.started_at = None;
+    Ok(())
+}
+
 /// The executors of a claim, each once, in the order given.
 pub(super) fn distinct(executors: &[ExecutorKind]) -> Vec<ExecutorKind> {
     let mut distinct: Vec<ExecutorKind> = Vec::with_capacity(executors.len());
@@ -67,6 +79,45 @@ pub(super) fn window(limit: u32, room: &BTreeMap<&str, u32>) -> u32 {
 /// The tasks with no room left under their concurrency limit.
 pub(super) fn full<'a>(room: &BTreeMap<&'a str, u32>) -> Vec<&'a str> {
     room.iter().filter(|(_, left)| **left == 0).map(|(title, _)| *title).collect()
+}
+
+/// When the concurrency limits a claim at `now` declares stop binding other
+/// claimers: [`LIMIT_DECLARATION_LEASES`](super::LIMIT_DECLARATION_LEASES)
+/// leases on.
+pub(super) fn declarations_expire(now: Timestamp, lease: Duration) -> Timestamp {
+    now.plus(lease.saturating_mul(super::LIMIT_DECLARATION_LEASES))
+}
+
+/// The concurrency limit a claim honours for each task it may take: the
+/// smallest of its own (`request.task_limits`) and the live ones other
+/// claimers declared (`others`, the smallest per task).
+pub(super) fn limits<'a>(request: &'a ClaimRequest, others: &BTreeMap<String, u32>) -> BTreeMap<&'a str, u32> {
+    let mut limits = BTreeMap::new();
+    for title in &request.titles {
+        let own = request.task_limits.iter().filter(|(t, _)| t == title).map(|(_, limit)| *limit);
+        if let Some(limit) = own.chain(others.get(title).copied()).min() {
+            limits.insert(title.as_str(), limit);
+        }
+    }
+    limits
+}
+
+/// Room left under each limit: the limit less the task's runs running in
+/// the store (`running`) and the claimer's own attempts that still execute
+/// although their runs no longer count as running (`request.lingering`).
+pub(super) fn room<'a>(
+    limits: BTreeMap<&'a str, u32>,
+    running: &BTreeMap<String, i64>,
+    request: &ClaimRequest,
+) -> BTreeMap<&'a str, u32> {
+    limits
+        .into_iter()
+        .map(|(title, limit)| {
+            let running = u32::try_from(running.get(title).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+            let lingering: u32 = request.lingering.iter().filter(|(t, _)| t == title).map(|(_, n)| *n).sum();
+            (title, limit.saturating_sub(running.saturating_add(lingering)))
+        })
+        .collect()
 }
 
 /// Takes up to `limit` of `candidates` (in their order), passing over runs

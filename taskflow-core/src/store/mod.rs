@@ -207,6 +207,10 @@ pub struct StoredLogLine {
     pub message: String,
 }
 
+/// How many leases a claimer's concurrency limits bind other claimers after
+/// its last claim ([`ClaimRequest::task_limits`]).
+pub const LIMIT_DECLARATION_LEASES: u32 = 10;
+
 /// A claim of up to `limit` pending runs for `worker_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimRequest {
@@ -223,9 +227,18 @@ pub struct ClaimRequest {
     /// binaries of different versions can share one database through a
     /// rolling upgrade. Empty claims nothing.
     pub titles: Vec<String>,
-    /// Tasks with a concurrency limit (`#[task(concurrency = N)]`): no more
-    /// than N runs of each are running at once, across all workers.
+    /// The concurrency limits the claiming binary declares
+    /// (`#[task(concurrency = N)]`): no more than N runs of each are
+    /// running at once, across all workers. The store keeps each claimer's
+    /// declarations for [`LIMIT_DECLARATION_LEASES`] leases and honours,
+    /// for every claim, the smallest live one of each task: binaries of
+    /// different versions sharing a database (a rolling upgrade that
+    /// changes or drops a limit) never run more than the strictest allows.
     pub task_limits: Vec<(String, u32)>,
+    /// Attempts of these tasks the claimer still executes although their
+    /// runs are no longer running in the store (a sync task's thread left
+    /// running after its timeout): counted against the tasks' limits.
+    pub lingering: Vec<(String, u32)>,
     /// The time of the claim, by the claimer's clock. PostgreSQL stamps
     /// the lease in the database's clock: `now` moved by the offset the
     /// store measured between the two.

@@ -272,22 +272,19 @@ impl Worker {
         self.lock_running().values().filter(|held| held.renewing).count()
     }
 
-    /// The tasks a claim may take and their concurrency limits, less what
-    /// this worker's stopped attempts still execute: the store counts only
-    /// running runs, and a sync task's thread runs on after its timeout.
-    fn claim_scope(&self) -> (Vec<String>, Vec<(String, u32)>) {
-        let inner = &self.inner;
-        let running = self.lock_running();
-        let mut titles = inner.titles.clone();
-        let mut limits = Vec::with_capacity(inner.task_limits.len());
-        for (title, limit) in &inner.task_limits {
-            let lingering = running.values().filter(|held| !held.renewing && held.title == *title).count();
-            match limit.checked_sub(u32::try_from(lingering).unwrap_or(u32::MAX)) {
-                Some(room) if room > 0 => limits.push((title.clone(), room)),
-                _ => titles.retain(|t| t != title),
+    /// How many attempts of each task this worker still executes although
+    /// their outcome is stored (a sync task's thread runs on after its
+    /// timeout): the store counts only running runs against a task's
+    /// concurrency limit, and the claim adds these.
+    fn lingering(&self) -> Vec<(String, u32)> {
+        let mut lingering: Vec<(String, u32)> = Vec::new();
+        for held in self.lock_running().values().filter(|held| !held.renewing) {
+            match lingering.iter_mut().find(|(title, _)| *title == held.title) {
+                Some((_, count)) => *count += 1,
+                None => lingering.push((held.title.clone(), 1)),
             }
         }
-        (titles, limits)
+        lingering
     }
 
     /// Stops claiming, gives back runs still executing after `grace` (they
@@ -334,7 +331,7 @@ impl Worker {
             let mut claimed = 0;
             if free > 0 {
                 let queued = self.inner.queued.load(Ordering::SeqCst);
-                let (titles, task_limits) = self.claim_scope();
+                let lingering = self.lingering();
                 // Set first, then the shutdown checked again: a shutdown
                 // either waits for this claim or is seen here.
                 self.inner.claiming.store(true, Ordering::SeqCst);
@@ -348,8 +345,9 @@ impl Worker {
                     limit: u32::try_from(free).unwrap_or(u32::MAX),
                     lease: config.lease,
                     executors: self.inner.executors.kinds(),
-                    titles,
-                    task_limits,
+                    titles: self.inner.titles.clone(),
+                    task_limits: self.inner.task_limits.clone(),
+                    lingering,
                     now: Timestamp::now(),
                 };
                 let result = self.inner.source.claim(request).await;

@@ -312,6 +312,7 @@ async fn a_dead_workers_run_is_rescued_and_counted_as_an_attempt(backend: Backen
             executors: vec![ExecutorKind::Thread],
             titles: vec!["tests.async_double".into()],
             task_limits: Vec::new(),
+            lingering: Vec::new(),
             now: Timestamp::now(),
         })
         .await

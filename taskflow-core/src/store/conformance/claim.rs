@@ -1,5 +1,6 @@
 //! Claims: their order and limit, only known tasks, exclusive across
-//! claimers, tasks' concurrency limits.
+//! claimers, tasks' concurrency limits (the strictest any live claimer
+//! declares).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -143,9 +144,51 @@ pub(super) async fn task_concurrency_limits(store: Arc<dyn Store>) {
     let claimed = store.claim(limit("w2", 10, 3_000)).await.unwrap();
     assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [limited[2]]);
 
-    // Without the limit in the request, nothing holds the last one back.
-    let claimed = store.claim(request("w3", 10, 3_000)).await.unwrap();
+    // A claimer that declares no limit is held to the others' live one.
+    assert!(store.claim(request("w3", 10, 3_000)).await.unwrap().is_empty(), "w2's limit binds w3");
+    // Once every declaration lapsed, nothing holds the last one back.
+    let claimed = store.claim(request("w3", 10, lapsed(3_000))).await.unwrap();
     assert_eq!(claimed.iter().map(|r| r.id).collect::<Vec<_>>(), [limited[3]]);
+}
+
+/// When the limits a claim at `at` declares no longer bind anyone.
+fn lapsed(at: i64) -> i64 {
+    at + i64::try_from((LEASE * crate::store::LIMIT_DECLARATION_LEASES).as_millis()).unwrap() + 1
+}
+
+/// Claimers that declare different limits for one task (binaries of two
+/// versions during a rolling upgrade) are all held to the smallest live
+/// one, whatever they declare themselves; a claimer's attempts still
+/// executing off the store's books count against it.
+pub(super) async fn the_strictest_live_limit_binds_every_claimer(store: Arc<dyn Store>) {
+    let store = &*store;
+    for i in 0..6 {
+        submit_new(store, new_run("limited", json!({ "i": i }))).await;
+    }
+    let declaring = |worker: &str, limit: u32, now: i64| {
+        let mut claim = request(worker, 10, now);
+        claim.task_limits = vec![("limited".to_owned(), limit)];
+        claim
+    };
+    let strict = store.claim(declaring("strict", 1, 2_000)).await.unwrap();
+    assert_eq!(strict.len(), 1);
+    assert!(store.claim(declaring("lax", 5, 2_000)).await.unwrap().is_empty(), "held to the strict limit of 1");
+    assert!(store.claim(request("none", 10, 2_000)).await.unwrap().is_empty(), "held to it without a limit");
+
+    // The strict claimer's run ends: one more may run, for anyone.
+    store.finish(report(&strict[0], "strict", Outcome::Completed(json!(1)), 3_000)).await.unwrap();
+    let lax = store.claim(declaring("lax", 5, 3_000)).await.unwrap();
+    assert_eq!(lax.len(), 1, "room for one under the strict limit");
+
+    // The strict declaration lapses (its claimer stopped claiming): the
+    // lax one, renewed at 3_000 and still live, governs.
+    let now = lapsed(2_000);
+    let mut more = request("none", 10, now);
+    more.lingering = vec![("limited".to_owned(), 1)];
+    let claimed = store.claim(more).await.unwrap();
+    assert_eq!(claimed.len(), 3, "5, less the lax claimer's running run and this claimer's lingering attempt");
+    let filter = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
+    assert_eq!(store.list(filter).await.unwrap().total, 4);
 }
 
 /// Eight claimers at once never run more than the limit of a task.

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use self::claim::{
     claim_order_and_limit, claims_are_exclusive, claims_only_runs_of_known_tasks, task_concurrency_limits,
-    task_concurrency_limits_hold_across_claimers,
+    task_concurrency_limits_hold_across_claimers, the_strictest_live_limit_binds_every_claimer,
 };
 use self::finish::{
     cancel_pending_and_running, delete_needs_force_for_active_runs, finish_is_fenced, prune_keeps_active_runs,
@@ -87,6 +87,7 @@ conformance!(
     claims_are_exclusive,
     task_concurrency_limits,
     task_concurrency_limits_hold_across_claimers,
+    the_strictest_live_limit_binds_every_claimer,
     finish_is_fenced,
     retry_then_fail_at_max_attempts,
     release_gives_the_run_back,
@@ -143,6 +144,7 @@ fn request(worker: &str, limit: u32, now: i64) -> ClaimRequest {
         executors: vec![ExecutorKind::Thread],
         titles: TITLES.split_whitespace().map(str::to_owned).collect(),
         task_limits: Vec::new(),
+        lingering: Vec::new(),
         now: Timestamp(now),
     }
 }

@@ -28,13 +28,15 @@ pub(super) async fn claim(
     }
     let mut tx = begin(pool).await?;
 
-    // Room left under each task's concurrency limit. Claims of limited
-    // tasks take a lock per task, so the count sees every claim committed
-    // by any server before; full tasks are skipped in the query, the others
-    // are capped while picking.
-    let limits: BTreeMap<&str, u32> =
-        request.task_limits.iter().map(|(title, limit)| (title.as_str(), *limit)).collect();
-    let mut room: BTreeMap<&str, u32> = BTreeMap::new();
+    // Room left under each task's concurrency limit (the smallest declared
+    // by this claimer or another live one). Claims of limited tasks take a
+    // lock per task, so the count sees every claim committed by any server
+    // before; full tasks are skipped in the query, the others are capped
+    // while picking.
+    let now = clock.to_database(request.now);
+    let others = declare_limits(&mut tx, request, now).await?;
+    let limits = apply::limits(request, &others);
+    let mut running = BTreeMap::new();
     if !limits.is_empty() {
         let titles: Vec<&str> = limits.keys().copied().collect();
         // In the order of the lock keys, so claimers cannot deadlock.
@@ -46,7 +48,7 @@ pub(super) async fn claim(
         .execute(&mut *tx)
         .await
         .map_err(db("cannot lock the concurrency limits of tasks"))?;
-        let running: BTreeMap<String, i64> = query(
+        running = query(
             "SELECT task_title, count(*) FROM taskflow_runs \
              WHERE status = 'running' AND task_title = ANY($1) GROUP BY task_title",
         )
@@ -58,11 +60,8 @@ pub(super) async fn claim(
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect::<Result<_, sqlx_core::Error>>()
         .map_err(db("cannot count running runs of a task"))?;
-        for (title, limit) in &limits {
-            let running = running.get(*title).copied().unwrap_or(0);
-            room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
-        }
     }
+    let mut room = apply::room(limits, &running, request);
     let full = apply::full(&room);
     // Look a little further when limited tasks may have to be passed over.
     let window = apply::window(request.limit, &room);
@@ -78,7 +77,7 @@ pub(super) async fn claim(
         .map_err(db("cannot select runs to claim"))?;
     let mut runs = apply::pick(rows.iter().map(read_run), request.limit, &mut room)?;
 
-    let lease_until = clock.to_database(request.now).plus(request.lease);
+    let lease_until = now.plus(request.lease);
     for run in &mut runs {
         apply::claim(run, &request.worker_id, lease_until, request.now)?;
     }
@@ -87,6 +86,41 @@ pub(super) async fn claim(
     // The rows looked at but not claimed are unlocked here too.
     commit(tx).await?;
     Ok(runs)
+}
+
+/// Records the concurrency limits `request` declares as its claimer's
+/// (replacing its earlier ones; lapsed ones go at a prune) and returns the
+/// smallest live limit other claimers declare per task, in one statement.
+/// Only the claimer's own rows are written, so claimers never wait on each
+/// other here.
+async fn declare_limits(
+    tx: &mut sqlx_postgres::PgConnection,
+    request: &ClaimRequest,
+    now: Timestamp,
+) -> Result<BTreeMap<String, u32>> {
+    let (titles, limits): (Vec<&str>, Vec<i64>) =
+        request.task_limits.iter().map(|(title, limit)| (title.as_str(), i64::from(*limit))).unzip();
+    // The statements of a WITH see one snapshot: the SELECT reads the
+    // others' rows only, and this claimer's come from the request.
+    let rows = query(
+        "WITH gone AS (DELETE FROM taskflow_task_limits WHERE worker_id = $1 AND NOT task_title = ANY($2)),          kept AS (INSERT INTO taskflow_task_limits (worker_id, task_title, max_running, expires_at)                   SELECT $1, title, max_running, $4 FROM unnest($2::text[], $3::bigint[]) AS d (title, max_running)                   ON CONFLICT (worker_id, task_title)                   DO UPDATE SET max_running = EXCLUDED.max_running, expires_at = EXCLUDED.expires_at)          SELECT task_title, MIN(max_running) FROM taskflow_task_limits          WHERE worker_id <> $1 AND expires_at > $5 AND task_title = ANY($6) GROUP BY task_title",
+    )
+    .bind(&request.worker_id)
+    .bind(&titles)
+    .bind(&limits)
+    .bind(apply::declarations_expire(now, request.lease).0)
+    .bind(now.0)
+    .bind(&request.titles)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db("cannot record the concurrency limits of tasks"))?;
+    rows.iter()
+        .map(|row| {
+            let limit: i64 = row.try_get(1)?;
+            Ok((row.try_get(0)?, u32::try_from(limit).unwrap_or(u32::MAX)))
+        })
+        .collect::<Result<_, sqlx_core::Error>>()
+        .map_err(db("cannot read the concurrency limits of tasks"))
 }
 
 /// The candidates of a claim: `$1` now, `$2` the executors, `$3` the full

@@ -11,8 +11,10 @@ use super::rows::{db, query};
 use crate::store::{Error, Result};
 
 /// The migrations, in order: version, name, SQL.
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "0001_runs", include_str!("../../../migrations/postgres/0001_runs.sql"))];
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "0001_runs", include_str!("../../../migrations/postgres/0001_runs.sql")),
+    (2, "0002_task_limits", include_str!("../../../migrations/postgres/0002_task_limits.sql")),
+];
 
 /// Applies the migrations the database lacks, in one transaction, under an
 /// advisory lock: a second server starting at the same time waits, then

@@ -50,7 +50,7 @@ use self::reads::{list, load, logs};
 use self::rows::db;
 #[cfg(test)]
 use self::testing::test_database_created;
-use self::writes::{append_logs, cancel, delete, prune_batch, rescue_batch, submit};
+use self::writes::{append_logs, cancel, delete, prune_batch, prune_limits, rescue_batch, submit};
 use super::{
     Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Report, Result, RunFilter, Store,
     StoredLogLine, Submitted,
@@ -345,6 +345,7 @@ impl Store for PostgresStore {
                 let deleted = prune_batch(&pool, before).await?;
                 pruned += deleted;
                 if deleted < PRUNE_BATCH {
+                    prune_limits(&pool, before).await?;
                     return Ok(pruned);
                 }
             }

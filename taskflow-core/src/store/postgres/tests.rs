@@ -45,6 +45,7 @@ fn claim_request(worker: &str, now: i64) -> ClaimRequest {
         executors: vec![ExecutorKind::Thread],
         titles: vec!["t".to_owned()],
         task_limits: Vec::new(),
+        lingering: Vec::new(),
         now: Timestamp(now),
     }
 }
@@ -242,7 +243,7 @@ async fn servers_starting_at_once_migrate_once() {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "0001_runs".to_owned())]);
+        assert_eq!(applied, [(1, "0001_runs".to_owned()), (2, "0002_task_limits".to_owned())]);
     })
     .await;
 }

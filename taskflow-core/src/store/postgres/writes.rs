@@ -179,6 +179,17 @@ pub(super) async fn prune_batch(pool: &PgPool, before: Timestamp) -> Result<u64>
     Ok(done.rows_affected())
 }
 
+/// Drops the concurrency limits claimers declared that lapsed before
+/// `before` (their claimers stopped claiming long ago).
+pub(super) async fn prune_limits(pool: &PgPool, before: Timestamp) -> Result<()> {
+    query("DELETE FROM taskflow_task_limits WHERE expires_at < $1")
+        .bind(before.0)
+        .execute(pool)
+        .await
+        .map_err(db("cannot prune the concurrency limits of tasks"))?;
+    Ok(())
+}
+
 /// Appends log lines; each gets the next sequence number of its run. Lines
 /// of unknown (deleted) runs are dropped. Not announced: the run itself does
 /// not change.

@@ -12,6 +12,7 @@ use super::{BUSY_TIMEOUT, Error, Result};
 pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_runs", include_str!("../../../migrations/sqlite/0001_runs.sql")),
     ("0002_status_check", include_str!("../../../migrations/sqlite/0002_status_check.sql")),
+    ("0003_task_limits", include_str!("../../../migrations/sqlite/0003_task_limits.sql")),
 ];
 
 pub(super) fn configure_writer(conn: &Connection) -> Result<()> {

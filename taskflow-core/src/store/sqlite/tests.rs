@@ -39,6 +39,33 @@ async fn get(store: &SqliteStore, id: RunId) -> Run {
 
 /// The file is where it was asked for, and its runs survive a reopen.
 /// (How a run round-trips is in the conformance suite.)
+/// A submit claims its run only when no other claimer declared a limit for
+/// its task: the limit is counted by claims, not by a submit's shortcut.
+#[tokio::test]
+async fn a_submit_does_not_claim_a_task_another_claimer_limits() {
+    let (_dir, store) = fresh();
+    let claiming = |n: u32| {
+        let mut new = NewRun::new("t", json!({ "n": n }));
+        new.claim = Some(crate::store::SubmitClaim { worker_id: "local".to_owned(), lease: Duration::from_secs(30) });
+        new
+    };
+    let run = store.submit(claiming(1)).await.unwrap().run;
+    assert_eq!(run.status, RunStatus::Running, "nobody limits `t`: claimed at its submit");
+    let declaring = ClaimRequest {
+        worker_id: "strict".to_owned(),
+        limit: 1,
+        lease: Duration::from_secs(30),
+        executors: vec![ExecutorKind::Thread],
+        titles: vec!["t".to_owned()],
+        task_limits: vec![("t".to_owned(), 1)],
+        lingering: Vec::new(),
+        now: Timestamp::now(),
+    };
+    assert!(store.claim(declaring).await.unwrap().is_empty(), "`t` is full");
+    let run = store.submit(claiming(2)).await.unwrap().run;
+    assert_eq!((run.status, run.worker_id, run.started_at), (RunStatus::Pending, None, None));
+}
+
 #[tokio::test]
 async fn reopen_keeps_the_runs() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,7 +44,7 @@ pub(super) fn submit(conn: &Connection, new: NewRun, now: Timestamp) -> Result<S
 }
 
 pub(super) fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Result<Submitted> {
-    let PreparedSubmit { new, unique_key, run, id, payload } = prepared;
+    let PreparedSubmit { new, unique_key, mut run, id, payload } = prepared;
     if let Some(key) = &new.idempotency_key {
         let sql = format!("SELECT {RUN_COLUMNS}, unique_key FROM runs WHERE idempotency_key = ?1");
         let mut stmt = conn.prepare_cached(&sql).map_err(db("cannot look up an idempotency key"))?;
@@ -64,6 +64,12 @@ pub(super) fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Re
         if let Some(row) = rows.next().map_err(db("cannot look up an active run"))? {
             return Ok(Submitted { run: read_run(row)?, created: false });
         }
+    }
+
+    if let Some(worker_id) = run.worker_id.as_deref()
+        && limited_elsewhere(conn, &run.task_title, worker_id, run.created_at)?
+    {
+        apply::unclaim_submit(&mut run)?;
     }
 
     let mut stmt = conn.prepare_cached(statements::INSERT_RUN).map_err(db("cannot insert a run"))?;
@@ -95,16 +101,20 @@ pub(super) fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Run
     if executors.is_empty() || request.titles.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
-    // Room left under each task's concurrency limit; full tasks are skipped
-    // in the query, the others are capped while picking.
-    let mut room: BTreeMap<&str, u32> = BTreeMap::new();
-    for (title, limit) in &request.task_limits {
-        let running: i64 = conn
+    // Room left under each task's concurrency limit (the smallest declared
+    // by this claimer or another live one); full tasks are skipped in the
+    // query, the others are capped while picking.
+    let others = declare_limits(conn, request)?;
+    let mut running = BTreeMap::new();
+    let limits = apply::limits(request, &others);
+    for title in limits.keys() {
+        let count: i64 = conn
             .prepare_cached("SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_title = ?")
             .and_then(|mut statement| statement.query_row([title], |row| row.get(0)))
             .map_err(db("cannot count running runs of a task"))?;
-        room.insert(title, limit.saturating_sub(u32::try_from(running).unwrap_or(u32::MAX)));
+        running.insert((*title).to_owned(), count);
     }
+    let mut room = apply::room(limits, &running, request);
     let full = apply::full(&room);
     let placeholders = vec!["?"; executors.len()].join(", ");
     let title_placeholders = vec!["?"; request.titles.len()].join(", ");
@@ -134,6 +144,37 @@ pub(super) fn claim(conn: &Connection, request: &ClaimRequest) -> Result<Vec<Run
         save(conn, run)?;
     }
     Ok(runs)
+}
+
+/// Records the concurrency limits `request` declares as its claimer's
+/// (replacing the claimer's earlier ones, dropping lapsed ones of anyone)
+/// and returns the smallest live limit other claimers declare per task.
+fn declare_limits(conn: &Connection, request: &ClaimRequest) -> Result<BTreeMap<String, u32>> {
+    const FAILED: &str = "cannot record the concurrency limits of tasks";
+    conn.prepare_cached("DELETE FROM task_limits WHERE worker_id = ?1 OR expires_at <= ?2")
+        .and_then(|mut statement| statement.execute(params![request.worker_id, request.now.0]))
+        .map_err(db(FAILED))?;
+    let expires_at = apply::declarations_expire(request.now, request.lease);
+    for (title, limit) in &request.task_limits {
+        conn.prepare_cached("INSERT OR REPLACE INTO task_limits VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut statement| statement.execute(params![request.worker_id, title, limit, expires_at.0]))
+            .map_err(db(FAILED))?;
+    }
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT task_title, MIN(max_running) FROM task_limits WHERE worker_id <> ?1 GROUP BY task_title",
+        )
+        .map_err(db(FAILED))?;
+    let rows = statement.query_map([&request.worker_id], |row| Ok((row.get(0)?, row.get(1)?))).map_err(db(FAILED))?;
+    rows.collect::<rusqlite::Result<_>>().map_err(db(FAILED))
+}
+
+/// Whether a live declaration of another claimer limits `title`: a submit
+/// then does not claim its run (the claim loop honours the limit).
+pub(super) fn limited_elsewhere(conn: &Connection, title: &str, worker_id: &str, now: Timestamp) -> Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM task_limits WHERE task_title = ?1 AND worker_id <> ?2 AND expires_at > ?3")
+        .and_then(|mut statement| statement.exists(params![title, worker_id, now.0]))
+        .map_err(db("cannot read the concurrency limits of tasks"))
 }
 
 pub(super) fn heartbeat(

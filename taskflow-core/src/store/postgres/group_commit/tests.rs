@@ -20,6 +20,7 @@ fn claim_request(limit: u32) -> ClaimRequest {
         executors: vec![ExecutorKind::Thread],
         titles: vec!["t".into()],
         task_limits: Vec::new(),
+        lingering: Vec::new(),
         now: Timestamp(2_000),
     }
 }
