@@ -9,6 +9,11 @@
 //! ignored; deserialization into the task's argument types runs after it and
 //! remains the final word, so a gap here is a less precise message, never an
 //! accepted bad payload.
+//!
+//! A value that fails every branch of an `anyOf` / `oneOf` (a serde enum) is
+//! reported inside the branch it selects, by its tag, its key or its shape,
+//! so that the message names the field to fix; when it selects none, the
+//! message lists every variant's name.
 
 use serde_json::{Map, Value};
 
@@ -124,8 +129,10 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Passes when one branch matches; otherwise reports the issues of the
-    /// branch the value most looks like, or what the branches accept.
+    /// Passes when one branch matches. Otherwise reports the issues inside
+    /// the branch the value selects (by its tag, its key, or its shape), so
+    /// that the message names the field to fix rather than every variant;
+    /// when the value names no branch, says which names there are.
     fn check_alternatives(
         &self,
         branches: &'a [Value],
@@ -133,39 +140,144 @@ impl<'a> Validator<'a> {
         path: &mut Path,
         issues: &mut Vec<PayloadIssue>,
     ) {
-        let mut plausible = Vec::new();
+        let mut failures = Vec::with_capacity(branches.len());
         for branch in branches {
             let mut branch_issues = Vec::new();
             self.check(branch, value, path, &mut branch_issues);
             if branch_issues.is_empty() {
                 return;
             }
-            if self.shape_matches(branch, value) {
-                plausible.push(branch_issues);
-            }
+            failures.push(branch_issues);
         }
-        if plausible.len() == 1 {
-            issues.extend(plausible.pop().into_iter().flatten());
-            return;
+        match self.select(branches, value, path) {
+            Selection::Branch(index) => issues.append(&mut failures[index]),
+            Selection::Unmatched(issue) => issues.push(issue),
+            Selection::Unnamed => self.report_closest(branches, failures, value, path, issues),
         }
-        let accepted: Vec<String> = branches.iter().map(|b| self.summarize(b)).collect();
-        issues.push(path.issue(format!("expected {}, found {}", accepted.join(" or "), describe(value))));
     }
 
-    /// Whether the branch accepts the value's JSON type and, for objects
-    /// with a single required key (an externally tagged enum variant), that
-    /// key.
-    fn shape_matches(&self, schema: &'a Value, value: &Value) -> bool {
-        let Some(schema) = self.deref(schema).as_object() else { return true };
-        if let Some(expected) = schema.get("type") {
-            if !type_matches(expected, value) {
-                return false;
+    /// The branch a value names: by the tag of an internally or adjacently
+    /// tagged enum, or by the key (or string) of an externally tagged one.
+    fn select(&self, branches: &'a [Value], value: &Value, path: &Path) -> Selection {
+        if let (Value::Object(object), Some(tag)) = (value, self.discriminator(branches)) {
+            return tag.select(object, path);
+        }
+        match self.external_variants(branches) {
+            Some(variants) => self.select_by_name(&variants, branches, value, path),
+            None => Selection::Unnamed,
+        }
+    }
+
+    /// The property that every object branch pins to one value, such as
+    /// `"type": {"const": "Card"}`: the tag serde reads to pick the variant.
+    fn discriminator(&self, branches: &'a [Value]) -> Option<Discriminator<'a>> {
+        let objects: Vec<(usize, &'a Map<String, Value>)> = branches
+            .iter()
+            .enumerate()
+            .filter_map(|(index, branch)| Some((index, object_schema(self.deref(branch))?)))
+            .collect();
+        let (_, first) = objects.first()?;
+        first.get("properties")?.as_object()?.keys().find_map(|tag| {
+            let values = objects
+                .iter()
+                .map(|(index, branch)| Some((*index, self.pinned(branch, tag)?)))
+                .collect::<Option<Vec<_>>>()?;
+            Some(Discriminator { tag, values })
+        })
+    }
+
+    /// The one value a branch allows for `key`, from a `const` or a
+    /// one-element `enum`.
+    fn pinned(&self, branch: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+        let property = self.deref(branch.get("properties")?.get(key)?);
+        if let Some(constant) = property.get("const") {
+            return Some(constant);
+        }
+        match property.get("enum")?.as_array()?.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The variants of an externally tagged enum, when every branch is one:
+    /// a unit variant is a string, a variant with data an object whose only
+    /// key is the variant's name.
+    fn external_variants(&self, branches: &'a [Value]) -> Option<Variants<'a>> {
+        let mut variants = Variants::default();
+        for (index, branch) in branches.iter().enumerate() {
+            let branch = self.deref(branch).as_object()?;
+            if let Some(units) = unit_names(branch) {
+                variants.names.extend(units.iter().map(|name| Value::String((*name).to_owned())));
+                variants.units.extend(units);
+            } else {
+                let key = variant_key(branch)?;
+                variants.names.push(Value::String(key.to_owned()));
+                variants.keyed.push((index, key));
             }
         }
-        if let (Some(Value::Array(required)), Value::Object(object)) = (schema.get("required"), value) {
-            if !required.iter().filter_map(Value::as_str).all(|k| object.contains_key(k)) {
-                return false;
+        Some(variants)
+    }
+
+    /// The variant an externally tagged value names: a string for a unit
+    /// variant, an object's only key for a variant with data.
+    fn select_by_name(&self, variants: &Variants<'a>, branches: &'a [Value], value: &Value, path: &Path) -> Selection {
+        match value {
+            // `"Courier"` names a variant that carries data: say how to write it.
+            Value::String(name) => match variants.keyed_branch(name) {
+                Some(index) => unmatched(path, self.summarize(&branches[index]), describe(value)),
+                None => unmatched(path, variants.one_of(), describe(value)),
+            },
+            _ if variants.keyed.is_empty() => unmatched(path, variants.one_of(), describe(value)),
+            Value::Object(object) => variants.select_by_key(object, path),
+            _ => Selection::Unnamed,
+        }
+    }
+
+    /// Reports the issues of the one branch the value's shape fits best, or
+    /// else what each branch accepts: the value names no branch.
+    fn report_closest(
+        &self,
+        branches: &'a [Value],
+        mut failures: Vec<Vec<PayloadIssue>>,
+        value: &Value,
+        path: &Path,
+        issues: &mut Vec<PayloadIssue>,
+    ) {
+        let plausible: Vec<usize> =
+            (0..branches.len()).filter(|&index| self.shape_matches(&branches[index], value)).collect();
+        let fewest = plausible.iter().map(|&index| failures[index].len()).min();
+        let closest: Vec<usize> =
+            plausible.into_iter().filter(|&index| Some(failures[index].len()) == fewest).collect();
+        if let [only] = closest.as_slice() {
+            issues.append(&mut failures[*only]);
+            return;
+        }
+        let expected = self.summarize_alternatives(branches, MAX_DEPTH);
+        issues.push(path.issue(format!("expected {expected}, found {}", describe(value))));
+    }
+
+    /// Whether the branch accepts the value's JSON type and, for objects,
+    /// has every key the branch requires.
+    fn shape_matches(&self, schema: &'a Value, value: &Value) -> bool {
+        if !self.type_fits(schema, value, MAX_DEPTH) {
+            return false;
+        }
+        match (self.deref(schema).get("required"), value) {
+            (Some(Value::Array(required)), Value::Object(object)) => {
+                required.iter().filter_map(Value::as_str).all(|key| object.contains_key(key))
             }
+            _ => true,
+        }
+    }
+
+    /// Whether the schema accepts the value's JSON type at all, looking
+    /// through nested choices without asking for their required keys: the
+    /// enum in `Option<Enum>` has already reported which of its keys is
+    /// missing, and that report is the one to pass on.
+    fn type_fits(&self, schema: &'a Value, value: &Value, depth: usize) -> bool {
+        let Some(schema) = self.deref(schema).as_object() else { return true };
+        if let Some(expected) = schema.get("type") {
+            return type_matches(expected, value);
         }
         if let Some(Value::Array(allowed)) = schema.get("enum") {
             return allowed.iter().any(|a| same_type(a, value));
@@ -173,7 +285,10 @@ impl<'a> Validator<'a> {
         if let Some(constant) = schema.get("const") {
             return same_type(constant, value);
         }
-        true
+        match alternatives(schema) {
+            Some(branches) => depth == 0 || branches.iter().any(|branch| self.type_fits(branch, value, depth - 1)),
+            None => true,
+        }
     }
 
     fn deref(&self, schema: &'a Value) -> &'a Value {
@@ -185,6 +300,10 @@ impl<'a> Validator<'a> {
 
     /// A short description of what a schema accepts, for messages.
     fn summarize(&self, schema: &'a Value) -> String {
+        self.summarize_within(schema, MAX_DEPTH)
+    }
+
+    fn summarize_within(&self, schema: &'a Value, depth: usize) -> String {
         let schema = self.deref(schema);
         if let Some(Value::Array(allowed)) = schema.get("enum") {
             return list(allowed);
@@ -192,17 +311,35 @@ impl<'a> Validator<'a> {
         if let Some(constant) = schema.get("const") {
             return constant.to_string();
         }
-        if let (Some("object"), Some(Value::Array(required))) =
-            (schema.get("type").and_then(Value::as_str), schema.get("required"))
-        {
-            if required.len() == 1 {
-                return format!("an object with key {}", required[0]);
+        if let Some(required) = object_schema(schema).and_then(|s| s.get("required")).and_then(Value::as_array) {
+            match required.as_slice() {
+                [] => {}
+                [key] => return format!("an object with key {key}"),
+                keys => return format!("an object with keys {}", list(keys)),
             }
         }
-        match schema.get("type") {
-            Some(expected) => type_names(expected),
-            None => "another value".to_owned(),
+        match (schema.get("type"), schema.as_object().and_then(alternatives)) {
+            (Some(expected), _) => type_names(expected),
+            (None, Some(branches)) if depth > 0 => self.summarize_alternatives(branches, depth - 1),
+            (None, _) => "another value".to_owned(),
         }
+    }
+
+    /// What a choice accepts: the tag's values when it has one, else each
+    /// branch's summary, once each.
+    fn summarize_alternatives(&self, branches: &'a [Value], depth: usize) -> String {
+        if let Some(tag) = self.discriminator(branches) {
+            if tag.values.len() == branches.len() {
+                return format!("an object with {} one of {}", quote(tag.tag), list(tag.values()));
+            }
+        }
+        let mut accepted: Vec<String> = Vec::new();
+        for summary in branches.iter().map(|branch| self.summarize_within(branch, depth)) {
+            if !accepted.contains(&summary) {
+                accepted.push(summary);
+            }
+        }
+        accepted.join(" or ")
     }
 
     fn check_array(
@@ -263,6 +400,120 @@ impl<'a> Validator<'a> {
                 },
             }
         }
+    }
+}
+
+/// How deep summaries and shape checks follow choices nested in choices,
+/// so that a recursive schema cannot loop.
+const MAX_DEPTH: usize = 8;
+
+/// Which branch of an `anyOf` / `oneOf` a failing value meant.
+enum Selection {
+    /// The value names this branch by its tag or key: its issues are the ones to fix.
+    Branch(usize),
+    /// The value names no branch: this issue says which names there are.
+    Unmatched(PayloadIssue),
+    /// The branches carry no names (an untagged enum, an `Option`, a choice
+    /// of types): the closest one by shape is reported.
+    Unnamed,
+}
+
+/// The tag of an internally or adjacently tagged enum and the value each
+/// object branch requires for it.
+struct Discriminator<'a> {
+    tag: &'a str,
+    values: Vec<(usize, &'a Value)>,
+}
+
+impl<'a> Discriminator<'a> {
+    fn values(&self) -> impl Iterator<Item = &'a Value> + '_ {
+        self.values.iter().map(|(_, value)| *value)
+    }
+
+    fn select(&self, object: &Map<String, Value>, path: &Path) -> Selection {
+        let tag_path = path.key(self.tag);
+        let every = list(self.values());
+        let Some(given) = object.get(self.tag) else {
+            return Selection::Unmatched(tag_path.issue(format!("required field is missing; expected one of {every}")));
+        };
+        match self.values.iter().find(|(_, value)| json_eq(value, given)) {
+            Some((index, _)) => Selection::Branch(*index),
+            None => Selection::Unmatched(tag_path.issue(format!("expected one of {every}, found {}", describe(given)))),
+        }
+    }
+}
+
+/// The variants of an externally tagged enum.
+#[derive(Default)]
+struct Variants<'a> {
+    /// Every variant's name, in the schema's order.
+    names: Vec<Value>,
+    /// The unit variants, written as strings.
+    units: Vec<&'a str>,
+    /// The variants with data, written `{"Name": data}`: branch and name.
+    keyed: Vec<(usize, &'a str)>,
+}
+
+impl Variants<'_> {
+    fn keyed_branch(&self, name: &str) -> Option<usize> {
+        self.keyed.iter().find(|(_, key)| *key == name).map(|(index, _)| *index)
+    }
+
+    /// `one of "Pickup", "Courier", "Freight"`: every name, unit or keyed.
+    fn one_of(&self) -> String {
+        format!("one of {}", list(&self.names))
+    }
+
+    fn select_by_key(&self, object: &Map<String, Value>, path: &Path) -> Selection {
+        let keys: Vec<&String> = object.keys().collect();
+        let [key] = keys.as_slice() else {
+            let keyed: Vec<Value> = self.keyed.iter().map(|(_, key)| Value::String((*key).to_owned())).collect();
+            let expected = format!("an object with exactly one of the keys {}", list(&keyed));
+            return unmatched(path, expected, describe_keys(object));
+        };
+        match self.keyed_branch(key) {
+            Some(index) => Selection::Branch(index),
+            // `{"Pickup": …}` for a unit variant, which is written as a string.
+            None if self.units.contains(&key.as_str()) => unmatched(path, quote(key), describe_keys(object)),
+            None => unmatched(path, self.one_of(), describe_keys(object)),
+        }
+    }
+}
+
+/// `expected <expected>, found <found>` at `path`: the value names no branch.
+fn unmatched(path: &Path, expected: String, found: String) -> Selection {
+    Selection::Unmatched(path.issue(format!("expected {expected}, found {found}")))
+}
+
+/// The branches of a schema that is a choice.
+fn alternatives(schema: &Map<String, Value>) -> Option<&[Value]> {
+    ["anyOf", "oneOf"].iter().find_map(|keyword| schema.get(*keyword)?.as_array().map(Vec::as_slice))
+}
+
+/// The schema, when it describes only objects.
+fn object_schema(schema: &Value) -> Option<&Map<String, Value>> {
+    let schema = schema.as_object()?;
+    (schema.get("type").and_then(Value::as_str) == Some("object")).then_some(schema)
+}
+
+/// The names a branch of string constants allows: unit variants.
+fn unit_names(branch: &Map<String, Value>) -> Option<Vec<&str>> {
+    if let Some(constant) = branch.get("const") {
+        return Some(vec![constant.as_str()?]);
+    }
+    branch.get("enum")?.as_array()?.iter().map(Value::as_str).collect()
+}
+
+/// The only key a branch allows and requires: a variant with data.
+fn variant_key(branch: &Map<String, Value>) -> Option<&str> {
+    if branch.get("type").and_then(Value::as_str) != Some("object")
+        || branch.get("additionalProperties") != Some(&Value::Bool(false))
+    {
+        return None;
+    }
+    match branch.get("required")?.as_array()?.as_slice() {
+        [key] => key.as_str(),
+        _ => None,
     }
 }
 
@@ -461,9 +712,25 @@ fn type_names(expected: &Value) -> String {
     }
 }
 
-fn list(values: &[Value]) -> String {
-    let shown: Vec<String> = values.iter().map(Value::to_string).collect();
+fn list<'v>(values: impl IntoIterator<Item = &'v Value>) -> String {
+    let shown: Vec<String> = values.into_iter().map(Value::to_string).collect();
     shown.join(", ")
+}
+
+/// A key as JSON writes it: `"last4"`.
+fn quote(key: &str) -> String {
+    Value::String(key.to_owned()).to_string()
+}
+
+/// `an object with key "Teleport"`: an object by its keys, for messages
+/// about variants, where the keys are the names.
+fn describe_keys(object: &Map<String, Value>) -> String {
+    let keys: Vec<Value> = object.keys().map(|key| Value::String(key.clone())).collect();
+    match keys.as_slice() {
+        [] => "an empty object".to_owned(),
+        [key] => format!("an object with key {key}"),
+        keys => format!("an object with keys {}", list(keys)),
+    }
 }
 
 /// `string "x"`, `integer 5`, `an object`: what a value is, for messages.
@@ -485,9 +752,241 @@ pub(crate) fn describe(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use schemars::JsonSchema;
+    use serde::Deserialize;
     use serde_json::json;
 
     use super::{normalize_integers, validate};
+
+    /// Internally tagged: `{"type": "Card", "amount": 5, "last4": "4242"}`.
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[serde(tag = "type")]
+    #[allow(dead_code)]
+    enum Payment {
+        Cash { amount: u8 },
+        Card { amount: u8, last4: String },
+    }
+
+    /// Externally tagged: `"Pickup"`, `{"Courier": {"address": "…"}}`, `{"Freight": 3}`.
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[allow(dead_code)]
+    enum Delivery {
+        Pickup,
+        Courier { address: String },
+        Freight(u8),
+    }
+
+    /// Adjacently tagged: `{"t": "Circle", "c": 3}`.
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[serde(tag = "t", content = "c")]
+    #[allow(dead_code)]
+    enum Shape {
+        Point,
+        Circle(u8),
+        Rect { w: u8, h: u8 },
+    }
+
+    /// Untagged: `3`, `"a"`, `{"kind": "a", "seq": 3}`.
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    enum Id {
+        Number(u8),
+        Name(String),
+        Pair { kind: String, seq: u8 },
+    }
+
+    /// Unit variants with doc comments: schemars makes each a `const` branch.
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Speed {
+        /// Today
+        Express,
+        /// This week
+        Standard,
+    }
+
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[allow(dead_code)]
+    struct Order {
+        payment: Payment,
+        delivery: Delivery,
+        shape: Shape,
+        id: Id,
+        speed: Speed,
+        stops: Vec<Stop>,
+        tip: Option<Payment>,
+    }
+
+    #[derive(Debug, JsonSchema, Deserialize)]
+    #[allow(dead_code)]
+    struct Stop {
+        delivery: Delivery,
+    }
+
+    fn order() -> serde_json::Value {
+        json!({
+            "payment": {"type": "Card", "amount": 5, "last4": "4242"},
+            "delivery": {"Courier": {"address": "1 Main St"}},
+            "shape": {"t": "Rect", "c": {"w": 1, "h": 2}},
+            "id": {"kind": "a", "seq": 1},
+            "speed": "express",
+            "stops": [{"delivery": "Pickup"}, {"delivery": {"Freight": 3}}],
+            "tip": null
+        })
+    }
+
+    /// The messages for `order()` with `field` replaced by `value`.
+    fn order_messages(field: &str, value: serde_json::Value) -> Vec<String> {
+        let mut payload = order();
+        payload[field] = value;
+        let schema = serde_json::to_value(schemars::schema_for!(Order)).unwrap();
+        let issues = messages(schema, payload.clone());
+        let parsed = serde_json::from_value::<Order>(payload);
+        assert_eq!(issues.is_empty(), parsed.is_ok(), "the validator and serde disagree: {issues:?} {parsed:?}");
+        issues
+    }
+
+    #[test]
+    fn derived_enum_schemas_accept_every_representation() {
+        assert_eq!(order_messages("tip", json!({"type": "Cash", "amount": 1})), Vec::<String>::new());
+        assert_eq!(order_messages("delivery", json!("Pickup")), Vec::<String>::new());
+        assert_eq!(order_messages("shape", json!({"t": "Point"})), Vec::<String>::new());
+        assert_eq!(order_messages("id", json!("name")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn internally_tagged_errors_come_from_the_variant_the_tag_selects() {
+        assert_eq!(
+            order_messages("payment", json!({"type": "Card", "amount": 5})),
+            ["payload.payment.last4: required field is missing"]
+        );
+        assert_eq!(
+            order_messages("payment", json!({"type": "Cash", "amount": 300})),
+            ["payload.payment.amount: expected a number <= 255, found 300"]
+        );
+        assert_eq!(
+            order_messages("payment", json!({"type": "Wire", "amount": 5})),
+            ["payload.payment.type: expected one of \"Cash\", \"Card\", found string \"Wire\""]
+        );
+        assert_eq!(
+            order_messages("payment", json!({"amount": 5})),
+            ["payload.payment.type: required field is missing; expected one of \"Cash\", \"Card\""]
+        );
+        assert_eq!(
+            order_messages("payment", json!(5)),
+            ["payload.payment: expected an object with \"type\" one of \"Cash\", \"Card\", found integer 5"]
+        );
+    }
+
+    #[test]
+    fn adjacently_tagged_errors_come_from_the_variant_the_tag_selects() {
+        assert_eq!(
+            order_messages("shape", json!({"t": "Rect", "c": {"w": 1}})),
+            ["payload.shape.c.h: required field is missing"]
+        );
+        assert_eq!(
+            order_messages("shape", json!({"t": "Circle", "c": 300})),
+            ["payload.shape.c: expected a number <= 255, found 300"]
+        );
+        assert_eq!(order_messages("shape", json!({"t": "Circle"})), ["payload.shape.c: required field is missing"]);
+        assert_eq!(
+            order_messages("shape", json!({"t": "Hex", "c": 1})),
+            ["payload.shape.t: expected one of \"Point\", \"Circle\", \"Rect\", found string \"Hex\""]
+        );
+    }
+
+    #[test]
+    fn externally_tagged_errors_come_from_the_variant_the_key_selects() {
+        assert_eq!(
+            order_messages("delivery", json!({"Courier": {}})),
+            ["payload.delivery.Courier.address: required field is missing"]
+        );
+        assert_eq!(
+            order_messages("delivery", json!({"Freight": -1})),
+            ["payload.delivery.Freight: expected a number >= 0, found -1"]
+        );
+        assert_eq!(
+            order_messages("delivery", json!("Courier")),
+            ["payload.delivery: expected an object with key \"Courier\", found string \"Courier\""]
+        );
+        assert_eq!(
+            order_messages("delivery", json!({"Pickup": 1})),
+            ["payload.delivery: expected \"Pickup\", found an object with key \"Pickup\""]
+        );
+    }
+
+    #[test]
+    fn an_unknown_variant_names_every_variant() {
+        let every = "expected one of \"Pickup\", \"Courier\", \"Freight\"";
+        assert_eq!(
+            order_messages("delivery", json!("Teleport")),
+            [format!("payload.delivery: {every}, found string \"Teleport\"")]
+        );
+        assert_eq!(
+            order_messages("delivery", json!({"Teleport": {"address": "x"}})),
+            [format!("payload.delivery: {every}, found an object with key \"Teleport\"")]
+        );
+        assert_eq!(
+            order_messages("delivery", json!({"Courier": {"address": "x"}, "Freight": 1})),
+            ["payload.delivery: expected an object with exactly one of the keys \"Courier\", \"Freight\", \
+                 found an object with keys \"Courier\", \"Freight\""]
+        );
+        assert_eq!(
+            order_messages("speed", json!("overnight")),
+            ["payload.speed: expected one of \"express\", \"standard\", found string \"overnight\""]
+        );
+    }
+
+    #[test]
+    fn untagged_errors_come_from_the_closest_branch() {
+        assert_eq!(
+            order_messages("id", json!({"kind": "a", "seq": 300})),
+            ["payload.id.seq: expected a number <= 255, found 300"]
+        );
+        assert_eq!(order_messages("id", json!(300)), ["payload.id: expected a number <= 255, found 300"]);
+        assert_eq!(
+            order_messages("id", json!(true)),
+            ["payload.id: expected integer or string or an object with keys \"kind\", \"seq\", found boolean true"]
+        );
+    }
+
+    #[test]
+    fn an_enum_nested_in_a_vec_reports_its_full_path() {
+        assert_eq!(
+            order_messages("stops", json!([{"delivery": "Pickup"}, {"delivery": {"Courier": {"address": 7}}}])),
+            ["payload.stops[1].delivery.Courier.address: expected string, found integer 7"]
+        );
+        assert_eq!(
+            order_messages("stops", json!([{"delivery": "Teleport"}])),
+            [
+                "payload.stops[0].delivery: expected one of \"Pickup\", \"Courier\", \"Freight\", found string \"Teleport\""
+            ]
+        );
+    }
+
+    #[test]
+    fn an_optional_enum_reports_the_enum_or_null() {
+        assert_eq!(
+            order_messages("tip", json!({"type": "Card", "amount": 5})),
+            ["payload.tip.last4: required field is missing"]
+        );
+        assert_eq!(
+            order_messages("tip", json!({"type": "Wire"})),
+            ["payload.tip.type: expected one of \"Cash\", \"Card\", found string \"Wire\""]
+        );
+        assert_eq!(
+            order_messages("tip", json!(5)),
+            ["payload.tip: expected an object with \"type\" one of \"Cash\", \"Card\" or null, found integer 5"]
+        );
+    }
+
+    #[test]
+    fn a_plain_any_of_lists_its_types() {
+        let schema = json!({"anyOf": [{"type": "integer"}, {"type": "string"}, {"type": "integer"}]});
+        assert_eq!(messages(schema, json!(true)), ["payload: expected integer or string, found boolean true"]);
+    }
 
     fn messages(schema: serde_json::Value, value: serde_json::Value) -> Vec<String> {
         match validate(&schema, &value) {

@@ -49,7 +49,7 @@ fn wrong_types_name_the_path_and_the_expectation() {
     payload["colour"] = json!("green");
     assert_eq!(
         payload_error("tests.kitchen_sink", payload),
-        r#"payload.colour: expected "red" or "blue", found string "green""#
+        r#"payload.colour: expected one of "red", "blue", found string "green""#
     );
 
     let mut payload = sink_payload();

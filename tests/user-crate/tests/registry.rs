@@ -22,7 +22,7 @@ fn tasks_run_through_the_registry() {
     assert_eq!(run("sum", r#"{"numbers": [1], "start": 10}"#).unwrap(), 11);
     assert_eq!(run("user.count_words", r#"{"text": "a b c"}"#).unwrap(), 3);
     let error = run("change_case", r#"{"word": "Hi", "case": "Title"}"#).unwrap_err();
-    assert_eq!(error.to_string(), r#"payload.case: expected "Upper" or "Lower", found string "Title""#);
+    assert_eq!(error.to_string(), r#"payload.case: expected one of "Upper", "Lower", found string "Title""#);
 }
 
 #[test]
