@@ -1,6 +1,7 @@
 //! A control-plane app whose tasks all finish at once, with varied argument
 //! types (integers, floats, booleans, strings, enums, nested objects, lists,
-//! options), for schemathesis to fuzz the API without waiting on sleeps.
+//! options, an internally tagged enum), for schemathesis to fuzz the API
+//! without waiting on sleeps.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,32 @@ fn order(address: Address, speed: Speed, items: Vec<Item>, note: Option<String>)
         return Err("an order needs items".to_owned());
     }
     Ok(items.iter().map(|i| u64::from(i.quantity)).sum())
+}
+
+/// How an order is paid: internally tagged, `{"type": "Card", ...}`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type")]
+enum Payment {
+    /// In cash
+    Cash {
+        /// In cents
+        amount: u32,
+    },
+    /// By card
+    Card {
+        /// In cents
+        amount: u32,
+        /// The card number's last four digits
+        last4: String,
+    },
+}
+
+/// Take a payment, returning its amount
+#[task]
+fn pay(payment: Payment) -> u32 {
+    match payment {
+        Payment::Cash { amount } | Payment::Card { amount, .. } => amount,
+    }
 }
 
 fn main() -> taskflow::Result<()> {

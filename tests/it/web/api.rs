@@ -313,6 +313,31 @@ async fn bad_submits_get_the_error_that_says_what_to_fix() {
 }
 
 #[tokio::test]
+async fn an_enum_payload_error_names_the_field_of_the_variant_the_tag_selects() {
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_api_app"), &[], &[]);
+    let client = server.client();
+    let card_without_digits = json!({"task_title": "pay", "payload": {"payment": {"type": "Card", "amount": 5}}});
+    let (status, error) = submit(&client, &server, card_without_digits).await;
+    assert_eq!((status, code(&error)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"), "{error}");
+    assert_eq!(
+        error["error"]["details"]["issues"],
+        json!([{"path": "payload.payment.last4", "message": "required field is missing"}]),
+        "{error}"
+    );
+    let wire = json!({"task_title": "pay", "payload": {"payment": {"type": "Wire", "amount": 5}}});
+    let (status, error) = submit(&client, &server, wire).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(
+        error["error"]["details"]["issues"],
+        json!([{"path": "payload.payment.type", "message": r#"expected one of "Cash", "Card", found string "Wire""#}]),
+        "{error}"
+    );
+    let card = json!({"task_title": "pay", "payload": {"payment": {"type": "Card", "amount": 5, "last4": "4242"}}});
+    let (status, run) = submit(&client, &server, card).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+}
+
+#[tokio::test]
 async fn equal_submits_are_deduplicated_and_keys_make_retries_safe() {
     let server = Server::start(&[]);
     let client = server.client();
