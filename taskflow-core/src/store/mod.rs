@@ -104,10 +104,11 @@ impl NewRun {
         }
     }
 
-    /// The key that de-duplicates active runs: the title and the payload in
-    /// canonical (sorted-key) JSON.
+    /// The key that de-duplicates active runs: the title, the executor (a
+    /// submit asking for a container is not handed a run on a thread) and
+    /// the payload in canonical (sorted-key) JSON.
     pub fn unique_key(&self) -> String {
-        format!("{}\u{0}{}", self.task_title, canonical_json(&self.payload))
+        format!("{}\u{0}{}\u{0}{}", self.task_title, self.executor.as_str(), canonical_json(&self.payload))
     }
 }
 

@@ -264,6 +264,22 @@ async fn equal_submits_share_an_active_run_unless_asked_not_to(backend: Backend)
         .await
         .unwrap();
     assert_ne!(first.id, third.id);
+    // The executor is part of what is asked: a submit for another one is
+    // not handed the active run of the first.
+    let elsewhere = fx
+        .client
+        .submit_with(
+            "tests.async_double",
+            json!({"n": 1}),
+            options(|o| {
+                o.delay = Some(Duration::from_secs(3600));
+                o.executor = Some(ExecutorKind::Process);
+            }),
+        )
+        .await
+        .unwrap();
+    assert_ne!(first.id, elsewhere.id, "another executor, another run");
+    assert_eq!(elsewhere.executor, ExecutorKind::Process);
 
     let keyed = |n: i64| {
         let client = fx.client.clone();
