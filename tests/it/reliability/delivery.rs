@@ -281,3 +281,37 @@ async fn containers_of_a_killed_server_are_removed_and_their_runs_retried() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A forced delete of a running run stops it before it deletes it: a run on
+/// the process executor is killed, so its effect never happens (a sync task
+/// on a thread can only be told to stop; `effect` ignores that, which is why
+/// hard cancellation is the process executor's).
+#[tokio::test]
+async fn a_forced_delete_kills_a_process_run_before_its_effect() {
+    let server = Server::start_binary(APP, &[], &[]);
+    let body = json!({"task_title": "effect", "payload": {"n": 0, "millis": 60_000}, "executor": "process"});
+    let run: Value = server.submit(body).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        let text = std::fs::read_to_string(server.data_dir.join("effects.log")).unwrap_or_default();
+        let started = text.lines().find(|line| line.starts_with(&format!("start {id} ")));
+        if let Some(pid) = started.and_then(|line| line.split(' ').nth(3)) {
+            break pid.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let response = server.client().delete(server.at(&format!("/api/v1/tasks/{id}?force=true"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    // Bounded well under the run's 60 s: the worker process is killed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "the deleted run's worker process {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let effects = effects(&server);
+    assert!(!effects.iter().any(|(what, run, _)| what == "done" && *run == id), "{effects:?}");
+    let response = server.client().get(server.at(&format!("/api/v1/tasks/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
