@@ -115,6 +115,7 @@ mod tests {
             worker_id: None,
             lease_until: None,
             idempotency_key: None,
+            attempts: Vec::new(),
         }))
     }
 

@@ -185,6 +185,40 @@ pub struct RunError {
     pub message: String,
 }
 
+/// How an attempt of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// It produced the run's result.
+    Completed,
+    /// It failed (an error, a panic, a timeout, its lease lost); the run
+    /// was retried if attempts were left.
+    Failed,
+    /// The run was cancelled (or deleted) while it executed.
+    Cancelled,
+}
+
+/// One ended attempt of a run, as the store keeps it: a retried run keeps
+/// the record (and the error) of every attempt before the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its number, from 1.
+    pub number: u32,
+    /// The worker that executed it.
+    pub worker_id: Option<String>,
+    /// Where it executed.
+    pub executor: ExecutorKind,
+    /// When it was claimed.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why it failed, for a failed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}
+
 /// A run as the store records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -229,6 +263,10 @@ pub struct Run {
     pub lease_until: Option<Timestamp>,
     /// The caller's key that makes a retried submit safe.
     pub idempotency_key: Option<String>,
+    /// Its ended attempts, oldest first (a hand-back at shutdown is not an
+    /// attempt); the one running now is not among them yet.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
 }
 
 /// What happens to a run; [`transition`] says what status follows.

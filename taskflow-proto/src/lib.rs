@@ -23,5 +23,7 @@ pub use error::FieldIssue;
 pub use event::Event;
 pub use function::{Function, FunctionOptions};
 pub use health::{Component, ExecutorHealth, Health};
-pub use run::{ExecutorKind, Level, LogLine, RunFailure, RunStatus, TaskPage, TaskRun, UnknownWord};
+pub use run::{
+    AttemptOutcome, ExecutorKind, Level, LogLine, RunAttempt, RunFailure, RunStatus, TaskPage, TaskRun, UnknownWord,
+};
 pub use submit::{MAX_DELAY_SECONDS, SubmitRequest};

@@ -117,6 +117,42 @@ words! {
     }
 }
 
+words! {
+    /// Where an attempt of a run is, or how it ended.
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    AttemptOutcome ("attempt outcome") {
+        /// It executes now.
+        Running => "running",
+        /// It produced the run's result.
+        Completed => "completed",
+        /// It failed: an error, a panic, a timeout, or its lease lost.
+        Failed => "failed",
+        /// The run was cancelled while it executed.
+        Cancelled => "cancelled",
+    }
+}
+
+/// One attempt of a run on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunAttempt {
+    /// Its number, from 1.
+    pub number: u32,
+    /// `running`, `completed`, `failed` or `cancelled`.
+    pub outcome: AttemptOutcome,
+    /// The worker that executes or executed it.
+    pub worker_id: Option<String>,
+    /// Where it executed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub executor: ExecutorKind,
+    /// When it was claimed (RFC 3339, UTC).
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Why it failed, for a failed one.
+    pub error: Option<RunFailure>,
+}
+
 /// A run on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -155,6 +191,9 @@ pub struct TaskRun {
     pub idempotency_key: Option<String>,
     /// The worker running it.
     pub worker_id: Option<String>,
+    /// Every attempt so far, oldest first, the one executing now included.
+    #[serde(default)]
+    pub attempts: Vec<RunAttempt>,
 }
 
 impl TaskRun {

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use taskflow_core::client::ClientError;
 use taskflow_core::engine::RunEvent;
-use taskflow_core::run::{Run, RunId};
+use taskflow_core::run::{Attempt, AttemptOutcome, Run, RunId, RunStatus};
 use taskflow_core::store::{self, StoredLogLine};
 use taskflow_core::{ExecutorKind, Level, TaskDef};
 use taskflow_proto::{self as proto, Event, FieldIssue, Function, FunctionOptions, TaskRun};
@@ -75,7 +75,20 @@ pub(crate) fn wire_event(event: RunEvent) -> Option<Event> {
 
 /// A run as the wire shows it.
 pub fn wire_run(run: Run) -> TaskRun {
+    let mut attempts: Vec<proto::RunAttempt> = run.attempts.iter().map(wire_attempt).collect();
+    if run.status == RunStatus::Running {
+        attempts.push(proto::RunAttempt {
+            number: run.attempt,
+            outcome: proto::AttemptOutcome::Running,
+            worker_id: run.worker_id.clone(),
+            executor: executor(run.executor),
+            started_at: run.started_at.map(|t| rfc3339(t.millis())),
+            finished_at: None,
+            error: None,
+        });
+    }
     TaskRun {
+        attempts,
         task_id: run.id.to_string(),
         task_title: run.task_title,
         status: status(run.status),
@@ -91,6 +104,22 @@ pub fn wire_run(run: Run) -> TaskRun {
         finished_at: run.finished_at.map(|t| rfc3339(t.millis())),
         idempotency_key: run.idempotency_key,
         worker_id: run.worker_id,
+    }
+}
+
+fn wire_attempt(attempt: &Attempt) -> proto::RunAttempt {
+    proto::RunAttempt {
+        number: attempt.number,
+        outcome: match attempt.outcome {
+            AttemptOutcome::Completed => proto::AttemptOutcome::Completed,
+            AttemptOutcome::Failed => proto::AttemptOutcome::Failed,
+            AttemptOutcome::Cancelled => proto::AttemptOutcome::Cancelled,
+        },
+        worker_id: attempt.worker_id.clone(),
+        executor: executor(attempt.executor),
+        started_at: attempt.started_at.map(|t| rfc3339(t.millis())),
+        finished_at: Some(rfc3339(attempt.finished_at.millis())),
+        error: attempt.error.clone().map(|e| proto::RunFailure { kind: e.kind, message: e.message }),
     }
 }
 

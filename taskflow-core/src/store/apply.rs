@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{ClaimRequest, Error, NewRun, Outcome, Report, Result, illegal};
 use crate::run::ExecutorKind;
-use crate::run::{Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
+use crate::run::{Attempt, AttemptOutcome, Event, Run, RunError, RunId, RunStatus, Timestamp, transition};
 
 /// How far past its limit a claim looks when tasks with a concurrency limit
 /// may have to be passed over.
@@ -39,6 +39,7 @@ pub(super) fn create(new: &NewRun, now: Timestamp) -> Result<Run> {
         worker_id: None,
         lease_until: None,
         idempotency_key: new.idempotency_key.clone(),
+        attempts: Vec::new(),
     };
     // Claimed at its submit: only a run that is due (a delayed one waits
     // in the queue like any other).
@@ -167,8 +168,10 @@ pub(super) fn finish(run: &mut Run, report: Report) -> Result<()> {
     if !holds {
         return Err(Error::StaleAttempt { id, attempt, worker_id });
     }
+    let ended = |run: &mut Run, outcome: AttemptOutcome| end_attempt(run, outcome, now);
     match outcome {
         Outcome::Completed(value) => {
+            ended(run, AttemptOutcome::Completed);
             run.status = transition(run.status, Event::Complete).map_err(illegal(id))?;
             run.result = Some(value);
             run.finished_at = Some(now);
@@ -177,6 +180,7 @@ pub(super) fn finish(run: &mut Run, report: Report) -> Result<()> {
             let retry_at = retry_at.filter(|_| run.attempt < run.max_attempts);
             run.status = transition(run.status, Event::Fail { retry: retry_at.is_some() }).map_err(illegal(id))?;
             run.error = Some(error);
+            ended(run, AttemptOutcome::Failed);
             match retry_at {
                 Some(at) => {
                     run.attempt += 1;
@@ -194,9 +198,28 @@ pub(super) fn finish(run: &mut Run, report: Report) -> Result<()> {
     Ok(())
 }
 
+/// Records the attempt running now as ended at `now` with `outcome` (and
+/// the run's error, for a failed one), before the run moves on.
+fn end_attempt(run: &mut Run, outcome: AttemptOutcome, now: Timestamp) {
+    let error = if outcome == AttemptOutcome::Failed { run.error.clone() } else { None };
+    run.attempts.push(Attempt {
+        number: run.attempt,
+        worker_id: run.worker_id.clone(),
+        executor: run.executor,
+        started_at: run.started_at,
+        finished_at: now,
+        outcome,
+        error,
+    });
+}
+
 /// Cancels a pending or running run at `now`.
 pub(super) fn cancel(run: &mut Run, now: Timestamp) -> Result<()> {
+    let executing = run.status == RunStatus::Running;
     run.status = transition(run.status, Event::Cancel).map_err(illegal(run.id))?;
+    if executing {
+        end_attempt(run, AttemptOutcome::Cancelled, now);
+    }
     run.finished_at = Some(now);
     run.worker_id = None;
     run.lease_until = None;
@@ -210,11 +233,13 @@ pub(super) fn cancel(run: &mut Run, now: Timestamp) -> Result<()> {
 pub(super) fn expire(run: &mut Run, now: Timestamp) -> Result<()> {
     let retry = run.attempt < run.max_attempts;
     run.status = transition(run.status, Event::LeaseExpired { retry }).map_err(illegal(run.id))?;
-    let worker = run.worker_id.take().unwrap_or_default();
+    let worker = run.worker_id.as_deref().unwrap_or_default();
     run.error = Some(RunError {
         kind: "lease_expired".to_owned(),
         message: format!("worker `{worker}` stopped renewing its lease"),
     });
+    end_attempt(run, AttemptOutcome::Failed, now);
+    run.worker_id = None;
     run.lease_until = None;
     if retry {
         run.attempt += 1;

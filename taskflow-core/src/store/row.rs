@@ -34,6 +34,8 @@ pub(super) struct RawRun {
     pub(super) worker_id: Option<String>,
     pub(super) lease_until: Option<i64>,
     pub(super) idempotency_key: Option<String>,
+    /// The ended attempts, a JSON array; NULL for none.
+    pub(super) attempts: Option<String>,
 }
 
 /// Reads a [`RawRun`] from the run columns of `$row` (in the order of
@@ -62,6 +64,7 @@ macro_rules! read_raw_run {
             worker_id: $row.$get(17)?,
             lease_until: $row.$get(18)?,
             idempotency_key: $row.$get(19)?,
+            attempts: $row.$get(20)?,
         }
     };
 }
@@ -105,8 +108,18 @@ impl RawRun {
             worker_id: raw.worker_id,
             lease_until: raw.lease_until.map(Timestamp),
             idempotency_key: raw.idempotency_key,
+            attempts: match raw.attempts.as_deref() {
+                Some(text) => serde_json::from_str(text).map_err(|e| corrupt(id, "attempts (not valid JSON)", e))?,
+                None => Vec::new(),
+            },
         })
     }
+}
+
+/// The text a run's ended attempts are stored as: NULL for none (most runs
+/// until they end, every run before migration 3).
+pub(super) fn attempts_json(run: &Run) -> Option<String> {
+    (!run.attempts.is_empty()).then(|| serde_json::to_string(&run.attempts).expect("attempts serialize"))
 }
 
 /// A stored log line of run `run_id`, from its columns.
@@ -185,6 +198,7 @@ mod tests {
             worker_id: Some("w1".to_owned()),
             lease_until: Some(40),
             idempotency_key: Some("k".to_owned()),
+            attempts: None,
         }
     }
 

@@ -417,7 +417,7 @@ impl Worker {
             // Still held (its lease renewed by the heartbeat) until its
             // outcome is stored, so a report retried through a database
             // outage is not beaten by the rescuer.
-            worker.report(&run, outcome, &lease).await;
+            worker.report(&run, &ctx, outcome, &lease).await;
             worker.settle(key, &ctx).await;
         });
     }
@@ -473,7 +473,7 @@ impl Worker {
         self.inner.executors.execute(run.executor, def, ctx, run.payload.clone(), timeout).await
     }
 
-    async fn report(&self, run: &Run, result: Result<Value, TaskError>, lease: &Lease) {
+    async fn report(&self, run: &Run, ctx: &TaskContext, result: Result<Value, TaskError>, lease: &Lease) {
         let now = Timestamp::now();
         let outcome = match result {
             Ok(value) => Outcome::Completed(value),
@@ -484,6 +484,16 @@ impl Worker {
                     let jitter = (random_u64() % 1000) as f64 / 1000.0;
                     run::retry_at(now, run.attempt, Duration::from_millis(run.retry_delay_ms), jitter)
                 });
+                // The run's log tells its attempts apart, and keeps why each
+                // failed (a panic's text included) beside what it logged.
+                if !matches!(error, TaskError::Cancelled) {
+                    let next = match retry_at {
+                        Some(at) => format!("; retrying in {:.1}s", at.0.saturating_sub(now.0) as f64 / 1000.0),
+                        None if run.attempt < run.max_attempts => " (not retried)".to_owned(),
+                        None => String::new(),
+                    };
+                    ctx.warn(format_args!("attempt {} of {} failed: {error}{next}", run.attempt, run.max_attempts));
+                }
                 Outcome::Failed {
                     error: RunError { kind: error.kind().to_owned(), message: error.to_string() },
                     retry_at,

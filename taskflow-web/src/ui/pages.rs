@@ -317,6 +317,33 @@ struct RunPage {
     payload: String,
     logs: Vec<LogLine>,
     last_seq: u64,
+    attempts: Vec<AttemptRow>,
+}
+
+/// One attempt as the run page shows it.
+struct AttemptRow {
+    number: u32,
+    outcome: &'static str,
+    worker: String,
+    executor: &'static str,
+    started_at: String,
+    finished_at: String,
+    error: String,
+}
+
+impl AttemptRow {
+    fn of(attempt: &taskflow_proto::RunAttempt) -> AttemptRow {
+        let dash = || "—".to_owned();
+        AttemptRow {
+            number: attempt.number,
+            outcome: attempt.outcome.as_str(),
+            worker: attempt.worker_id.clone().unwrap_or_else(dash),
+            executor: attempt.executor.as_str(),
+            started_at: attempt.started_at.clone().unwrap_or_else(dash),
+            finished_at: attempt.finished_at.clone().unwrap_or_else(dash),
+            error: attempt.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)).unwrap_or_default(),
+        }
+    }
 }
 
 /// `GET /runs/{task_id}`: the run; the script keeps it live.
@@ -339,6 +366,7 @@ pub(crate) async fn run(
         error: run.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)).unwrap_or_default(),
         payload: pretty(&run.payload),
         last_seq: logs.last().map_or(0, |l| l.seq),
+        attempts: run.attempts.iter().map(AttemptRow::of).collect(),
         logs,
         run,
     };

@@ -315,3 +315,53 @@ async fn a_forced_delete_kills_a_process_run_before_its_effect() {
     let response = server.client().get(server.at(&format!("/api/v1/tasks/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// A retried run keeps every attempt on record (issue 22): the run
+/// resource lists each with its number, outcome, worker, executor, times
+/// and error, the log says why each failed and when the next follows, and
+/// the run page shows them.
+#[tokio::test]
+async fn every_attempt_of_a_retried_run_is_on_record() {
+    let server = Server::start_binary(APP, &[], &[]);
+    let client = server.client();
+    let run: Value = server.submit(json!({"task_title": "churn", "payload": {"n": 7, "millis": 0, "fail": 2}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let done = wait_final(&client, &server, &id).await;
+    assert_eq!((done["status"].as_str(), done["attempt"].as_u64()), (Some("completed"), Some(3)), "{done}");
+    let attempts = done["attempts"].as_array().unwrap();
+    let outcomes: Vec<(u64, &str)> =
+        attempts.iter().map(|a| (a["number"].as_u64().unwrap(), a["outcome"].as_str().unwrap())).collect();
+    assert_eq!(outcomes, [(1, "failed"), (2, "failed"), (3, "completed")], "{done}");
+    for (n, attempt) in attempts.iter().enumerate() {
+        assert_eq!(attempt["executor"], "thread");
+        assert!(attempt["worker_id"].as_str().is_some_and(|w| !w.is_empty()), "{attempt}");
+        assert!(attempt["started_at"].is_string() && attempt["finished_at"].is_string(), "{attempt}");
+        if n < 2 {
+            let message = format!("failing attempt {} of 2 on purpose", n + 1);
+            assert_eq!(attempt["error"]["message"], message.as_str(), "{attempt}");
+        } else {
+            assert!(attempt["error"].is_null(), "{attempt}");
+        }
+    }
+
+    // Log lines are stored on their own path, a moment after the outcome.
+    let prefixes: Vec<String> = (1..=2)
+        .map(|n| format!("attempt {n} of 6 failed: failing attempt {n} of 2 on purpose; retrying in "))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = server.get_json(&format!("/api/v1/tasks/{id}/logs")).await;
+        let lines: Vec<String> =
+            logs["items"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect();
+        if prefixes.iter().all(|prefix| lines.iter().any(|l| l.starts_with(prefix.as_str()))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log lacks a line per failed attempt: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let page = client.get(server.at(&format!("/runs/{id}"))).send().await.unwrap().text().await.unwrap();
+    for n in 1..=3 {
+        assert!(page.contains(&format!("<tr data-number=\"{n}\">")), "attempt {n} is not on the run page");
+    }
+}

@@ -1,13 +1,13 @@
-//! Ends of runs: fenced finishes, retries, releases, cancels, deletes and
-//! prunes.
+//! Ends of runs: fenced finishes, retries, the record of every attempt,
+//! releases, cancels, deletes and prunes.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{failure, get, new_run, report, request, running, submit_new};
+use super::{LEASE, failure, get, new_run, report, request, running, submit_new};
 use crate::log::Level;
-use crate::run::{Event, RunError, RunId, RunStatus, Timestamp};
+use crate::run::{AttemptOutcome, Event, ExecutorKind, RunError, RunId, RunStatus, Timestamp};
 use crate::store::{Error, Outcome, Store};
 
 pub(super) async fn finish_is_fenced(store: Arc<dyn Store>) {
@@ -76,6 +76,53 @@ pub(super) async fn retry_then_fail_at_max_attempts(store: Arc<dyn Store>) {
     let failed = Outcome::Failed { error: failure("fatal"), retry_at: None };
     let done = store.finish(report(&run, "w1", failed, 3_000)).await.unwrap();
     assert_eq!((done.status, done.attempt), (RunStatus::Failed, 1));
+}
+
+/// Every ended attempt is kept with the run: who executed it, where, when,
+/// how it ended and why it failed; a hand-back is not an attempt.
+pub(super) async fn every_attempt_is_kept(store: Arc<dyn Store>) {
+    let store = &*store;
+    let mut new = new_run("t", json!({}));
+    new.max_attempts = 3;
+    let first = running(store, new, "w1", 2_000).await;
+    assert!(first.attempts.is_empty(), "the attempt running now is not among the ended ones");
+    let failed = Outcome::Failed { error: failure("boom"), retry_at: Some(Timestamp(2_500)) };
+    store.finish(report(&first, "w1", failed, 2_400)).await.unwrap();
+    // Attempt 2 is handed back, then claimed again, then loses its lease.
+    let second = store.claim(request("w2", 1, 3_000)).await.unwrap().remove(0);
+    store.finish(report(&second, "w2", Outcome::Released, 3_100)).await.unwrap();
+    let again = store.claim(request("w2", 1, 3_200)).await.unwrap().remove(0);
+    assert_eq!(again.attempt, 2, "a hand-back is not an attempt");
+    let expired_at = 3_200 + i64::try_from(LEASE.as_millis()).unwrap() + 1;
+    assert_eq!(store.rescue_expired(Timestamp(expired_at)).await.unwrap().len(), 1);
+    let third = store.claim(request("w3", 1, expired_at)).await.unwrap().remove(0);
+    let done = store.finish(report(&third, "w3", Outcome::Completed(json!(7)), expired_at + 50)).await.unwrap();
+
+    let summary: Vec<_> = done
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.worker_id.as_deref(), a.started_at, a.finished_at, a.outcome, a.executor))
+        .collect();
+    let thread = ExecutorKind::Thread;
+    assert_eq!(
+        summary,
+        [
+            (1, Some("w1"), Some(Timestamp(2_000)), Timestamp(2_400), AttemptOutcome::Failed, thread),
+            (2, Some("w2"), Some(Timestamp(3_200)), Timestamp(expired_at), AttemptOutcome::Failed, thread),
+            (3, Some("w3"), Some(Timestamp(expired_at)), Timestamp(expired_at + 50), AttemptOutcome::Completed, thread),
+        ]
+    );
+    assert_eq!(done.attempts[0].error, Some(failure("boom")));
+    assert_eq!(done.attempts[1].error.as_ref().map(|e| e.kind.as_str()), Some("lease_expired"));
+    assert_eq!(done.attempts[2].error, None);
+    assert_eq!(get(store, first.id).await, done, "as stored");
+
+    // A cancel while it executes ends the attempt as cancelled.
+    let run = running(store, new_run("u", json!({})), "w1", 2_000).await;
+    let cancelled = store.cancel(run.id, Timestamp(2_300)).await.unwrap();
+    let ended: Vec<_> = cancelled.attempts.iter().map(|a| (a.number, a.outcome)).collect();
+    assert_eq!(ended, [(1, AttemptOutcome::Cancelled)]);
+    assert_eq!(get(store, run.id).await.attempts, cancelled.attempts);
 }
 
 pub(super) async fn release_gives_the_run_back(store: Arc<dyn Store>) {

@@ -18,8 +18,8 @@ use self::claim::{
     task_concurrency_limits_hold_across_claimers, the_strictest_live_limit_binds_every_claimer,
 };
 use self::finish::{
-    cancel_pending_and_running, delete_needs_force_for_active_runs, finish_is_fenced, prune_keeps_active_runs,
-    release_gives_the_run_back, retry_then_fail_at_max_attempts,
+    cancel_pending_and_running, delete_needs_force_for_active_runs, every_attempt_is_kept, finish_is_fenced,
+    prune_keeps_active_runs, release_gives_the_run_back, retry_then_fail_at_max_attempts,
 };
 use self::lease::{heartbeat_renews_and_reports_lost_runs, rescue_boundaries, rescue_handles_more_than_a_batch};
 use self::list::list_filters_and_pages;
@@ -90,6 +90,7 @@ conformance!(
     the_strictest_live_limit_binds_every_claimer,
     finish_is_fenced,
     retry_then_fail_at_max_attempts,
+    every_attempt_is_kept,
     release_gives_the_run_back,
     cancel_pending_and_running,
     delete_needs_force_for_active_runs,

@@ -116,7 +116,7 @@ const PRUNE_BATCH: u64 = 1000;
 /// of reading the indexes in order.
 const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt, max_attempts, executor, \
      priority::bigint, not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, \
-     error_kind, error_message, worker_id, lease_until, idempotency_key";
+     error_kind, error_message, worker_id, lease_until, idempotency_key, attempts::text";
 
 /// The store for several servers sharing one PostgreSQL database (feature
 /// `postgres`).

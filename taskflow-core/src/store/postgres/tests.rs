@@ -243,7 +243,10 @@ async fn servers_starting_at_once_migrate_once() {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "0001_runs".to_owned()), (2, "0002_task_limits".to_owned())]);
+        assert_eq!(
+            applied,
+            [(1, "0001_runs".to_owned()), (2, "0002_task_limits".to_owned()), (3, "0003_attempts".to_owned())]
+        );
     })
     .await;
 }

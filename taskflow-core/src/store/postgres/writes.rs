@@ -15,7 +15,7 @@ use super::rows::{db, query, read_run, storable};
 use super::{PRUNE_BATCH, RESCUE_BATCH, RUN_COLUMNS, SUBMIT_ROUNDS};
 use crate::log::Level;
 use crate::run::{Run, RunId, Timestamp};
-use crate::store::row::{corrupt, level_name, parse_status, to_i64};
+use crate::store::row::{attempts_json, corrupt, level_name, parse_status, to_i64};
 use crate::store::{
     DatabaseError, DatabaseErrorKind, Error, NewRun, Result, StoredLogLine, Submitted, apply, is_active,
 };
@@ -43,7 +43,7 @@ pub(super) async fn submit(pool: &PgPool, origin: &str, new: NewRun, now: Timest
                 .map_err(db("cannot look up an idempotency key"))?;
             if let Some(row) = row {
                 let run = read_run(&row)?;
-                let same: bool = row.try_get(20).map_err(db("cannot look up an idempotency key"))?;
+                let same: bool = row.try_get(21).map_err(db("cannot look up an idempotency key"))?;
                 if same {
                     return Ok(Submitted { run, created: false });
                 }
@@ -284,11 +284,11 @@ pub(super) async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()>
             "UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
          started_at = u.started_at, finished_at = u.finished_at, result = u.result::json, \
          error_kind = u.error_kind, error_message = u.error_message, worker_id = u.worker_id, \
-         lease_until = u.lease_until \
+         lease_until = u.lease_until, attempts = u.attempts::json \
          FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
-                     $8::text[], $9::text[], $10::text[], $11::bigint[]) \
+                     $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) \
              AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, error_message, \
-                   worker_id, lease_until) \
+                   worker_id, lease_until, attempts) \
          WHERE r.id = u.id AND r.id = ANY($1)",
         ))
         .execute(&mut **tx)
@@ -316,6 +316,7 @@ pub(super) struct ChangedColumns<'a> {
     error_messages: Vec<Option<&'a str>>,
     workers: Vec<Option<&'a str>>,
     leases: Vec<Option<i64>>,
+    ended: Vec<Option<String>>,
 }
 
 impl<'a> ChangedColumns<'a> {
@@ -331,9 +332,10 @@ impl<'a> ChangedColumns<'a> {
         self.error_messages.push(run.error.as_ref().map(|e| e.message.as_str()));
         self.workers.push(run.worker_id.as_deref());
         self.leases.push(run.lease_until.map(|t| t.0));
+        self.ended.push(attempts_json(run));
     }
 
-    /// Binds the columns, in the order above, as the query's next eleven
+    /// Binds the columns, in the order above, as the query's next twelve
     /// arguments.
     pub(super) fn bind<'q>(&'q self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
         query
@@ -348,5 +350,6 @@ impl<'a> ChangedColumns<'a> {
             .bind(&self.error_messages)
             .bind(&self.workers)
             .bind(&self.leases)
+            .bind(&self.ended)
     }
 }

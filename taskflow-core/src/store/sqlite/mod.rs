@@ -77,7 +77,7 @@ macro_rules! run_columns {
     () => {
         "id, task_title, payload, status, attempt, max_attempts, executor, priority, not_before, timeout_ms, \
          retry_delay_ms, created_at, started_at, finished_at, result, error_kind, error_message, worker_id, \
-         lease_until, idempotency_key"
+         lease_until, idempotency_key, attempts"
     };
 }
 

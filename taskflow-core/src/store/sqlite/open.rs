@@ -13,6 +13,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_runs", include_str!("../../../migrations/sqlite/0001_runs.sql")),
     ("0002_status_check", include_str!("../../../migrations/sqlite/0002_status_check.sql")),
     ("0003_task_limits", include_str!("../../../migrations/sqlite/0003_task_limits.sql")),
+    ("0004_attempts", include_str!("../../../migrations/sqlite/0004_attempts.sql")),
 ];
 
 pub(super) fn configure_writer(conn: &Connection) -> Result<()> {

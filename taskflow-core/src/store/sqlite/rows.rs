@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::statements;
 use crate::run::Run;
-use crate::store::row::{RawRun, read_raw_run};
+use crate::store::row::{RawRun, attempts_json, read_raw_run};
 use crate::store::{DatabaseError, DatabaseErrorKind, Error, Result};
 
 pub(super) fn query_runs(
@@ -40,6 +40,7 @@ pub(super) fn save(conn: &Connection, run: &Run) -> Result<()> {
             run.error.as_ref().map(|e| &e.message),
             run.worker_id,
             run.lease_until.map(|t| t.0),
+            attempts_json(run),
         ])
         .map_err(db("cannot update a run"))?;
     if changed == 0 {

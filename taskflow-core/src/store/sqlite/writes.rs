@@ -51,7 +51,7 @@ pub(super) fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Re
         let mut rows = stmt.query([key]).map_err(db("cannot look up an idempotency key"))?;
         if let Some(row) = rows.next().map_err(db("cannot look up an idempotency key"))? {
             let run = read_run(row)?;
-            let existing_key: String = row.get(20).map_err(db("cannot look up an idempotency key"))?;
+            let existing_key: String = row.get(21).map_err(db("cannot look up an idempotency key"))?;
             if existing_key == unique_key {
                 return Ok(Submitted { run, created: false });
             }
