@@ -134,6 +134,23 @@ impl From<Cancelled> for String {
     }
 }
 
+/// Lets `ctx.check_cancelled()?` work in tasks that return
+/// `Result<T, TaskError>`: the run's error is [`TaskError::Cancelled`].
+impl From<Cancelled> for crate::TaskError {
+    fn from(Cancelled: Cancelled) -> crate::TaskError {
+        crate::TaskError::Cancelled
+    }
+}
+
+/// Lets `ctx.check_cancelled()?` work in tasks that return
+/// `std::io::Result<T>`: an [`Interrupted`](std::io::ErrorKind::Interrupted)
+/// error whose source is the [`Cancelled`].
+impl From<Cancelled> for std::io::Error {
+    fn from(cancelled: Cancelled) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::Interrupted, cancelled)
+    }
+}
+
 impl TaskContext {
     /// A context for run `run_id` (attempt 1) that logs to standard error.
     pub fn new(run_id: impl Into<String>) -> TaskContext {
@@ -259,5 +276,23 @@ impl Drop for CodeRunning {
         if self.0.inner.code.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.inner.code_ended.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_cancelled_converts_for_the_usual_error_types() {
+        let ctx = TaskContext::new("run");
+        ctx.cancel();
+        let io: std::io::Error = ctx.check_cancelled().unwrap_err().into();
+        assert_eq!(io.kind(), std::io::ErrorKind::Interrupted);
+        assert_eq!(io.to_string(), "the run was cancelled");
+        let task: crate::TaskError = ctx.check_cancelled().unwrap_err().into();
+        assert_eq!(task, crate::TaskError::Cancelled);
+        let text: String = ctx.check_cancelled().unwrap_err().into();
+        assert_eq!(text, "the run was cancelled");
     }
 }

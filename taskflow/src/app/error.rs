@@ -56,11 +56,30 @@ impl fmt::Debug for Error {
     }
 }
 
+/// Lets `ctx.check_cancelled()?` work in tasks that return
+/// `taskflow::Result<T>`: the error is `Error::Task(TaskError::Cancelled)`.
+impl From<crate::Cancelled> for Error {
+    fn from(cancelled: crate::Cancelled) -> Error {
+        Error::Task(cancelled.into())
+    }
+}
+
 impl From<crate::engine::StartError> for Error {
     fn from(error: crate::engine::StartError) -> Error {
         match error {
             crate::engine::StartError::Registry(error) => Error::Registry(error),
             error => Error::Engine(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancelled_check_is_a_cancelled_task_error() {
+        let error = Error::from(crate::Cancelled);
+        assert!(matches!(error, Error::Task(TaskError::Cancelled)), "{error:?}");
     }
 }
