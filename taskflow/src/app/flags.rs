@@ -6,7 +6,8 @@
 //! value that is not JSON reaches validation as a string, whose message then
 //! says what was expected. A boolean flag without a value means `true`; a
 //! repeated flag collects an array. `--payload '<json>'` gives the whole
-//! payload; flags then override its fields.
+//! payload (`--payload @file.json` reads it from a file, `--payload -` from
+//! standard input); flags then override its fields.
 
 use serde_json::{Map, Value};
 
@@ -95,6 +96,9 @@ fn is_boolean(root: &Value, property: &Value) -> bool {
     property["type"] == "boolean" || property["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "boolean"))
 }
 
+const PAYLOAD_NEEDS: &str = "`--payload` needs a JSON object (--payload '{\"a\": 1}'), \
+    a file's path after `@` (--payload @payload.json) or `-` for standard input";
+
 /// Builds the payload from `call`'s arguments.
 pub(super) fn payload(def: &TaskDef, args: &[String]) -> Result<Value, String> {
     let root = def.args_schema();
@@ -117,14 +121,13 @@ pub(super) fn payload(def: &TaskDef, args: &[String]) -> Result<Value, String> {
         if name == "payload" {
             let text = match inline {
                 Some(text) => text,
-                None => {
-                    take_value(args, &mut i).ok_or("`--payload` needs a JSON object, e.g. --payload '{\"a\": 1}'")?
-                }
+                None => take_value(args, &mut i).ok_or(PAYLOAD_NEEDS)?,
             };
+            let (shown, text) = read_payload(text)?;
             match serde_json::from_str::<Value>(&text) {
                 Ok(Value::Object(map)) => base = Some(map),
-                Ok(_) => return Err("`--payload` must be a JSON object of arguments".to_owned()),
-                Err(e) => return Err(format!("`--payload` is not valid JSON: {e}")),
+                Ok(_) => return Err(format!("{shown} must be a JSON object of arguments")),
+                Err(e) => return Err(format!("{shown} is not valid JSON: {e}")),
             }
             continue;
         }
@@ -168,6 +171,28 @@ pub(super) fn payload(def: &TaskDef, args: &[String]) -> Result<Value, String> {
     Ok(Value::Object(payload))
 }
 
+/// The text of `--payload <value>`: the value itself, the file of
+/// `@<path>`, or standard input for `-`; with how to name it in a message.
+fn read_payload(value: String) -> Result<(String, String), String> {
+    if value == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("`--payload -`: reading the payload from standard input failed: {e}"))?;
+        return Ok(("the payload on standard input (`--payload -`)".to_owned(), text));
+    }
+    match value.strip_prefix('@') {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "`--payload @{path}`: cannot read the payload file `{path}`: {e}; give a JSON file's path after `@`"
+                )
+            })?;
+            Ok((format!("the payload file `{path}`"), text))
+        }
+        None => Ok(("`--payload`".to_owned(), value)),
+    }
+}
+
 fn take_value(args: &[String], i: &mut usize) -> Option<String> {
     let value = args.get(*i)?.clone();
     *i += 1;
@@ -195,6 +220,6 @@ pub(super) fn help(program: &str, def: &TaskDef) -> String {
         text.push_str(&line);
         text.push('\n');
     }
-    text.push_str("  --payload <JSON>  the whole payload as a JSON object\n");
+    text.push_str("  --payload <JSON>  the whole payload as a JSON object; @<file> reads a file, - standard input\n");
     text
 }

@@ -90,6 +90,38 @@ fn call_accepts_a_json_payload_and_structured_flags() {
 }
 
 #[test]
+fn a_payload_comes_from_a_file_or_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, r#"{"a": 40, "b": 2}"#).unwrap();
+    let from_file = format!("@{}", file.display());
+    let output = run(&["call", "add_numbers", "--payload", &from_file], None);
+    assert_eq!(stdout(&output), "42\n", "{}", stderr(&output));
+    let output = run(&["call", "add_numbers", &format!("--payload={from_file}"), "--b", "0"], None);
+    assert_eq!(stdout(&output), "40\n", "flags override a file's fields too: {}", stderr(&output));
+    let output = run(&["call", "add_numbers", "--payload", "-"], Some(r#"{"a": 1, "b": 2}"#));
+    assert_eq!(stdout(&output), "3\n", "{}", stderr(&output));
+
+    // `submit` takes the same arguments.
+    let data_dir = dir.path().to_str().unwrap();
+    let output = run(&["--data-dir", data_dir, "submit", "add_numbers", "--payload", &from_file], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(run_json["payload"], json!({"a": 40, "b": 2}));
+
+    let missing = dir.path().join("missing.json");
+    let output = run(&["call", "add_numbers", "--payload", &format!("@{}", missing.display())], None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains(&format!("cannot read the payload file `{}`", missing.display())), "{text}");
+    std::fs::write(&file, "{oops").unwrap();
+    let output = run(&["call", "add_numbers", "--payload", &from_file], None);
+    assert!(stderr(&output).contains(&format!("the payload file `{}` is not valid JSON", file.display())));
+    let output = run(&["call", "add_numbers", "--payload", "-"], Some("[1, 2]"));
+    assert!(stderr(&output).contains("standard input (`--payload -`) must be a JSON object"), "{}", stderr(&output));
+}
+
+#[test]
 fn call_applies_defaults() {
     let output = run(&["call", "multiply_numbers", "--a", "3"], None);
     assert_eq!(stdout(&output), "6.0\n", "{}", stderr(&output));
