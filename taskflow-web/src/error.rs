@@ -151,9 +151,12 @@ impl From<PlaneError> for ApiError {
 }
 
 /// Malformed JSON is 400, a wrong content type 415, a body over the limit
-/// 413, a body of the wrong shape 422.
+/// 413 (naming it), a body of the wrong shape 422.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if let Some(error) = body_limit_error(&rejection) {
+            return error;
+        }
         match rejection {
             JsonRejection::JsonDataError(e) => {
                 let text = e.body_text();
@@ -183,6 +186,9 @@ impl From<JsonRejection> for ApiError {
 
 impl From<FormRejection> for ApiError {
     fn from(rejection: FormRejection) -> Self {
+        if let Some(error) = body_limit_error(&rejection) {
+            return error;
+        }
         match rejection {
             FormRejection::InvalidFormContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -204,6 +210,22 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::bad_request(format!("bad query string: {}", rejection.body_text()))
     }
+}
+
+/// A body that broke one of `body.rs`'s limits, found among the rejection's
+/// causes: 413 naming the limit, or 400 for a body too slow.
+fn body_limit_error(rejection: &dyn std::error::Error) -> Option<ApiError> {
+    let mut cause = rejection.source();
+    while let Some(error) = cause {
+        if let Some(too_large) = error.downcast_ref::<crate::body::TooLarge>() {
+            return Some(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", too_large.to_string()));
+        }
+        if let Some(too_slow) = error.downcast_ref::<crate::body::TooSlow>() {
+            return Some(ApiError::bad_request(too_slow.to_string()));
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// An axum rejection we do not name: keep its status, never a 500 for a

@@ -49,7 +49,8 @@ pub const API_VERSION: &str = "v1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebConfig {
-    /// The largest request body accepted (413 beyond).
+    /// The largest request body accepted (413 beyond, naming the limit and
+    /// `serve`'s `--max-body-bytes`).
     pub max_body_bytes: usize,
     /// Requests handled at once by the API and the pages; more are refused
     /// at once with 503 rather than queued (`/health` is never limited).
@@ -105,8 +106,12 @@ pub fn router(plane: Arc<Plane>, auth: Arc<Auth>, config: &WebConfig) -> Router 
         .merge(limited)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(config.read_timeout, body::deadline))
+        // `body::limit` enforces the size, so a 413 can name the limit.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            body::BodyLimits { deadline: config.read_timeout, max_bytes: config.max_body_bytes },
+            body::limit,
+        ))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

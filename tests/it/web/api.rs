@@ -289,6 +289,10 @@ async fn bad_submits_get_the_error_that_says_what_to_fix() {
         let (status, error) = body(raw(text, content_type).await.unwrap()).await;
         assert_eq!((status, code(&error)), (expected, expected_code), "{shown}: {error}");
     }
+    // A body over the limit says what the limit is and how to raise it.
+    let (_, error) = body(raw(format!(r#"{{"a": "{}"}}"#, "x".repeat(100_000)), json_type).await.unwrap()).await;
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("64 KiB (65536 bytes)") && message.contains("--max-body-bytes"), "{message}");
     let invalid = [
         (json!({"task_title": "add_numbers", "payload": {"a": 1}}), "payload.b", "required"),
         (json!({"task_title": "add_numbers", "payload": {"a": 1, "b": "x"}}), "payload.b", "expected integer"),
