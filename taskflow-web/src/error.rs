@@ -325,6 +325,12 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_run_is_a_run() {
+        let error = ApiError::from(PlaneError::NotFound("42".into()));
+        assert_eq!(error.message(), "no run with id `42`");
+    }
+
+    #[test]
     fn internal_errors_hide_their_detail() {
         let error = ApiError::from(PlaneError::Internal("SELECT * FROM runs failed".into()));
         assert_eq!(error.message(), "internal error");

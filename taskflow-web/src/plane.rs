@@ -219,7 +219,7 @@ pub enum PlaneError {
     #[error("unknown task `{0}`")]
     UnknownTask(String),
     /// No run has this id (404).
-    #[error("no task with id `{0}`")]
+    #[error("no run with id `{0}`")]
     NotFound(String),
     /// The request does not fit: a payload against the task's schema, an
     /// executor this server lacks (422).

@@ -207,7 +207,7 @@ pub(crate) async fn download(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
-            format!("task {task_id} has no result to download: it is {}", run.status),
+            format!("run {task_id} has no result to download: it is {}", run.status),
         ));
     };
     let stem: String = run

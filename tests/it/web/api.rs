@@ -232,6 +232,7 @@ async fn runs_are_submitted_listed_and_fetched() {
         let (status, error) =
             body(client.get(server.at(&format!("/api/v1/tasks/{missing}"))).send().await.unwrap()).await;
         assert_eq!((status, code(&error)), (StatusCode::NOT_FOUND, "not_found"), "{missing}");
+        assert_eq!(error["error"]["message"], format!("no run with id `{missing}`"));
     }
 }
 
@@ -444,6 +445,14 @@ async fn results_download_and_logs_page() {
     let response = client.get(server.at(&format!("/api/v1/tasks/{nap_id}/download"))).send().await.unwrap();
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(response.text().await.unwrap(), "great nap!");
+
+    let (_, failing) = submit(&client, &server, json!({"task_title": "raise_exception", "payload": {}})).await;
+    let failing_id = failing["task_id"].as_str().unwrap();
+    wait_final(&client, &server, failing_id).await;
+    let (status, error) =
+        body(client.get(server.at(&format!("/api/v1/tasks/{failing_id}/download"))).send().await.unwrap()).await;
+    assert_eq!((status, code(&error)), (StatusCode::CONFLICT, "conflict"));
+    assert_eq!(error["error"]["message"], format!("run {failing_id} has no result to download: it is failed"));
 
     // Log lines are written in batches: wait for the task's line.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

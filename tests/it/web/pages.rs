@@ -171,8 +171,9 @@ async fn forms_follow_the_schema_and_submit_without_javascript() {
     assert!(html.contains(&id));
     let (status, _) = page(&server, &cookie, "/runs?status=bogus").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = page(&server, &cookie, "/runs/not-a-run").await;
+    let (status, html) = page(&server, &cookie, "/runs/not-a-run").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("no run with id `not-a-run`"), "a run is a run, not a task: {html}");
     let (status, _) = page(&server, &cookie, "/functions/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
