@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::{IntoParams, ToSchema};
 
 use taskflow_proto::FieldIssue;
 
@@ -206,12 +207,6 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::bad_request(format!("bad query string: {}", rejection.body_text()))
-    }
-}
-
 /// A body that broke one of `body.rs`'s limits, found among the rejection's
 /// causes: 413 naming the limit, or 400 for a body too slow.
 fn body_limit_error(rejection: &dyn std::error::Error) -> Option<ApiError> {
@@ -226,6 +221,14 @@ fn body_limit_error(rejection: &dyn std::error::Error) -> Option<ApiError> {
         cause = error.source();
     }
     None
+}
+
+/// For handlers that take `axum::extract::Query` themselves; [`ApiQuery`]
+/// says more.
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(format!("bad query string: {}", rejection.body_text()))
+    }
 }
 
 /// An axum rejection we do not name: keep its status, never a 500 for a
@@ -261,17 +264,56 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-/// `axum::extract::Query` whose rejection is an [`ApiError`].
+/// A query string read into `T`, whose parameters (`IntoParams`, as the
+/// OpenAPI document lists them) name what each takes: a mistake is a 400
+/// naming the parameter and what it accepts, in our words, not serde's or
+/// axum's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+impl<S: Send + Sync, T: DeserializeOwned + IntoParams> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
-        Ok(ApiQuery(value))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
+}
+
+/// Reads `query` into `T`, or says which parameter is wrong and what it
+/// takes (its description in the OpenAPI document).
+fn parse_query<T: DeserializeOwned + IntoParams>(query: &str) -> Result<T, ApiError> {
+    let params = T::into_params(|| Some(ParameterIn::Query));
+    let takes = || match params.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>() {
+        names if names.is_empty() => "this route takes no query parameters".to_owned(),
+        names => format!("this route takes {}", names.join(", ")),
+    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if !params.iter().any(|p| p.name == *name) {
+            return Err(ApiError::bad_request(format!("unknown query parameter `{name}`; {}", takes())));
+        }
+        if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+            return Err(ApiError::bad_request(format!("query parameter `{name}` is given twice; give it once")));
+        }
+    }
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        match (params.iter().find(|p| p.name == path), pairs.iter().find(|(name, _)| *name == path)) {
+            (Some(param), Some((name, value))) => {
+                // The doc comment, as one line: `The page size, …` → `the page size, …`.
+                let what = param.description.as_deref().unwrap_or("another value");
+                let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+                let mut what = what.trim_end_matches('.').chars();
+                let first = what.next().map(|c| c.to_lowercase().to_string()).unwrap_or_default();
+                ApiError::bad_request(format!(
+                    "query parameter `{name}={value}` is not accepted; `{name}` takes {first}{}",
+                    what.as_str()
+                ))
+            }
+            _ => ApiError::bad_request(format!("bad query string `{query}`: {}; {}", error.inner(), takes())),
+        }
+    })
 }
 
 /// `axum::extract::Path` whose rejection is an [`ApiError`].
@@ -322,6 +364,31 @@ mod tests {
     fn a_damaged_run_is_named_not_hidden() {
         let error = ApiError::from(PlaneError::Corrupt("the stored record of run 42 is damaged".into()));
         assert_eq!((error.code(), error.message()), ("internal", "the stored record of run 42 is damaged"));
+    }
+
+    #[test]
+    fn a_bad_query_names_the_parameter_and_what_it_takes() {
+        use crate::api::tasks::ListParams;
+        let message = |query: &str| parse_query::<ListParams>(query).map(|_| ()).unwrap_err().message().to_owned();
+        assert_eq!(
+            message("limit=abc"),
+            "query parameter `limit=abc` is not accepted; `limit` takes the page size, an integer from 1 to 500 (default 50)"
+        );
+        assert_eq!(
+            message("task_title=x&status=completed,failed"),
+            "query parameter `status=completed,failed` is not accepted; `status` takes one status, the runs' own: \
+             `pending`, `running`, `completed`, `failed` or `cancelled`"
+        );
+        assert!(
+            message("offset=-1").starts_with("query parameter `offset=-1` is not accepted; `offset` takes how many")
+        );
+        assert_eq!(
+            message("bogus=1"),
+            "unknown query parameter `bogus`; this route takes `status`, `task_title`, `limit`, `offset`"
+        );
+        assert_eq!(message("limit=1&limit=2"), "query parameter `limit` is given twice; give it once");
+        let params = parse_query::<ListParams>("status=failed&limit=5").unwrap();
+        assert_eq!((params.status, params.limit), (Some(taskflow_proto::RunStatus::Failed), Some(5)));
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct FunctionList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CallQuery {
-    /// Seconds to wait for the result (default 30, at most 300).
+    /// The seconds to wait for the result, an integer from 0 to 300
+    /// (default 30).
     #[param(minimum = 0, maximum = 300)]
     pub timeout: Option<u64>,
     /// `thread`, `process` or `docker`; the task's default when absent.

@@ -27,14 +27,15 @@ pub(crate) const MAX_LOG_PAGE: u32 = taskflow_core::store::MAX_LOG_LIMIT;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    /// One status, the runs' own: `pending`, `running`, `completed`, `failed`
+    /// or `cancelled`.
     pub status: Option<RunStatus>,
-    /// Only runs of this task.
+    /// A task's title: only runs of this task.
     pub task_title: Option<String>,
-    /// Page size (default 50, at most 500).
+    /// The page size, an integer from 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// Runs to skip.
+    /// How many runs to skip, an integer from 0 (the default) to 2147483647.
     #[param(minimum = 0, maximum = 2_147_483_647)]
     pub offset: Option<u32>,
 }
@@ -59,10 +60,11 @@ impl ListParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// Only lines after this sequence number (default 0: from the start).
+    /// A sequence number, an integer from 0 (the default: from the start):
+    /// only lines after it.
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub after: Option<u64>,
-    /// At most this many (default and maximum 10000).
+    /// The most lines to return, an integer from 1 to 10000 (the default).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
@@ -83,7 +85,8 @@ pub struct LogPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteParams {
-    /// Delete even a pending or running run (it is stopped).
+    /// `true` to delete even a pending or running run (it is stopped), or
+    /// `false` (the default).
     pub force: Option<bool>,
 }
 

@@ -223,10 +223,20 @@ async fn runs_are_submitted_listed_and_fetched() {
         body(client.get(server.at("/api/v1/tasks?status=completed&task_title=add_numbers")).send().await.unwrap())
             .await;
     assert_eq!(completed["items"][0]["task_id"], id.as_str());
-    for query in ["status=done", "limit=0", "limit=501", "offset=-1", "bogus=1"] {
+    for (query, says) in [
+        ("status=done", "`status` takes one status"),
+        ("status=completed,failed", "`status` takes one status"),
+        ("limit=abc", "`limit` takes the page size, an integer from 1 to 500"),
+        ("limit=0", "limit=0: ask for 1 to 500 runs a page"),
+        ("limit=501", "limit=501: ask for 1 to 500 runs a page"),
+        ("offset=-1", "`offset` takes how many runs to skip"),
+        ("bogus=1", "unknown query parameter `bogus`; this route takes `status`"),
+    ] {
         let (status, error) =
             body(client.get(server.at(&format!("/api/v1/tasks?{query}"))).send().await.unwrap()).await;
         assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, "bad_request"), "{query}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says) && !message.contains("deserialize"), "{query}: {message}");
     }
     for missing in ["01a23248-681d-7062-ac4b-834aa6404cb6", "not-a-uuid"] {
         let (status, error) =
