@@ -55,6 +55,14 @@ pub enum AuthConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// There is no secret to sign with: `TASKFLOW_SECRET` is not set and
+    /// the data directory has no `secret` file (see
+    /// [`AuthConfig::load_existing`]).
+    #[error("no token secret: TASKFLOW_SECRET is not set and `{path}` does not exist")]
+    NoSecret {
+        /// The secret file looked for.
+        path: PathBuf,
+    },
     /// A credentials line is not `user:password`.
     #[error("{origin}: `{line}` is not `user:password`")]
     BadCredential {
@@ -92,9 +100,21 @@ impl AuthConfig {
     /// - `TASKFLOW_API_KEYS` (comma-separated) and `TASKFLOW_API_KEYS_FILE`
     ///   (one a line).
     pub fn load(data_dir: &Path) -> Result<AuthConfig, AuthConfigError> {
+        AuthConfig::load_secret(data_dir, true)
+    }
+
+    /// As [`load`](AuthConfig::load), but never creates a secret: without
+    /// `TASKFLOW_SECRET` and `<data_dir>/secret` it is
+    /// [`AuthConfigError::NoSecret`], since tokens signed with a new secret
+    /// would be accepted by no running server.
+    pub fn load_existing(data_dir: &Path) -> Result<AuthConfig, AuthConfigError> {
+        AuthConfig::load_secret(data_dir, false)
+    }
+
+    fn load_secret(data_dir: &Path, create: bool) -> Result<AuthConfig, AuthConfigError> {
         let secret = match std::env::var("TASKFLOW_SECRET") {
             Ok(secret) if !secret.is_empty() => secret.into_bytes(),
-            _ => secret_file(&data_dir.join("secret"))?,
+            _ => secret_file(&data_dir.join("secret"), create)?,
         };
         let mut config = AuthConfig::with_secret(secret)?;
         let mut users = Vec::new();
@@ -147,11 +167,15 @@ fn parse_users<'a>(
     Ok(users)
 }
 
-/// The secret kept in the data directory, generated on first use.
-fn secret_file(path: &Path) -> Result<Vec<u8>, AuthConfigError> {
+/// The secret kept in the data directory, generated on first use if
+/// `create`.
+fn secret_file(path: &Path, create: bool) -> Result<Vec<u8>, AuthConfigError> {
     let io = |context: &'static str| move |source| AuthConfigError::Io { context, path: path.to_owned(), source };
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => {
+            Err(AuthConfigError::NoSecret { path: path.to_owned() })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io("creating the data directory for"))?;
@@ -190,5 +214,16 @@ mod tests {
         );
         let error = parse_users("TASKFLOW_USERS", ["nopassword"].into_iter()).unwrap_err();
         assert!(error.to_string().contains("is not `user:password`"), "{error}");
+    }
+
+    #[test]
+    fn only_load_creates_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let error = secret_file(&path, false).unwrap_err();
+        assert!(matches!(&error, AuthConfigError::NoSecret { path: p } if *p == path), "{error}");
+        assert!(!path.exists(), "nothing was created");
+        let created = secret_file(&path, true).unwrap();
+        assert_eq!(secret_file(&path, false).unwrap(), created, "an existing secret is read");
     }
 }

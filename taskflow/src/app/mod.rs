@@ -74,10 +74,18 @@ enum Command {
         run_id: String,
     },
     /// Print a bearer token for the control plane's API, for scripts
+    ///
+    /// Signed with the secret in the server's data directory (or
+    /// TASKFLOW_SECRET): give the server's `--data-dir`, as the `serve`
+    /// banner shows.
     Token {
         /// How long the token is valid, in seconds
         #[arg(long, default_value_t = 86_400)]
         ttl_seconds: u64,
+        /// Create the data directory's secret if it has none, for a server
+        /// started later on this data directory
+        #[arg(long)]
+        create: bool,
     },
     /// Worker entry: payload JSON on stdin, one result frame on stdout
     #[command(name = "__run", hide = true)]
@@ -193,7 +201,7 @@ impl App {
             Some(Command::Call(args)) => call(&program, args),
             Some(Command::Submit(args)) => submit(&program, &store, args),
             Some(Command::Status { run_id }) => status(&store, &run_id),
-            Some(Command::Token { ttl_seconds }) => token(&store, ttl_seconds),
+            Some(Command::Token { ttl_seconds, create }) => token(&program, &store, ttl_seconds, create),
             Some(Command::Run { title }) => worker_run(&title),
         }
     }
@@ -340,8 +348,8 @@ fn stop_signal() -> impl Future<Output = ()> {
 }
 
 /// `token`: a bearer token signed with this data directory's secret.
-fn token(store_args: &StoreArgs, ttl_seconds: u64) -> Result<()> {
-    let token = web::token(store_args, std::time::Duration::from_secs(ttl_seconds))?;
+fn token(program: &str, store_args: &StoreArgs, ttl_seconds: u64, create: bool) -> Result<()> {
+    let token = web::token(program, store_args, std::time::Duration::from_secs(ttl_seconds), create)?;
     println!("{token}");
     Ok(())
 }

@@ -21,14 +21,22 @@ const DRAIN: Duration = Duration::from_secs(3);
 pub(super) struct Web {
     url: String,
     login: String,
+    /// `--data-dir <dir>` for the commands the banner shows, if not `.`.
+    data_dir: Option<String>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 #[cfg(feature = "web")]
-fn auth(store_args: &StoreArgs) -> Result<taskflow_web::Auth> {
-    let config = taskflow_web::AuthConfig::load(&store_args.data_dir).map_err(|e| Error::Usage(e.to_string()))?;
+fn auth(config: taskflow_web::AuthConfig) -> Result<taskflow_web::Auth> {
     taskflow_web::Auth::new(config).map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// The data directory as messages show it: absolute, so it names one place
+/// wherever the reader runs a command.
+#[cfg(feature = "web")]
+fn absolute_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned())
 }
 
 /// Binds `args.addr` and serves the control plane over `engine`.
@@ -36,7 +44,8 @@ fn auth(store_args: &StoreArgs) -> Result<taskflow_web::Auth> {
 pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeArgs) -> Result<Web> {
     use std::sync::Arc;
 
-    let auth = Arc::new(auth(store_args)?);
+    let config = taskflow_web::AuthConfig::load(&store_args.data_dir).map_err(|e| Error::Usage(e.to_string()))?;
+    let auth = Arc::new(auth(config)?);
     let listener = tokio::net::TcpListener::bind(args.addr).await.map_err(|source| Error::Io {
         context: format!(
             "listening on {}: is another server using it? choose another with --addr or TASKFLOW_ADDR",
@@ -67,7 +76,9 @@ pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeA
         })
         .await
     });
-    Ok(Web { url, login, stop, server })
+    let data_dir = (store_args.data_dir != std::path::Path::new("."))
+        .then(|| shell_word(&absolute_dir(&store_args.data_dir).display().to_string()));
+    Ok(Web { url, login, data_dir, stop, server })
 }
 
 #[cfg(feature = "web")]
@@ -76,7 +87,8 @@ impl Web {
     pub(super) fn banner(&self, out: &mut impl Write, program: &str) -> std::io::Result<()> {
         writeln!(out, "Control plane: {}", self.url)?;
         writeln!(out, "Log in: {}", self.login)?;
-        writeln!(out, "API: {}/api/v1 (bearer token: `{program} token`)", self.url)
+        let data_dir = self.data_dir.as_ref().map(|dir| format!(" --data-dir {dir}")).unwrap_or_default();
+        writeln!(out, "API: {}/api/v1 (bearer token: `{program}{data_dir} token`)", self.url)
     }
 
     /// Stops accepting requests and lets those in flight end, briefly.
@@ -90,10 +102,38 @@ impl Web {
     }
 }
 
-/// A bearer token signed with the data directory's secret.
+/// `dir` as one word of a shell command: quoted unless it is plain.
 #[cfg(feature = "web")]
-pub(super) fn token(store_args: &StoreArgs, ttl: Duration) -> Result<String> {
-    Ok(auth(store_args)?.access_token("cli", ttl))
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c)) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A bearer token signed with the data directory's secret. Without one (and
+/// without `TASKFLOW_SECRET`) it refuses unless `create`: a token signed
+/// with a secret of its own would be accepted by no server.
+#[cfg(feature = "web")]
+pub(super) fn token(program: &str, store_args: &StoreArgs, ttl: Duration, create: bool) -> Result<String> {
+    let config = if create {
+        taskflow_web::AuthConfig::load(&store_args.data_dir)
+    } else {
+        taskflow_web::AuthConfig::load_existing(&store_args.data_dir)
+    };
+    let config = config.map_err(|error| match error {
+        taskflow_web::AuthConfigError::NoSecret { path } => Error::Usage(format!(
+            "no token secret in the data directory {dir} (`{path}` does not exist, and TASKFLOW_SECRET is not set), so \
+             no server would accept a token; give the server's data directory, as its banner shows \
+             (`{program} --data-dir <dir> token`, or TASKFLOW_DATA_DIR), or add `--create` to create a secret here \
+             for a server you will start on this data directory",
+            dir = absolute_dir(&store_args.data_dir).display(),
+            path = path.display(),
+        )),
+        error => Error::Usage(error.to_string()),
+    })?;
+    Ok(auth(config)?.access_token("cli", ttl))
 }
 
 /// `serve` without the control plane.
@@ -119,9 +159,21 @@ impl Web {
 }
 
 #[cfg(not(feature = "web"))]
-pub(super) fn token(_: &StoreArgs, _: Duration) -> Result<String> {
+pub(super) fn token(_: &str, _: &StoreArgs, _: Duration, _: bool) -> Result<String> {
     Err(Error::Usage(
         "this binary was built without taskflow's `web` feature, so it has no control plane to issue tokens for"
             .to_owned(),
     ))
+}
+
+#[cfg(all(test, feature = "web"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dirs_are_shown_as_one_shell_word() {
+        assert_eq!(shell_word("/srv/taskflow-data"), "/srv/taskflow-data");
+        assert_eq!(shell_word("/home/ada/my data"), "'/home/ada/my data'");
+        assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
+    }
 }

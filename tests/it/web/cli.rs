@@ -15,6 +15,7 @@ fn run_binary(binary: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .env_remove("TASKFLOW_ADDR")
         .env_remove("TASKFLOW_DATA_DIR")
         .env_remove("TASKFLOW_DATABASE_URL")
+        .env_remove("TASKFLOW_SECRET")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -308,7 +309,16 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
 fn token_prints_a_bearer_token_of_the_data_dirs_secret() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let output = run(&["--data-dir", data_dir, "token", "--ttl-seconds", "60"], None);
+    // No secret yet: a token of a new one would be accepted by no server.
+    let output = run(&["--data-dir", data_dir, "token"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).is_empty());
+    let text = stderr(&output);
+    assert!(text.contains(&format!("no token secret in the data directory {data_dir}")), "{text}");
+    assert!(text.contains("--data-dir <dir> token") && text.contains("`--create`"), "{text}");
+    assert!(!dir.path().join("secret").exists(), "nothing was created");
+
+    let output = run(&["--data-dir", data_dir, "token", "--ttl-seconds", "60", "--create"], None);
     assert!(output.status.success(), "{}", stderr(&output));
     let token = stdout(&output).trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
@@ -321,7 +331,29 @@ fn token_prints_a_bearer_token_of_the_data_dirs_secret() {
         assert_eq!(mode & 0o077, 0, "only the owner reads the secret");
     }
     let output = run(&["--data-dir", data_dir, "token"], None);
+    assert!(output.status.success(), "the secret exists now: {}", stderr(&output));
     assert_ne!(stdout(&output).trim(), token, "each token is new");
+}
+
+#[test]
+fn the_banners_token_command_is_accepted_by_that_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
+    let command = banner.split("(bearer token: `").nth(1).and_then(|rest| rest.split('`').next()).unwrap();
+    assert_eq!(command, format!("simple_tasks --data-dir {data_dir} token"), "{banner}");
+    let url = banner.split("API: ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    // Run from elsewhere, as printed, the command signs with this server's secret.
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let output = run(&args, None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = stdout(&output).trim().to_owned();
+    let status = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let response = reqwest::Client::new().get(format!("{url}/tasks")).bearer_auth(&token).send().await.unwrap();
+        response.status()
+    });
+    assert_eq!(status, reqwest::StatusCode::OK);
+    stop(child);
 }
 
 #[test]
