@@ -43,8 +43,63 @@
       var field = el.closest(".field");
       if (field) field.classList.add("invalid");
     };
-    form.querySelectorAll("input, select, textarea").forEach(function (el) {
-      el.addEventListener("input", function () { clear(el); });
+    form.addEventListener("input", function (event) { if (event.target.id) clear(event.target); });
+
+    // Composite fields. Without the script every variant's fields show and
+    // lists end in one empty row; with it only the chosen variant shows
+    // (the others disabled, so not sent), an unticked optional struct's
+    // fields are disabled, and rows are added from the list's <template>
+    // (its index placeholder replaced) and removed.
+    document.documentElement.classList.add("js");
+    var showVariant = function (select) {
+      form.querySelectorAll('[data-variant-of="' + select.id + '"]').forEach(function (part) {
+        var on = part.getAttribute("data-variant") === select.value;
+        part.hidden = !on;
+        part.disabled = !on;
+      });
+    };
+    var showBody = function (box) {
+      var body = document.getElementById(box.getAttribute("data-include"));
+      if (body) { body.hidden = !box.checked; body.disabled = !box.checked; }
+    };
+    var number = function (list) {
+      list.querySelectorAll(":scope > .item > .item-head > .item-n").forEach(function (label, i) {
+        label.textContent = "#" + (i + 1);
+      });
+    };
+    var wire = function (root) {
+      root.querySelectorAll("select[data-variant-select]").forEach(showVariant);
+      root.querySelectorAll("input[data-include]").forEach(showBody);
+    };
+    form.querySelectorAll("[data-spare]").forEach(function (row) { row.remove(); });
+    wire(form);
+    form.addEventListener("change", function (event) {
+      var el = event.target;
+      if (el.matches("select[data-variant-select]")) showVariant(el);
+      if (el.matches("input[data-include]")) showBody(el);
+    });
+    form.addEventListener("click", function (event) {
+      var add = event.target.closest("button[data-add]");
+      if (add) {
+        var list = document.getElementById(add.getAttribute("data-add"));
+        var template = list.querySelector(":scope > template");
+        var index = parseInt(list.getAttribute("data-next") || "0", 10);
+        list.setAttribute("data-next", String(index + 1));
+        template.insertAdjacentHTML("beforebegin", template.innerHTML.split(list.getAttribute("data-token")).join(String(index)));
+        var row = template.previousElementSibling;
+        number(list);
+        wire(row);
+        var first = row.querySelector("input, select, textarea");
+        if (first) first.focus();
+        return;
+      }
+      var remove = event.target.closest("button[data-remove]");
+      if (remove) {
+        var item = remove.closest(".item");
+        var owner = item.parentElement;
+        item.remove();
+        number(owner);
+      }
     });
     form.addEventListener("submit", function (event) {
       var first = null;

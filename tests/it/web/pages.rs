@@ -115,12 +115,18 @@ async fn forms_follow_the_schema_and_submit_without_javascript() {
     let cookie = session_cookie(&server).await;
     let (status, html) = page(&server, &cookie, "/functions/quote_order").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<fieldset class=\"group\" id=\"f-address\">"), "a nested object is a fieldset");
+    assert!(html.contains("<fieldset class=\"group\" id=\"f-address\""), "a nested object is a fieldset");
     assert!(html.contains("name=\"address.street\""));
     assert!(html.contains("<select id=\"f-shipping\" name=\"shipping\""), "an enum is a select");
     assert!(html.contains("selected>standard — Within a week</option>"), "the default is selected");
-    assert!(html.contains("name=\"items\" rows=\"4\" class=\"json\""), "an array is a JSON editor");
-    assert!(html.contains("note <span class=\"optional\">(optional)</span>"), "an Option is marked optional");
+    assert!(html.contains("name=\"items[0].sku\""), "a list of structs has an empty row to fill");
+    assert!(html.contains("data-add=\"f-items\""), "and, for the script, an Add button");
+    assert!(html.contains("name=\"discounts[0].key\""), "a map has key/value rows");
+    assert!(html.contains("name=\"items.$json\""), "a composite field takes raw JSON too");
+    assert!(
+        html.contains("Note <code class=\"wire\">note</code> <span class=\"optional\">(optional)</span>"),
+        "a humanised label, the wire name, an Option marked optional"
+    );
     let (_, html) = page(&server, &cookie, "/functions/sleep_for_seconds").await;
     assert!(
         html.contains("type=\"number\" id=\"f-seconds\" name=\"seconds\" value=\"\" step=\"1\" min=\"0\" max=\"18446744073709551615\" required"),
@@ -157,6 +163,59 @@ async fn forms_follow_the_schema_and_submit_without_javascript() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("<span class=\"badge completed\" id=\"status\">completed</span>"));
     assert!(html.contains("<pre id=\"result\" class=\"result\">5</pre>"), "{html}");
+
+    // Nested fields decode from their names alone: a list's rows (the
+    // empty spare row left out) and a map's key/value rows.
+    let response = post_form(
+        &server,
+        &cookie,
+        "/functions/quote_order",
+        &[
+            ("tf:csrf", &token),
+            ("address.street", "1 Main St"),
+            ("address.city", "Springfield"),
+            ("shipping", "\"express\""),
+            ("items[0].sku", "tea"),
+            ("items[0].quantity", "2"),
+            ("items[0].unit_price_cents", "350"),
+            ("items[1].sku", ""),
+            ("items[1].quantity", ""),
+            ("items[1].unit_price_cents", ""),
+            ("discounts[0].key", "tea"),
+            ("discounts[0].value", "50"),
+            ("discounts[1].key", ""),
+            ("discounts[1].value", ""),
+            ("note", ""),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let quote_id = response.headers()["location"].to_str().unwrap().strip_prefix("/runs/").unwrap().to_owned();
+    let run = wait_final(&server.client(), &server, &quote_id).await;
+    assert_eq!(
+        run["payload"],
+        json!({
+            "address": {"street": "1 Main St", "city": "Springfield"},
+            "shipping": "express",
+            "items": [{"sku": "tea", "quantity": 2, "unit_price_cents": 350}],
+            "discounts": {"tea": 50}
+        })
+    );
+    assert_eq!(run["result"]["total_cents"], 350 + 1500, "{run}");
+    // A malformed post is a 422 saying what to fix, beside the field.
+    let response = post_form(
+        &server,
+        &cookie,
+        "/functions/quote_order",
+        &[("tf:csrf", &token), ("discounts[0].value", "5"), ("items.$json", "[1,")],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("id=\"f-discounts-error\">row 1 has a value but no key"), "{html}");
+    assert!(html.contains("id=\"f-items-error\">not valid JSON"), "{html}");
 
     // Run again makes a new run of the same payload.
     let response = post_form(&server, &cookie, &format!("/runs/{id}/again"), &[("tf:csrf", &token)], None).await;
