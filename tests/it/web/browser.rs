@@ -2,8 +2,9 @@
 //! (`chromedriver`, Debian's `chromium-driver`): log in through the printed
 //! link, run `add_numbers` from its form and watch it finish without a
 //! reload, see a wrong value's message beside its field, cancel a
-//! `sleep_for_seconds`, read the history. The same run writes the README's
-//! screenshots into `resource/`.
+//! `sleep_for_seconds`, read the history; fill a form of every schema shape
+//! (variants, lists, a map, an optional struct). The same runs write the
+//! README's screenshots into `resource/`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -258,3 +259,93 @@ async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
     client.close().await.unwrap();
 }
 
+/// What `tests/bin/forms_app.rs`'s form sends: a variant with fields, an
+/// internally tagged enum, rows added to a list of structs, a list of
+/// strings and a map, an optional struct ticked on, a unit struct.
+#[tokio::test]
+async fn a_form_of_every_shape_sends_the_payload_it_shows() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_forms_app"), &[], &[]);
+    let client = browser(&driver).await;
+    client.goto(&server.login_link).await.unwrap();
+    client.goto(&server.at("/functions/place_order")).await.unwrap();
+    let click = |css: &'static str| {
+        let client = &client;
+        async move { client.find(Locator::Css(css)).await.unwrap().click().await.unwrap() }
+    };
+    let shown = |css: &'static str| {
+        let client = &client;
+        async move { client.find(Locator::Css(css)).await.unwrap().is_displayed().await.unwrap() }
+    };
+
+    // The variant selector shows only the chosen variant's fields.
+    assert!(!shown("#f-delivery-Courier").await, "no variant chosen yet");
+    click("#f-delivery--variant option[value='Courier']").await;
+    assert!(shown("#f-delivery-Courier").await);
+    fill(&client, "#f-delivery-Courier-zone", "north").await;
+    click("#f-delivery-Courier-express").await;
+    click("#f-payment--variant option[value='Card']").await;
+    fill(&client, "#f-payment-Card-last4", "4242").await;
+    // Two rows added to the list of structs, one to the list of strings.
+    assert!(client.find(Locator::Css("#f-lines .item")).await.is_err(), "the spare row is the script's to drop");
+    click("button[data-add='f-lines']").await;
+    click("button[data-add='f-lines']").await;
+    fill(&client, "#f-lines-0--sku", "tea").await;
+    fill(&client, "#f-lines-0--quantity", "2").await;
+    fill(&client, "#f-lines-1--sku", "cake").await;
+    fill(&client, "#f-lines-1--quantity", "1").await;
+    click("button[data-add='f-tags']").await;
+    fill(&client, "#f-tags-0-", "fragile").await;
+    // Two rows of the map, a third added and removed.
+    for _ in 0..3 {
+        click("button[data-add='f-headers']").await;
+    }
+    fill(&client, "#f-headers-0--key", "x-id").await;
+    fill(&client, "#f-headers-0--value", "7").await;
+    fill(&client, "#f-headers-1--key", "accept").await;
+    fill(&client, "#f-headers-1--value", "json").await;
+    click("#f-headers-2-row button[data-remove]").await;
+    // The optional struct, ticked on.
+    assert!(!shown("#f-gift-message").await, "an unticked optional struct hides its fields");
+    click("#f-gift-include").await;
+    fill(&client, "#f-gift-message", "happy birthday").await;
+    client.set_window_size(1200, 2000).await.unwrap();
+    client.execute("window.scrollTo(0, 0); document.activeElement.blur();", vec![]).await.unwrap();
+    screenshot(&client, "task-form.png").await;
+    client.set_window_size(1200, 900).await.unwrap();
+    click("#run-button").await;
+    eventually("the run page opens", || async { client.current_url().await.unwrap().path().starts_with("/runs/") })
+        .await;
+    eventually("the run completes", || async { text(&client, "#status").await == "completed" }).await;
+    assert_eq!(text(&client, "#result").await, "3");
+    let url = client.current_url().await.unwrap();
+    let id = url.path().strip_prefix("/runs/").unwrap();
+    let run = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(
+        run["payload"],
+        json!({
+            "delivery": {"Courier": {"zone": "north", "express": true}},
+            "payment": {"type": "Card", "last4": "4242"},
+            "lines": [{"sku": "tea", "quantity": 2}, {"sku": "cake", "quantity": 1}],
+            "tags": ["fragile"],
+            "headers": {"x-id": "7", "accept": "json"},
+            "confirmed": null,
+            "gift": {"message": "happy birthday"}
+        })
+    );
+
+    // Only the server knows last4 needs four characters: its message lands
+    // beside that field, inside the chosen variant.
+    client.goto(&server.at("/functions/place_order")).await.unwrap();
+    click("#f-delivery--variant option[value='Pickup']").await;
+    click("#f-payment--variant option[value='Card']").await;
+    fill(&client, "#f-payment-Card-last4", "42").await;
+    click("#run-button").await;
+    eventually("the server's message beside the nested field", || async {
+        text(&client, "#f-payment-Card-last4-error").await.contains("at least 4")
+    })
+    .await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/functions/place_order");
+    assert!(shown("#f-payment-Card").await, "the chosen variant stays chosen");
+    client.close().await.unwrap();
+}
