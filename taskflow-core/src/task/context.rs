@@ -135,7 +135,7 @@ impl From<Cancelled> for String {
 }
 
 /// Lets `ctx.check_cancelled()?` work in tasks that return
-/// `Result<T, TaskError>`: the run's error is [`TaskError::Cancelled`].
+/// `Result<T, TaskError>`: the run's error is [`TaskError::Cancelled`](crate::TaskError::Cancelled).
 impl From<Cancelled> for crate::TaskError {
     fn from(Cancelled: Cancelled) -> crate::TaskError {
         crate::TaskError::Cancelled
