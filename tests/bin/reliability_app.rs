@@ -54,6 +54,12 @@ fn wait_long(millis: u64) -> u64 {
     millis
 }
 
+/// Return 1 from a container (so the server warns at start when Docker is unreachable)
+#[task(executor = "docker")]
+fn in_a_container() -> u32 {
+    1
+}
+
 /// Panic, every time
 #[task(retries = 2, retry_delay = "100ms")]
 fn always_panics() -> u32 {

@@ -291,6 +291,7 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         let (store, described) = open_store(store_args).await?;
         let engine = Engine::start(store, args.engine_config())?;
         let web = web::start(&engine, store_args, &args).await?;
+        let docker = docker_warning(&engine).await;
         let result = (|| -> std::io::Result<()> {
             writeln!(
                 out,
@@ -298,6 +299,9 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
                 registry::tasks().len(),
                 engine.config().worker_id
             )?;
+            if let Some(warning) = &docker {
+                writeln!(out, "{warning}")?;
+            }
             web.banner(&mut out, program)?;
             writeln!(out, "Ctrl-C (or SIGTERM) stops, letting running runs finish for {}s.", args.grace)?;
             out.flush()
@@ -314,6 +318,30 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
     // thread: do not wait for it past the grace period.
     runtime.shutdown_background();
     result
+}
+
+/// What to say at start when tasks of this binary run on Docker by default
+/// but the engine cannot reach Docker: their runs would wait, then fail
+/// `docker_unavailable`, with nothing at start to say why.
+async fn docker_warning(engine: &Engine) -> Option<String> {
+    let titles: Vec<&str> = registry::tasks()
+        .filter(|def| def.options().executor == crate::ExecutorKind::Docker)
+        .map(|def| def.title())
+        .collect();
+    if titles.is_empty() {
+        return None;
+    }
+    let availability = engine.availability().await;
+    let docker = availability.iter().find(|a| a.kind == crate::ExecutorKind::Docker)?;
+    (!docker.available).then(|| {
+        format!(
+            "Warning: {} runs on Docker ({}), which is not available: {}. Their runs wait, then fail \
+             `docker_unavailable`.",
+            if titles.len() == 1 { "1 task".to_owned() } else { format!("{} tasks", titles.len()) },
+            titles.join(", "),
+            docker.detail
+        )
+    })
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM. On Unix the handlers are

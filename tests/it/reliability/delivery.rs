@@ -3,7 +3,9 @@
 //! with one idempotency key make one run; `SIGTERM` hands runs still going
 //! back to the queue and claims nothing new; a poison run stops after its
 //! attempts while the server stays healthy; the containers of a killed
-//! server are removed by the next one, which retries their runs.
+//! server are removed by the next one, which retries their runs; a forced
+//! delete kills a process run; every attempt of a retried run is on
+//! record; `serve` warns when its Docker tasks cannot reach Docker.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -363,5 +365,23 @@ async fn every_attempt_of_a_retried_run_is_on_record() {
     let page = client.get(server.at(&format!("/runs/{id}"))).send().await.unwrap().text().await.unwrap();
     for n in 1..=3 {
         assert!(page.contains(&format!("<tr data-number=\"{n}\">")), "attempt {n} is not on the run page");
+    }
+}
+
+/// A server whose tasks run on Docker says at start when it cannot reach
+/// Docker (issue 22): their runs would otherwise wait and fail with
+/// nothing at start to say why. With Docker reachable it says nothing.
+#[tokio::test]
+async fn serve_warns_at_start_when_a_docker_task_cannot_reach_docker() {
+    let unreachable = Server::start_binary(APP, &[], &[("DOCKER_HOST", "tcp://127.0.0.1:9")]);
+    let warning = unreachable.banner.lines().find(|l| l.starts_with("Warning:")).unwrap_or_else(|| {
+        panic!("no warning in the banner: {}", unreachable.banner);
+    });
+    assert!(warning.contains("1 task runs on Docker (in_a_container)"), "{warning}");
+    assert!(warning.contains("127.0.0.1:9") && warning.contains("docker_unavailable"), "{warning}");
+    drop(unreachable);
+    if std::env::var_os("TASKFLOW_REQUIRE_DOCKER").is_some() {
+        let reachable = Server::start_binary(APP, &[], &[]);
+        assert!(!reachable.banner.contains("Warning:"), "{}", reachable.banner);
     }
 }

@@ -24,6 +24,8 @@ pub struct Server {
     _dir: Option<tempfile::TempDir>,
     /// A bearer token from `simple_tasks token`.
     pub token: String,
+    /// What `serve` printed up to its line about stopping.
+    pub banner: String,
 }
 
 impl Server {
@@ -107,7 +109,7 @@ impl Server {
             .unwrap();
         assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));
         let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-        Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token }
+        Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token, banner }
     }
 
     /// The server's process id.
