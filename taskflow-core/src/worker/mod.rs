@@ -529,6 +529,7 @@ impl Worker {
         // safe: the store fences reports by attempt and worker, so a report
         // that did commit, with only its answer lost, is refused as stale
         // the second time.
+        let cancelled = matches!(&report.outcome, Outcome::Failed { error, .. } if error.kind == "cancelled");
         let mut wait = REPORT_RETRY.0;
         let mut retried = false;
         loop {
@@ -544,7 +545,13 @@ impl Worker {
                 // changes nothing, as it must. After a failed try, the
                 // earlier one may have been stored: publish the run as it is.
                 Err(error @ (store::Error::StaleAttempt { .. } | store::Error::NotFound(_))) => {
-                    tracing::info!(%error, "taskflow engine: the store refused a stale outcome");
+                    // A cancelled or deleted run's own end is refused as a
+                    // matter of course: worth a line only when debugging.
+                    if cancelled {
+                        tracing::debug!(%error, "taskflow engine: the store refused the outcome of a cancelled run");
+                    } else {
+                        tracing::info!(%error, "taskflow engine: the store refused a stale outcome");
+                    }
                     if retried {
                         if let Ok(Some(run)) = self.inner.source.get(run.id).await {
                             self.publish(RunEvent::Status(Box::new(run)));
