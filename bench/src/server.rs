@@ -38,7 +38,12 @@ fn app(data_dir: &Path) -> Result<Command> {
 impl Server {
     /// Starts `serve` on a free port over the SQLite store in `data_dir`.
     pub async fn start(data_dir: &Path) -> Result<Server> {
-        let out = app(data_dir)?.arg("token").stderr(Stdio::inherit()).output().await.context("running `app token`")?;
+        let out = app(data_dir)?
+            .args(["token", "--create"])
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .context("running `app token`")?;
         if !out.status.success() {
             bail!("`app token` failed: {}", out.status);
         }
