@@ -321,6 +321,12 @@ async fn all(plan: Plan) -> Result<()> {
 
     machine.load_end = report::load_average();
     write_report(&plan, &machine, &rows, &notes)?;
+    // The smoke checks that the harness works: a measurement of ours that
+    // could not be taken fails it (peers may be missing on a machine).
+    let failed: Vec<&str> = rows.iter().filter(|row| row.ours.is_err()).map(|row| row.key.as_str()).collect();
+    if plan.mode == "smoke" && !failed.is_empty() {
+        bail!("the smoke could not measure {}", failed.join(", "));
+    }
     Ok(())
 }
 
