@@ -12,7 +12,7 @@ extern crate self as taskflow;
 
 // The modules in layers, each naming only those above it in this list:
 // leaves (deadline, error, future, log, run, supervise) → task → store → executor →
-// events → worker → server → engine → client.
+// events → worker → server → engine → client → wire.
 mod deadline;
 mod error;
 mod future;
@@ -35,6 +35,8 @@ mod server;
 pub mod engine;
 
 pub mod client;
+
+pub mod wire;
 
 pub use error::{PayloadError, PayloadIssue, TaskError};
 pub use executor::frame as protocol;

@@ -1,158 +1,16 @@
-//! The one place where the core's types become the wire's
-//! (`taskflow_proto`): runs, log lines, events and task definitions, and
-//! the core's errors as [`PlaneError`]s, which the HTTP edge answers by
-//! kind. Every match is exhaustive where the core's enums are, so a new
-//! status or executor does not compile until it has its wire word.
+//! The core's errors as [`PlaneError`]s, which the HTTP edge answers by
+//! kind. The core's values become the wire's in `taskflow_core::wire`
+//! (re-exported here), which the command line shares.
 
 use std::str::FromStr;
 
 use taskflow_core::client::ClientError;
-use taskflow_core::engine::RunEvent;
-use taskflow_core::run::{Attempt, AttemptOutcome, Run, RunId, RunStatus};
-use taskflow_core::store::{self, StoredLogLine};
-use taskflow_core::{ExecutorKind, Level, TaskDef};
-use taskflow_proto::{self as proto, Event, FieldIssue, Function, FunctionOptions, TaskRun};
+use taskflow_core::run::RunId;
+use taskflow_core::store;
+pub use taskflow_core::wire::{core_status, executor, level, status, wire_event, wire_function, wire_line, wire_run};
+use taskflow_proto::FieldIssue;
 
 use crate::plane::PlaneError;
-use crate::time::rfc3339;
-
-/// A run's status in the wire's words.
-pub fn status(status: taskflow_core::run::RunStatus) -> proto::RunStatus {
-    use taskflow_core::run::RunStatus as Core;
-    match status {
-        Core::Pending => proto::RunStatus::Pending,
-        Core::Running => proto::RunStatus::Running,
-        Core::Completed => proto::RunStatus::Completed,
-        Core::Failed => proto::RunStatus::Failed,
-        Core::Cancelled => proto::RunStatus::Cancelled,
-    }
-}
-
-/// The core's status for the wire's.
-pub fn core_status(status: proto::RunStatus) -> taskflow_core::run::RunStatus {
-    use taskflow_core::run::RunStatus as Core;
-    match status {
-        proto::RunStatus::Pending => Core::Pending,
-        proto::RunStatus::Running => Core::Running,
-        proto::RunStatus::Completed => Core::Completed,
-        proto::RunStatus::Failed => Core::Failed,
-        proto::RunStatus::Cancelled => Core::Cancelled,
-    }
-}
-
-/// An executor kind in the wire's words.
-pub fn executor(kind: ExecutorKind) -> proto::ExecutorKind {
-    match kind {
-        ExecutorKind::Thread => proto::ExecutorKind::Thread,
-        ExecutorKind::Process => proto::ExecutorKind::Process,
-        ExecutorKind::Docker => proto::ExecutorKind::Docker,
-    }
-}
-
-/// A log level in the wire's words.
-pub fn level(level: Level) -> proto::Level {
-    match level {
-        Level::Debug => proto::Level::Debug,
-        Level::Info => proto::Level::Info,
-        Level::Warn => proto::Level::Warn,
-        Level::Error => proto::Level::Error,
-    }
-}
-
-/// An event in wire form; `None` for a kind of event the wire has no word
-/// for yet (`RunEvent` may grow).
-pub(crate) fn wire_event(event: RunEvent) -> Option<Event> {
-    Some(match event {
-        RunEvent::Status(run) => Event::Status { task: Box::new(wire_run(*run)) },
-        RunEvent::Log(line) => Event::Log { line: wire_line(line) },
-        RunEvent::Progress { run_id, progress } => {
-            Event::Progress { task_id: run_id.to_string(), done: progress.done, total: progress.total }
-        }
-        RunEvent::Deleted(id) => Event::Deleted { task_id: id.to_string() },
-        _ => return None,
-    })
-}
-
-/// A run as the wire shows it.
-pub fn wire_run(run: Run) -> TaskRun {
-    let mut attempts: Vec<proto::RunAttempt> = run.attempts.iter().map(wire_attempt).collect();
-    if run.status == RunStatus::Running {
-        attempts.push(proto::RunAttempt {
-            number: run.attempt,
-            outcome: proto::AttemptOutcome::Running,
-            worker_id: run.worker_id.clone(),
-            executor: executor(run.executor),
-            started_at: run.started_at.map(|t| rfc3339(t.millis())),
-            finished_at: None,
-            error: None,
-        });
-    }
-    TaskRun {
-        attempts,
-        task_id: run.id.to_string(),
-        task_title: run.task_title,
-        status: status(run.status),
-        payload: run.payload,
-        result: run.result,
-        error: run.error.map(|e| proto::RunFailure { kind: e.kind, message: e.message }),
-        attempt: run.attempt,
-        max_attempts: run.max_attempts,
-        executor: executor(run.executor),
-        priority: run.priority,
-        created_at: rfc3339(run.created_at.millis()),
-        started_at: run.started_at.map(|t| rfc3339(t.millis())),
-        finished_at: run.finished_at.map(|t| rfc3339(t.millis())),
-        idempotency_key: run.idempotency_key,
-        worker_id: run.worker_id,
-    }
-}
-
-fn wire_attempt(attempt: &Attempt) -> proto::RunAttempt {
-    proto::RunAttempt {
-        number: attempt.number,
-        outcome: match attempt.outcome {
-            AttemptOutcome::Completed => proto::AttemptOutcome::Completed,
-            AttemptOutcome::Failed => proto::AttemptOutcome::Failed,
-            AttemptOutcome::Cancelled => proto::AttemptOutcome::Cancelled,
-        },
-        worker_id: attempt.worker_id.clone(),
-        executor: executor(attempt.executor),
-        started_at: attempt.started_at.map(|t| rfc3339(t.millis())),
-        finished_at: Some(rfc3339(attempt.finished_at.millis())),
-        error: attempt.error.clone().map(|e| proto::RunFailure { kind: e.kind, message: e.message }),
-    }
-}
-
-pub(crate) fn wire_line(line: StoredLogLine) -> proto::LogLine {
-    proto::LogLine {
-        task_id: line.run_id.to_string(),
-        seq: line.seq,
-        at: rfc3339(line.at.millis()),
-        level: level(line.level),
-        message: line.message,
-    }
-}
-
-/// A task definition as the wire shows it.
-pub fn wire_function(def: &TaskDef) -> Function {
-    let options = def.options();
-    Function {
-        title: def.title().to_owned(),
-        description: def.description().to_owned(),
-        signature: def.signature().to_owned(),
-        tags: options.tags.iter().map(|t| (*t).to_owned()).collect(),
-        is_async: def.is_async(),
-        options: FunctionOptions {
-            timeout_ms: options.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            retries: options.retries,
-            retry_delay_ms: u64::try_from(options.retry_delay.as_millis()).unwrap_or(u64::MAX),
-            concurrency: options.concurrency,
-            executor: executor(options.executor),
-        },
-        args_schema: def.args_schema().clone(),
-        output_schema: def.output_schema().clone(),
-    }
-}
 
 pub(crate) fn parse_id(task_id: &str) -> Result<RunId, PlaneError> {
     RunId::from_str(task_id).map_err(|_| PlaneError::NotFound(task_id.to_owned()))

@@ -2,7 +2,8 @@
 //!
 //! It serves the library (`taskflow-core`) through its [`Client`]: the
 //! [`Plane`] does what a route asks in the wire's types (`taskflow-proto`),
-//! and `convert.rs` is the one place that translates between the two.
+//! which the core's `wire` module makes from its own (the command line
+//! prints the same shapes); `convert.rs` maps the core's errors.
 //! [`router`] builds the whole site for a plane and an [`Auth`]; [`serve`]
 //! runs it on a listener. Only this crate knows HTTP.
 //!
@@ -18,7 +19,6 @@ pub mod error;
 pub mod jwt;
 pub mod openapi;
 pub mod plane;
-pub mod time;
 pub mod ui;
 mod url;
 pub mod ws;

@@ -56,9 +56,7 @@ impl Plane {
                 match source.recv().await {
                     Ok(event) => {
                         if order.is_current(&event) {
-                            if let Some(event) = wire_event(event) {
-                                let _ = sink.send(event);
-                            }
+                            let _ = sink.send(wire_event(event));
                         }
                     }
                     // A lagging forwarder passes the lag on: subscribers
