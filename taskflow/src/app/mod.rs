@@ -24,6 +24,7 @@ use crate::executor::frame::ResultFrame;
 use crate::registry::{self, TaskDef};
 use crate::run::RunId;
 use crate::store::{SqliteStore, Store};
+use crate::wire;
 use error::{Error, Result};
 
 /// The command line of a TaskFlow app.
@@ -67,10 +68,11 @@ enum Command {
     /// Store a run for the engine of `serve` and print it as JSON
     ///
     /// Takes the same arguments as `call`: `submit add_numbers --a 2 --b 3`.
+    /// Prints the run as the REST API shows it (`task_id`, RFC 3339 times).
     Submit(CallArgs),
-    /// Print a run as JSON
+    /// Print a run as JSON, as `GET /api/v1/tasks/{task_id}` shows it
     Status {
-        /// The run's id, as `submit` printed it
+        /// The run's id: the `task_id` that `submit` printed
         run_id: String,
     },
     /// Print a bearer token for the control plane's API, for scripts
@@ -393,7 +395,7 @@ fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
         let (store, _) = open_store(store_args).await?;
         Client::for_store(store).submit(def.title(), payload).await.map_err(Error::from)
     })?;
-    print_json(&run)
+    print_json(&wire::wire_run(run))
 }
 
 fn status(store_args: &StoreArgs, run_id: &str) -> Result<()> {
@@ -402,7 +404,7 @@ fn status(store_args: &StoreArgs, run_id: &str) -> Result<()> {
         let (store, _) = open_store(store_args).await?;
         Client::for_store(store).get(id).await.map_err(Error::from)
     })?;
-    print_json(&run)
+    print_json(&wire::wire_run(run))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

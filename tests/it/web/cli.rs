@@ -278,13 +278,16 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
     let run_json: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(run_json["status"], "pending");
     assert_eq!(run_json["payload"], json!({"a": 20, "b": 22}));
-    let id = run_json["id"].as_str().unwrap().to_owned();
+    // The REST API's shape, not the core's: `task_id`, times in RFC 3339.
+    let id = run_json["task_id"].as_str().unwrap_or_else(|| panic!("no `task_id`: {run_json}")).to_owned();
+    assert!(run_json.get("id").is_none(), "{run_json}");
+    assert!(run_json["created_at"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{run_json}");
 
     let output = run(&["--data-dir", data_dir, "submit", "add_numbers", "--a", "x"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(r#"payload.a: expected integer, found string "x""#), "{}", stderr(&output));
 
-    let (child, _) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
+    let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let finished = loop {
         let output = run(&["--data-dir", data_dir, "status", &id], None);
@@ -296,6 +299,15 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
         assert!(std::time::Instant::now() < deadline, "the run never completed: {run_json}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    // `status` prints exactly what the REST API answers for the run.
+    let api = banner.split("API: ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let token = stdout(&run(&["--data-dir", data_dir, "token"], None)).trim().to_owned();
+    let rest: Value = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let response =
+            reqwest::Client::new().get(format!("{api}/tasks/{id}")).bearer_auth(&token).send().await.unwrap();
+        response.json().await.unwrap()
+    });
+    assert_eq!(finished, rest, "`status` and GET /api/v1/tasks/{{task_id}} disagree");
     let log = stop(child);
     assert_eq!(finished["result"], 42);
     assert!(log.contains("adding 20 and 22"), "what tasks print goes to serve's stderr: {log}");
