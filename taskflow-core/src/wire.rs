@@ -131,6 +131,7 @@ pub fn wire_line(line: StoredLogLine) -> proto::LogLine {
 /// A task definition as the wire shows it.
 pub fn wire_function(def: &TaskDef) -> Function {
     let options = def.options();
+    let container = &options.container;
     Function {
         title: def.title().to_owned(),
         description: def.description().to_owned(),
@@ -143,6 +144,14 @@ pub fn wire_function(def: &TaskDef) -> Function {
             retry_delay_ms: u64::try_from(options.retry_delay.as_millis()).unwrap_or(u64::MAX),
             concurrency: options.concurrency,
             executor: executor(options.executor),
+            tags: options.tags.iter().map(|t| (*t).to_owned()).collect(),
+            image: container.image.map(str::to_owned),
+            network: container.network,
+            memory_bytes: container.memory_bytes,
+            // Billionths of a CPU back to the CPUs `cpus = 1.5` gave.
+            cpus: container.nano_cpus.map(|n| n as f64 / 1e9),
+            pids: container.pids,
+            env: container.env.iter().map(|v| (*v).to_owned()).collect(),
         },
         args_schema: def.args_schema().clone(),
         output_schema: def.output_schema().clone(),
@@ -180,7 +189,44 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// Resize an image, in a container
+    #[crate::task(
+        title = "wire.resize",
+        timeout = "2m",
+        retries = 2,
+        retry_delay = "5s",
+        concurrency = 4,
+        executor = "docker",
+        tags = ["image"],
+        image = "debian:bookworm-slim",
+        network = true,
+        memory = "256MiB",
+        cpus = 1.5,
+        pids = 64,
+        env = ["API_TOKEN"]
+    )]
+    fn resize(width: u32) -> u32 {
+        width
+    }
+
+    #[test]
+    fn every_option_of_a_task_reaches_the_wire() {
+        let function = wire_function(crate::task_def("wire.resize").unwrap());
+        assert_eq!(
+            serde_json::to_value(&function.options).unwrap(),
+            json!({
+                "timeout_ms": 120_000, "retries": 2, "retry_delay_ms": 5000, "concurrency": 4,
+                "executor": "docker", "tags": ["image"], "image": "debian:bookworm-slim", "network": true,
+                "memory_bytes": 256 * 1024 * 1024, "cpus": 1.5, "pids": 64, "env": ["API_TOKEN"],
+            })
+        );
+        assert_eq!(function.tags, ["image"]);
+        assert_eq!(resize(3), 3);
+    }
 
     #[test]
     fn leap_days_and_ends_of_years() {

@@ -29,7 +29,10 @@ pub struct Function {
     pub output_schema: Value,
 }
 
-/// A task's options, as `#[task(...)]` set them.
+/// A task's options, as `#[task(...)]` set them: every option it takes
+/// but `title`, `description` and `defaults` (those are the task's title,
+/// description and argument schema). The same object in the REST API and in
+/// `list --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FunctionOptions {
@@ -46,4 +49,26 @@ pub struct FunctionOptions {
     // executors this server has, and a task may default to another.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub executor: ExecutorKind,
+    /// Labels for filtering (as the task's `tags`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Docker: a local base image instead of `scratch` (never pulled).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Docker: whether the container has a network; without, only loopback.
+    #[serde(default)]
+    pub network: bool,
+    /// Docker: the memory limit in bytes, swap included; `null`: the
+    /// executor's default (512 MiB).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Docker: the CPU limit in CPUs (`1.5`); `null`: the executor's default (1).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Docker: the most processes and threads; `null`: the executor's default (128).
+    #[serde(default)]
+    pub pids: Option<u32>,
+    /// Docker: the server's environment variables a container gets.
+    #[serde(default)]
+    pub env: Vec<String>,
 }

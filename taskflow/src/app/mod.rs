@@ -55,7 +55,8 @@ enum Command {
     Serve(ServeArgs),
     /// List the tasks of this binary: title, signature, description
     List {
-        /// Print JSON, with the argument and output schemas
+        /// Print JSON: each task as the REST API describes it (schemas and
+        /// every option), with where it is defined
         #[arg(long)]
         json: bool,
     },
@@ -428,28 +429,23 @@ fn example_call(def: &TaskDef) -> String {
 fn list(as_json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let result = if as_json {
-        let tasks: Vec<Value> = registry::tasks()
+        // Each task as `GET /api/v1/functions/{title}` shows it, and where
+        // it is defined (which the API keeps to itself).
+        let tasks: serde_json::Result<Vec<Value>> = registry::tasks()
             .map(|def| {
-                json!({
-                    "title": def.title(),
-                    "description": def.description(),
-                    "signature": def.signature(),
-                    "module_path": def.module_path(),
-                    "file": def.file(),
-                    "line": def.line(),
-                    "is_async": def.is_async(),
-                    "options": {
-                        "timeout_ms": def.options().timeout.map(|t| t.as_millis() as u64),
-                        "retries": def.options().retries,
-                        "executor": def.options().executor,
-                        "tags": def.options().tags,
-                    },
-                    "args_schema": def.args_schema(),
-                    "output_schema": def.output_schema(),
-                })
+                let mut task = serde_json::to_value(wire::wire_function(def))?;
+                if let Value::Object(fields) = &mut task {
+                    fields.insert("module_path".to_owned(), json!(def.module_path()));
+                    fields.insert("file".to_owned(), json!(def.file()));
+                    fields.insert("line".to_owned(), json!(def.line()));
+                }
+                Ok(task)
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &tasks).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+        tasks
+            .and_then(|tasks| serde_json::to_writer_pretty(&mut out, &tasks))
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
         let width = registry::tasks().map(|d| d.title().len()).max().unwrap_or(0);
         registry::tasks().try_for_each(|def| {

@@ -526,6 +526,15 @@ async fn the_openapi_document_covers_every_route() {
         ["schema"];
     assert_eq!(quote["properties"]["address"]["$ref"], "#/components/schemas/quote_order.Address");
     assert!(doc["components"]["schemas"]["quote_order.Address"]["properties"]["street"].is_object());
+    // A task's options, documented whole, as `#[task(...)]` takes them.
+    let options = doc["components"]["schemas"]["FunctionOptions"]["properties"].as_object().unwrap();
+    let mut names: Vec<&str> = options.keys().map(String::as_str).collect();
+    let every = ["timeout_ms", "retries", "retry_delay_ms", "concurrency", "executor", "tags"];
+    let docker = ["image", "network", "memory_bytes", "cpus", "pids", "env"];
+    let mut expected_names = [&every[..], &docker[..]].concat();
+    names.sort();
+    expected_names.sort();
+    assert_eq!(names, expected_names, "FunctionOptions in the document");
     let mut found = documented.clone();
     expected.sort();
     found.sort();

@@ -378,6 +378,41 @@ fn duplicate_titles_stop_the_app_naming_both_places() {
 }
 
 #[test]
+fn list_json_describes_each_task_as_the_api_does() {
+    let output = run(&["list", "--json"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut listed: Vec<Value> = serde_json::from_str(&stdout(&output)).unwrap();
+    for task in &mut listed {
+        // Where a task is defined is the command line's alone.
+        let fields = task.as_object_mut().unwrap();
+        for key in ["module_path", "file", "line"] {
+            assert!(fields.remove(key).is_some(), "`{key}` missing from {fields:?}");
+        }
+    }
+    let sleep = listed.iter().find(|t| t["title"] == "sleep_for_seconds").unwrap();
+    assert_eq!(
+        sleep["options"],
+        json!({
+            "timeout_ms": 60_000, "retries": 0, "retry_delay_ms": 1000, "concurrency": null, "executor": "thread",
+            "tags": [], "image": null, "network": false, "memory_bytes": null, "cpus": null, "pids": null, "env": [],
+        }),
+        "every option of `#[task]`"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
+    let api = banner.split("API: ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let token = stdout(&run(&["--data-dir", data_dir, "token"], None)).trim().to_owned();
+    let served: Value = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let response = reqwest::Client::new().get(format!("{api}/functions")).bearer_auth(&token).send().await.unwrap();
+        response.json().await.unwrap()
+    });
+    stop(child);
+    assert_eq!(Value::Array(listed), served["items"], "`list --json` and GET /api/v1/functions disagree");
+}
+
+#[test]
 fn list_json_matches_the_schema_snapshot() {
     let output = run(&["list", "--json"], None);
     assert!(output.status.success());
