@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::gate::ConnectInfoOpt;
 use crate::auth::{Auth, Principal, TokenRequest};
 use crate::error::{ApiError, ApiPath};
-use taskflow_proto::{FieldIssue, LogLine, RunStatus, SubmitRequest, TaskRun};
+use taskflow_proto::{FieldIssue, FunctionOptions, LogLine, RunStatus, SubmitRequest, TaskRun};
 
 use crate::plane::{ListQuery, PlaneError};
 
@@ -159,6 +159,8 @@ struct FormPage {
     title: String,
     description: String,
     signature: String,
+    /// The task's options worth showing, as (term, value).
+    options: Vec<(&'static str, String)>,
     rows: Vec<Row>,
     form_errors: Vec<String>,
     executors: Vec<ExecutorChoice>,
@@ -219,6 +221,7 @@ async fn render_form(
         .unwrap_or_default();
     let page = FormPage {
         csrf: csrf_of(state, principal),
+        options: option_terms(&function.options),
         title: function.title,
         description: function.description,
         signature: function.signature,
@@ -230,6 +233,48 @@ async fn render_form(
         recent,
     };
     html(status, page.render())
+}
+
+/// The options a task sets, for its form page: the executor always, the
+/// others only when given (the retry delay when there are retries).
+fn option_terms(options: &FunctionOptions) -> Vec<(&'static str, String)> {
+    let mut terms = vec![("Executor", options.executor.to_string())];
+    let mut add = |term, value: Option<String>| terms.extend(value.map(|v| (term, v)));
+    add("Timeout", options.timeout_ms.map(duration));
+    add("Retries", (options.retries > 0).then(|| options.retries.to_string()));
+    add("Retry delay", (options.retries > 0).then(|| duration(options.retry_delay_ms)));
+    add("Concurrency", options.concurrency.map(|c| format!("at most {c} at once")));
+    add("Tags", (!options.tags.is_empty()).then(|| options.tags.join(", ")));
+    add("Image", options.image.clone());
+    add("Network", options.network.then(|| "yes".to_owned()));
+    add("Memory", options.memory_bytes.map(bytes));
+    add("CPUs", options.cpus.map(|c| c.to_string()));
+    add("Processes", options.pids.map(|p| format!("at most {p}")));
+    add("Environment", (!options.env.is_empty()).then(|| options.env.join(", ")));
+    terms
+}
+
+/// `1500 ms`, `30 s`, `2 min`, `1 h`: the largest unit that is exact.
+fn duration(ms: u64) -> String {
+    match ms {
+        ms if ms > 0 && ms % 3_600_000 == 0 => format!("{} h", ms / 3_600_000),
+        ms if ms > 0 && ms % 60_000 == 0 => format!("{} min", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        ms => format!("{ms} ms"),
+    }
+}
+
+/// `256 MiB`, `1 GiB`: the largest binary unit that is exact.
+fn bytes(n: u64) -> String {
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+    const KIB: u64 = 1 << 10;
+    match n {
+        n if n > 0 && n % GIB == 0 => format!("{} GiB", n / GIB),
+        n if n > 0 && n % MIB == 0 => format!("{} MiB", n / MIB),
+        n if n > 0 && n % KIB == 0 => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
 }
 
 fn capitalize(word: &str) -> String {
@@ -590,6 +635,59 @@ pub(crate) async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_form_shows_the_options_a_task_sets() {
+        let mut options = FunctionOptions {
+            timeout_ms: None,
+            retries: 0,
+            retry_delay_ms: 1000,
+            concurrency: None,
+            executor: taskflow_proto::ExecutorKind::Thread,
+            tags: Vec::new(),
+            image: None,
+            network: false,
+            memory_bytes: None,
+            cpus: None,
+            pids: None,
+            env: Vec::new(),
+        };
+        assert_eq!(option_terms(&options), [("Executor", "thread".to_owned())], "defaults are not shown");
+        options = FunctionOptions {
+            timeout_ms: Some(120_000),
+            retries: 2,
+            retry_delay_ms: 1500,
+            concurrency: Some(4),
+            executor: taskflow_proto::ExecutorKind::Docker,
+            tags: vec!["image".to_owned(), "batch".to_owned()],
+            image: Some("debian:bookworm-slim".to_owned()),
+            network: true,
+            memory_bytes: Some(256 << 20),
+            cpus: Some(1.5),
+            pids: Some(64),
+            env: vec!["API_TOKEN".to_owned()],
+        };
+        let shown: Vec<String> = option_terms(&options).iter().map(|(t, v)| format!("{t}: {v}")).collect();
+        assert_eq!(
+            shown,
+            [
+                "Executor: docker",
+                "Timeout: 2 min",
+                "Retries: 2",
+                "Retry delay: 1500 ms",
+                "Concurrency: at most 4 at once",
+                "Tags: image, batch",
+                "Image: debian:bookworm-slim",
+                "Network: yes",
+                "Memory: 256 MiB",
+                "CPUs: 1.5",
+                "Processes: at most 64",
+                "Environment: API_TOKEN",
+            ]
+        );
+        assert_eq!((duration(0), duration(5000), duration(3_600_000)), ("0 s".into(), "5 s".into(), "1 h".into()));
+        assert_eq!((bytes(1 << 30), bytes(1000)), ("1 GiB".into(), "1000 bytes".into()));
+    }
 
     #[test]
     fn next_stays_on_this_site() {

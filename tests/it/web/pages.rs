@@ -129,6 +129,10 @@ async fn forms_follow_the_schema_and_submit_without_javascript() {
     );
     let (_, html) = page(&server, &cookie, "/functions/sleep_for_seconds").await;
     assert!(
+        html.contains("<dt>Executor</dt><dd>thread</dd><dt>Timeout</dt><dd>1 min</dd>\n</dl>"),
+        "its options: {html}"
+    );
+    assert!(
         html.contains("type=\"number\" id=\"f-seconds\" name=\"seconds\" value=\"\" step=\"1\" min=\"0\" max=\"18446744073709551615\" required"),
         "{html}"
     );
@@ -137,6 +141,7 @@ async fn forms_follow_the_schema_and_submit_without_javascript() {
     assert!(html.contains("<option value=\"thread\" selected>Thread</option>"), "the executor selector");
 
     let (_, html) = page(&server, &cookie, "/functions/add_numbers").await;
+    assert!(html.contains("<dt>Executor</dt><dd>thread</dd><dt>Tags</dt><dd>math</dd>\n</dl>"), "only those set");
     let token = csrf(&html);
     // A wrong value: the page again, the message beside the field.
     let response =
