@@ -99,8 +99,8 @@ fn is_boolean(root: &Value, property: &Value) -> bool {
 const PAYLOAD_NEEDS: &str = "`--payload` needs a JSON object (--payload '{\"a\": 1}'), \
     a file's path after `@` (--payload @payload.json) or `-` for standard input";
 
-/// Builds the payload from `call`'s arguments.
-pub(super) fn payload(def: &TaskDef, args: &[String]) -> Result<Value, String> {
+/// Builds the payload from the arguments of `command` (`call` or `submit`).
+pub(super) fn payload(def: &TaskDef, command: &str, args: &[String]) -> Result<Value, String> {
     let root = def.args_schema();
     let mut base: Option<Map<String, Value>> = None;
     let mut fields: Map<String, Value> = Map::new();
@@ -110,7 +110,7 @@ pub(super) fn payload(def: &TaskDef, args: &[String]) -> Result<Value, String> {
         i += 1;
         let Some(flag) = arg.strip_prefix("--").filter(|f| !f.is_empty()) else {
             return Err(format!(
-                "unexpected argument `{arg}`; pass arguments as `--name value` (see `call {} --help`)",
+                "unexpected argument `{arg}`; pass arguments as `--name value` (see `{command} {} --help`)",
                 def.title()
             ));
         };
@@ -199,14 +199,15 @@ fn take_value(args: &[String], i: &mut usize) -> Option<String> {
     Some(value)
 }
 
-/// `call <title> --help`: the task's flags with their kinds and descriptions.
-pub(super) fn help(program: &str, def: &TaskDef) -> String {
+/// `call <title> --help` (or `submit`'s): the task's flags with their kinds
+/// and descriptions.
+pub(super) fn help(program: &str, command: &str, def: &TaskDef) -> String {
     let mut text = format!("{}\n\n", def.signature());
     if !def.description().is_empty() {
         text.push_str(def.description());
         text.push_str("\n\n");
     }
-    text.push_str(&format!("Usage: {program} call {} [--payload <JSON>] [FLAGS]\n\nFlags:\n", def.title()));
+    text.push_str(&format!("Usage: {program} {command} {} [--payload <JSON>] [FLAGS]\n\nFlags:\n", def.title()));
     for flag in describe(def) {
         let mut line = format!("  --{} <{}>", flag.name, flag.kind);
         if let Some(description) = &flag.description {

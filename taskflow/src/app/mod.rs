@@ -145,10 +145,13 @@ struct ServeArgs {
     docker_warm_idle_seconds: u64,
 }
 
+// No help flag: `call <title> --help` lists the task's flags, and a bare
+// `call --help` reaches `title`, which prints this usage (`command_help`).
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
 struct CallArgs {
-    /// The task's title (see `list`)
+    /// The task's title (see `list`); `<TITLE> --help` lists its flags
+    #[arg(allow_hyphen_values = true)]
     title: String,
     /// `--payload '<json>'`, or `--<argument> <value>` for each argument
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "ARGS")]
@@ -386,12 +389,16 @@ fn token(program: &str, store_args: &StoreArgs, ttl_seconds: u64, create: bool) 
 }
 
 fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
-    let def = find(&args.title)?;
-    if args.args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", flags::help(program, def).replace(" call ", " submit "));
+    if is_help(&args.title) {
+        println!("{}", command_help(program, "submit"));
         return Ok(());
     }
-    let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
+    let def = find(&args.title)?;
+    if args.args.iter().any(|a| is_help(a)) {
+        println!("{}", flags::help(program, "submit", def));
+        return Ok(());
+    }
+    let payload = flags::payload(def, "submit", &args.args).map_err(Error::Usage)?;
     let run = runtime()?.block_on(async {
         let (store, _) = open_store(store_args).await?;
         Client::for_store(store).submit(def.title(), payload).await.map_err(Error::from)
@@ -459,17 +466,34 @@ fn list(as_json: bool) -> Result<()> {
     result.map_err(|source| Error::Io { context: "writing to stdout".to_owned(), source })
 }
 
+fn is_help(arg: &str) -> bool {
+    arg == "--help" || arg == "-h"
+}
+
+/// The usage of one command, as clap prints it for `<command> --help`;
+/// for `call` and `submit`, whose help flag is off so that `<title> --help`
+/// reaches the task's flags.
+fn command_help(program: &str, command: &str) -> String {
+    let mut cli = <Cli as clap::CommandFactory>::command().bin_name(program);
+    cli.build();
+    cli.find_subcommand_mut(command).map(|c| c.render_long_help().to_string()).unwrap_or_default()
+}
+
 fn find(title: &str) -> Result<&'static TaskDef, TaskError> {
     registry::task_def(title).ok_or_else(|| TaskError::UnknownTask { title: title.to_owned() })
 }
 
 fn call(program: &str, args: CallArgs) -> Result<()> {
-    let def = find(&args.title)?;
-    if args.args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", flags::help(program, def));
+    if is_help(&args.title) {
+        println!("{}", command_help(program, "call"));
         return Ok(());
     }
-    let payload = flags::payload(def, &args.args).map_err(Error::Usage)?;
+    let def = find(&args.title)?;
+    if args.args.iter().any(|a| is_help(a)) {
+        println!("{}", flags::help(program, "call", def));
+        return Ok(());
+    }
+    let payload = flags::payload(def, "call", &args.args).map_err(Error::Usage)?;
     let mut out = reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
     let runtime = runtime()?;
     let ctx = TaskContext::new("cli");
@@ -588,6 +612,34 @@ mod tests {
             assert_eq!(config.docker.warm_containers, 2);
             assert_eq!(config.docker.warm_idle, Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn help_after_any_command_is_its_usage() {
+        let cli = <Cli as clap::CommandFactory>::command();
+        let commands: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        assert!(commands.len() >= 7, "{commands:?}");
+        for command in &commands {
+            for help in ["--help", "-h"] {
+                match Cli::try_parse_from(["app", command, help]) {
+                    Err(e) => assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "`{command} {help}`: {e}"),
+                    Ok(Cli { command: Some(Command::Call(args) | Command::Submit(args)), .. }) => {
+                        assert!(is_help(&args.title), "`{command} {help}`: {args:?}");
+                        let usage = command_help("app", command);
+                        assert!(
+                            usage.contains(&format!("Usage: app {command} [OPTIONS] <TITLE> [ARGS]...")),
+                            "{usage}"
+                        );
+                    }
+                    Ok(other) => panic!("`{command} {help}` parsed as {other:?}"),
+                }
+            }
+        }
+        // Global flags before the title are still flags, not a title.
+        let cli = Cli::try_parse_from(["app", "submit", "--data-dir", "d", "add_numbers", "--a", "1"]).unwrap();
+        let Some(Command::Submit(args)) = cli.command else { panic!("not submit") };
+        assert_eq!((args.title.as_str(), cli.store.data_dir.to_str()), ("add_numbers", Some("d")));
+        assert_eq!(args.args, ["--a", "1"]);
     }
 
     #[test]

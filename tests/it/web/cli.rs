@@ -170,6 +170,26 @@ fn call_help_lists_the_flags_from_the_schema() {
 }
 
 #[test]
+fn help_after_any_command_prints_its_usage() {
+    for command in ["serve", "list", "call", "submit", "status", "token"] {
+        for help in ["--help", "-h"] {
+            let output = run(&[command, help], None);
+            assert!(output.status.success(), "`{command} {help}`: {}", stderr(&output));
+            let usage = stdout(&output);
+            assert!(usage.contains(&format!("Usage: simple_tasks {command}")), "`{command} {help}`: {usage}");
+        }
+    }
+    let usage = stdout(&run(&["submit", "--help"], None));
+    assert!(usage.contains("<TITLE> --help"), "it says how to see a task's flags: {usage}");
+    // With a title, the task's flags.
+    let output = run(&["submit", "add_numbers", "--help"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let help = stdout(&output);
+    assert!(help.contains("Usage: simple_tasks submit add_numbers [--payload <JSON>]"), "{help}");
+    assert!(help.contains("--a <integer>  the first addend"), "{help}");
+}
+
+#[test]
 fn list_shows_title_signature_and_description() {
     let output = run(&["list"], None);
     assert!(output.status.success());
