@@ -173,7 +173,7 @@ impl From<JsonRejection> for ApiError {
                 )
             }
             JsonRejection::JsonSyntaxError(e) => {
-                ApiError::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
+                ApiError::bad_request(format!("the body is not valid JSON: {}", json_syntax(&e)))
             }
             JsonRejection::MissingJsonContentType(_) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -183,6 +183,26 @@ impl From<JsonRejection> for ApiError {
             other => from_status(other.status(), other.body_text()),
         }
     }
+}
+
+/// What is wrong with a body that is not JSON, in the parser's words
+/// without the framework's (`Failed to parse the request body as JSON`)
+/// or the path of the value it was in when it stopped (`payload.?`).
+fn json_syntax(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        let json = error.downcast_ref::<serde_json::Error>().or_else(|| {
+            error.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>().map(serde_path_to_error::Error::inner)
+        });
+        if let Some(json) = json {
+            if json.is_eof() {
+                return format!("it ends early, at line {} column {} (was it cut short?)", json.line(), json.column());
+            }
+            return json.to_string();
+        }
+        source = error.source();
+    }
+    error.to_string()
 }
 
 impl From<FormRejection> for ApiError {
@@ -332,6 +352,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_that_is_not_json_says_where_in_the_parsers_words() {
+        use axum::extract::FromRequest;
+        let parse = |body: &'static str| async move {
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let rejection = axum::Json::<Value>::from_request(request, &()).await.unwrap_err();
+            ApiError::from(rejection).message().to_owned()
+        };
+        assert_eq!(
+            parse(r#"{"task_title": "t", "payload": {"a": 1"#).await,
+            "the body is not valid JSON: it ends early, at line 1 column 38 (was it cut short?)"
+        );
+        assert_eq!(
+            parse(r#"{"payload": {"a": ?}}"#).await,
+            "the body is not valid JSON: expected value at line 1 column 19"
+        );
+    }
 
     #[test]
     fn plane_errors_map_to_their_status() {
