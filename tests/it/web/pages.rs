@@ -308,3 +308,20 @@ async fn user_strings_are_escaped_and_headers_protect_the_pages() {
     let (_, html) = page(&server, &cookie, &format!("/runs/{id}")).await;
     assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "the text is there, escaped");
 }
+
+/// A run with no log lines draws no log box (issue 22: an empty list was
+/// drawn as a dark bar): the list is empty, so `.log:empty` hides it, and
+/// "No log lines." says so.
+#[tokio::test]
+async fn an_empty_log_draws_no_box() {
+    let server = Server::start(&[]);
+    let run = server
+        .submit(serde_json::json!({"task_title": "add_numbers", "payload": {"a": 1, "b": 2}, "delay_seconds": 3600}))
+        .await;
+    let id = run["task_id"].as_str().unwrap();
+    let cookie = session_cookie(&server).await;
+    let (status, html) = page(&server, &cookie, &format!("/runs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"<ol id="log" class="log" data-last-seq="0"></ol>"#), "{html}");
+    assert!(html.contains(r#"<p id="no-log" class="empty">No log lines.</p>"#), "{html}");
+}
