@@ -149,7 +149,10 @@
       document.getElementById("waiting").hidden = final(task.status);
       document.getElementById("cancel-form").hidden = final(task.status);
       document.getElementById("download").hidden = !done;
-      if (final(task.status)) document.getElementById("progress").hidden = true;
+      if (final(task.status)) {
+        document.getElementById("progress").hidden = true;
+        text(document.getElementById("progress-text"), "");
+      }
     };
     var append = function (line) {
       if (line.seq <= lastSeq) return;
@@ -184,6 +187,7 @@
           bar.hidden = false;
           bar.max = Math.max(event.total, 1);
           bar.value = event.done;
+          text(document.getElementById("progress-text"), event.done + " / " + event.total);
         } else if (event.type === "deleted") {
           gone = true;
           text(document.getElementById("waiting"), "This run was deleted.");
@@ -200,20 +204,96 @@
     connect();
   }
 
-  // History and recent runs: badges follow every run's status.
+  // Times: shown in the reader's zone and relative to now ("3 min ago"),
+  // the exact UTC time as the tooltip; without the script, the UTC time.
+  var relative = function (iso) {
+    var then = new Date(iso);
+    if (isNaN(then)) return iso;
+    var seconds = Math.round((Date.now() - then.getTime()) / 1000);
+    if (seconds < 45) return "just now";
+    if (seconds < 3600) return Math.round(seconds / 60) + " min ago";
+    if (seconds < 86400) return Math.round(seconds / 3600) + " h ago";
+    return then.toLocaleString();
+  };
+  var localize = function (root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      var iso = el.getAttribute("datetime");
+      el.title = iso + " (" + new Date(iso).toLocaleString() + ")";
+      text(el, relative(iso));
+    });
+  };
+  var stamp = function (iso) {
+    var el = document.createElement("time");
+    el.setAttribute("datetime", iso);
+    el.textContent = iso;
+    return el;
+  };
+
+  // History and recent runs: rows follow every run's status; on the first
+  // page, a new run that fits the filter is added at the top.
+  var history = document.getElementById("history");
   var rows = document.querySelectorAll("tr[data-task-id]");
-  if (rows.length && !run) {
+  if ((history || rows.length) && !run) {
+    if (history) {
+      localize(history);
+      setInterval(function () { localize(history); }, 30000);
+    }
+    var fits = function (task) {
+      if (!history || history.getAttribute("data-live") !== "new") return false;
+      var status = history.getAttribute("data-status");
+      var title = history.getAttribute("data-task-title");
+      return (!status || status === task.status) && (!title || title === task.task_title);
+    };
+    var newRow = function (task) {
+      var row = document.createElement("tr");
+      row.setAttribute("data-task-id", task.task_id);
+      var cell = function (child, role) {
+        var td = document.createElement("td");
+        if (role) td.setAttribute("data-role", role);
+        if (child) td.appendChild(child);
+        row.appendChild(td);
+        return td;
+      };
+      var badge = document.createElement("span");
+      badge.setAttribute("data-role", "status");
+      cell(badge);
+      var link = function (href, label) {
+        var a = document.createElement("a");
+        a.href = href;
+        a.textContent = label;
+        return a;
+      };
+      cell(link("/functions/" + encodeURIComponent(task.task_title), task.task_title));
+      cell(link("/runs/" + task.task_id, task.task_id));
+      cell(null, "attempt");
+      cell(stamp(task.created_at));
+      cell(null, "finished");
+      var body = history.querySelector("tbody");
+      body.insertBefore(row, body.firstChild);
+      var empty = document.querySelector("p.empty");
+      if (empty) empty.hidden = true;
+      return row;
+    };
     var events = new WebSocket(wsUrl("/api/v1/events/ws"));
     events.onmessage = function (message) {
       var event = JSON.parse(message.data);
       // Events were missed: the page, read again, is right.
       if (event.type === "resync") { location.reload(); return; }
       if (event.type !== "status") return;
-      var row = document.querySelector('tr[data-task-id="' + event.task.task_id + '"]');
-      if (!row) return;
+      var task = event.task;
+      var row = document.querySelector('tr[data-task-id="' + task.task_id + '"]');
+      if (!row) {
+        if (!fits(task)) return;
+        row = newRow(task);
+      }
       var badge = row.querySelector("[data-role=status]");
-      badge.className = "badge " + event.task.status;
-      text(badge, event.task.status);
+      badge.className = "badge " + task.status;
+      text(badge, task.status);
+      var attempt = row.querySelector("[data-role=attempt]");
+      if (attempt) text(attempt, task.attempt + "/" + task.max_attempts);
+      var finished = row.querySelector("[data-role=finished]");
+      if (finished && task.finished_at && !finished.firstChild) finished.appendChild(stamp(task.finished_at));
+      if (history) localize(row);
     };
   }
 })();

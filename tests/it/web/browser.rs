@@ -159,6 +159,9 @@ async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
     client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
     eventually("it starts running", || async { text(&client, "#status").await == "running" }).await;
     eventually("a log line streams in", || async { text(&client, "#log").await.contains("sleeping for 30s") }).await;
+    // Progress as numbers beside the bar: one step a second.
+    eventually("the progress says how far", || async { text(&client, "#progress-text").await.ends_with(" / 30") })
+        .await;
     screenshot(&client, "run-page.png").await;
     client.find(Locator::Id("cancel-button")).await.unwrap().click().await.unwrap();
     eventually("it is cancelled", || async { text(&client, "#status").await == "cancelled" }).await;
@@ -255,6 +258,20 @@ async fn a_person_runs_tasks_from_the_browser_and_watches_them_live() {
     {
         assert!(history.contains(needle), "the history shows {needle}: {history}");
     }
+    // Times read as the reader's, relative, with the exact one as tooltip.
+    let submitted = client.find(Locator::Css("#history tbody tr time")).await.unwrap();
+    let shown = submitted.text().await.unwrap();
+    let tooltip = submitted.attr("title").await.unwrap().unwrap_or_default();
+    assert!(shown == "just now" || shown.ends_with(" ago"), "a relative time: {shown}");
+    assert!(tooltip.contains('T') && tooltip.contains('Z'), "the UTC time as the tooltip: {tooltip}");
+    // The history follows new runs without a reload.
+    let fresh = server.submit(json!({"task_title": "add_numbers", "payload": {"a": 20, "b": 22}})).await;
+    let id = fresh["task_id"].as_str().unwrap().to_owned();
+    let row = format!("#history tr[data-task-id=\"{id}\"] [data-role=status]");
+    eventually("the new run appears and completes in the history", || async {
+        text(&client, &row).await == "completed"
+    })
+    .await;
     screenshot(&client, "history.png").await;
     client.close().await.unwrap();
 }
