@@ -247,37 +247,25 @@ async fn deleting_an_active_run_needs_force(backend: Backend) {
 
 async fn equal_submits_share_an_active_run_unless_asked_not_to(backend: Backend) {
     let Some(fx) = fixture(backend).await else { return };
-    let delayed = || options(|o| o.delay = Some(Duration::from_secs(3600)));
-    let first = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
-    let second = fx.client.submit_with("tests.async_double", json!({"n": 1}), delayed()).await.unwrap();
-    assert_eq!(first.id, second.id);
-    let third = fx
-        .client
-        .submit_with(
-            "tests.async_double",
-            json!({"n": 1}),
-            options(|o| {
+    // Delayed, so they stay active; `also` sets what else the submit asks.
+    let submit = |also: fn(&mut SubmitOptions)| {
+        let client = fx.client.clone();
+        async move {
+            let asked = options(|o| {
                 o.delay = Some(Duration::from_secs(3600));
-                o.no_dedup = true;
-            }),
-        )
-        .await
-        .unwrap();
+                also(o);
+            });
+            client.submit_with("tests.async_double", json!({"n": 1}), asked).await.unwrap()
+        }
+    };
+    let first = submit(|_| {}).await;
+    let second = submit(|_| {}).await;
+    assert_eq!(first.id, second.id);
+    let third = submit(|o| o.no_dedup = true).await;
     assert_ne!(first.id, third.id);
     // The executor is part of what is asked: a submit for another one is
     // not handed the active run of the first.
-    let elsewhere = fx
-        .client
-        .submit_with(
-            "tests.async_double",
-            json!({"n": 1}),
-            options(|o| {
-                o.delay = Some(Duration::from_secs(3600));
-                o.executor = Some(ExecutorKind::Process);
-            }),
-        )
-        .await
-        .unwrap();
+    let elsewhere = submit(|o| o.executor = Some(ExecutorKind::Process)).await;
     assert_ne!(first.id, elsewhere.id, "another executor, another run");
     assert_eq!(elsewhere.executor, ExecutorKind::Process);
 
@@ -297,7 +285,8 @@ async fn equal_submits_share_an_active_run_unless_asked_not_to(backend: Backend)
 
     // A keyed submit equal to an unkeyed active run gets a run of its own,
     // so the key is recorded and a retry after that run ends is still safe.
-    let unkeyed = fx.client.submit_with("tests.async_double", json!({"n": 7}), delayed()).await.unwrap();
+    let delayed = options(|o| o.delay = Some(Duration::from_secs(3600)));
+    let unkeyed = fx.client.submit_with("tests.async_double", json!({"n": 7}), delayed).await.unwrap();
     let keyed_run = fx
         .client
         .submit_with("tests.async_double", json!({"n": 7}), options(|o| o.idempotency_key = Some("k-2".into())))
