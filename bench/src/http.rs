@@ -130,7 +130,7 @@ pub async fn rest_latency(server: &Server, rate: f64, secs: f64) -> Result<RestL
         let (mut s, mut d) = (histogram(), histogram());
         loop {
             let mut filter = RunFilter::default();
-            filter.status = Some(RunStatus::Completed);
+            filter.statuses = vec![RunStatus::Completed];
             filter.limit = Some(1000);
             filter.offset = Some(offset);
             let page = store.list(filter).await?;

@@ -30,7 +30,7 @@ pub fn engine_config(max_concurrency: usize) -> EngineConfig {
 /// How many runs of the store are completed.
 async fn completed(store: &Arc<dyn Store>) -> Result<u64> {
     let mut filter = RunFilter::default();
-    filter.status = Some(RunStatus::Completed);
+    filter.statuses = vec![RunStatus::Completed];
     filter.limit = Some(1);
     Ok(store.list(filter).await.context("counting completed runs")?.total)
 }

@@ -416,10 +416,15 @@ mod tests {
             message("limit=abc"),
             "query parameter `limit=abc` is not accepted; `limit` takes the page size, an integer from 1 to 500 (default 50)"
         );
+        let statuses = |query: &str| parse_query::<ListParams>(query).unwrap().into_query().map(|q| q.statuses);
         assert_eq!(
-            message("task_title=x&status=completed,failed"),
-            "query parameter `status=completed,failed` is not accepted; `status` takes one status, the runs' own: \
-             `pending`, `running`, `completed`, `failed` or `cancelled`"
+            statuses("task_title=x&status=completed,failed,completed").unwrap(),
+            [taskflow_proto::RunStatus::Completed, taskflow_proto::RunStatus::Failed]
+        );
+        assert_eq!(
+            statuses("status=completed,dune").unwrap_err().message(),
+            "query parameter `status=dune` is not accepted; `status` takes pending, running, completed, failed or \
+             cancelled, several comma-separated"
         );
         assert!(
             message("offset=-1").starts_with("query parameter `offset=-1` is not accepted; `offset` takes how many")
@@ -430,7 +435,7 @@ mod tests {
         );
         assert_eq!(message("limit=1&limit=2"), "query parameter `limit` is given twice; give it once");
         let params = parse_query::<ListParams>("status=failed&limit=5").unwrap();
-        assert_eq!((params.status, params.limit), (Some(taskflow_proto::RunStatus::Failed), Some(5)));
+        assert_eq!((params.status, params.limit), (Some("failed".to_owned()), Some(5)));
     }
 
     #[test]

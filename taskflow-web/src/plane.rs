@@ -141,7 +141,7 @@ impl Plane {
     /// Runs, newest first.
     pub async fn list(&self, query: ListQuery) -> Result<TaskPage, PlaneError> {
         let mut filter = RunFilter::default();
-        filter.status = query.status.map(crate::convert::core_status);
+        filter.statuses = query.statuses.into_iter().map(crate::convert::core_status).collect();
         filter.task_title = query.task_title;
         filter.limit = Some(query.limit);
         filter.offset = Some(query.offset);
@@ -250,8 +250,8 @@ pub enum PlaneError {
 /// Which runs `list` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
-    /// Only runs in this status.
-    pub status: Option<proto::RunStatus>,
+    /// Only runs in one of these statuses; empty for any.
+    pub statuses: Vec<proto::RunStatus>,
     /// Only runs of this task.
     pub task_title: Option<String>,
     /// At most this many.

@@ -174,8 +174,8 @@ pub struct Report {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RunFilter {
-    /// Only runs in this status.
-    pub status: Option<RunStatus>,
+    /// Only runs in one of these statuses; empty for any.
+    pub statuses: Vec<RunStatus>,
     /// Only runs of this task.
     pub task_title: Option<String>,
     /// Newest first; at most this many (default 50, at most 1000).

@@ -27,9 +27,9 @@ pub(crate) const MAX_LOG_PAGE: u32 = taskflow_core::store::MAX_LOG_LIMIT;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// One status, the runs' own: `pending`, `running`, `completed`, `failed`
-    /// or `cancelled`.
-    pub status: Option<RunStatus>,
+    /// Statuses, comma-separated (`completed,failed`): `pending`, `running`,
+    /// `completed`, `failed` or `cancelled`; runs in any of them.
+    pub status: Option<String>,
     /// A task's title: only runs of this task.
     pub task_title: Option<String>,
     /// The page size, an integer from 1 to 500 (default 50).
@@ -51,7 +51,19 @@ impl ListParams {
         if offset > i32::MAX as u32 {
             return Err(ApiError::bad_request(format!("offset={offset}: at most {}", i32::MAX)));
         }
-        Ok(ListQuery { status: self.status, task_title: self.task_title.filter(|t| !t.is_empty()), limit, offset })
+        let mut statuses = Vec::new();
+        for word in self.status.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|w| !w.is_empty()) {
+            let status: RunStatus = word.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter `status={word}` is not accepted; `status` takes pending, running, completed, \
+                     failed or cancelled, several comma-separated"
+                ))
+            })?;
+            if !statuses.contains(&status) {
+                statuses.push(status);
+            }
+        }
+        Ok(ListQuery { statuses, task_title: self.task_title.filter(|t| !t.is_empty()), limit, offset })
     }
 }
 

@@ -494,7 +494,7 @@ pub(crate) async fn history(
     };
     let page = params.get("page").and_then(|p| p.parse::<u32>().ok()).unwrap_or(1).max(1);
     let query = ListQuery {
-        status: wanted,
+        statuses: wanted.into_iter().collect(),
         task_title: Some(task_title.clone()).filter(|t| !t.is_empty()),
         limit: HISTORY_PAGE,
         offset: (page - 1).saturating_mul(HISTORY_PAGE),

@@ -223,9 +223,23 @@ async fn runs_are_submitted_listed_and_fetched() {
         body(client.get(server.at("/api/v1/tasks?status=completed&task_title=add_numbers")).send().await.unwrap())
             .await;
     assert_eq!(completed["items"][0]["task_id"], id.as_str());
+    // Several statuses, comma-separated: runs in any of them.
+    let (_, either) = body(
+        client.get(server.at("/api/v1/tasks?status=completed,failed&task_title=add_numbers")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(either["total"], completed["total"], "no add_numbers run failed: the same runs");
+    let (_, none) = body(
+        client.get(server.at("/api/v1/tasks?status=failed,cancelled&task_title=add_numbers")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(none["total"], 0);
     for (query, says) in [
-        ("status=done", "`status` takes one status"),
-        ("status=completed,failed", "`status` takes one status"),
+        (
+            "status=done",
+            "`status=done` is not accepted; `status` takes pending, running, completed, failed or cancelled",
+        ),
+        ("status=completed,dune", "`status=dune` is not accepted"),
         ("limit=abc", "`limit` takes the page size, an integer from 1 to 500"),
         ("limit=0", "limit=0: ask for 1 to 500 runs a page"),
         ("limit=501", "limit=501: ask for 1 to 500 runs a page"),

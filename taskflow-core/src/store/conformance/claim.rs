@@ -110,7 +110,7 @@ pub(super) async fn claims_are_exclusive(store: Arc<dyn Store>) {
     let all: Vec<RunId> = claimers.join_all().await.into_iter().flatten().collect();
     assert_eq!(all.len(), 1000, "each run claimed exactly once");
     assert_eq!(all.into_iter().collect::<HashSet<_>>(), submitted);
-    let filter = RunFilter { status: Some(RunStatus::Pending), ..RunFilter::default() };
+    let filter = RunFilter { statuses: vec![RunStatus::Pending], ..RunFilter::default() };
     assert_eq!(store.list(filter).await.unwrap().total, 0);
 }
 
@@ -187,7 +187,7 @@ pub(super) async fn the_strictest_live_limit_binds_every_claimer(store: Arc<dyn 
     more.lingering = vec![("limited".to_owned(), 1)];
     let claimed = store.claim(more).await.unwrap();
     assert_eq!(claimed.len(), 3, "5, less the lax claimer's running run and this claimer's lingering attempt");
-    let filter = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
+    let filter = RunFilter { statuses: vec![RunStatus::Running], ..RunFilter::default() };
     assert_eq!(store.list(filter).await.unwrap().total, 4);
 }
 
@@ -207,6 +207,6 @@ pub(super) async fn task_concurrency_limits_hold_across_claimers(store: Arc<dyn 
     }
     let claimed: usize = claimers.join_all().await.into_iter().sum();
     assert_eq!(claimed, 1);
-    let filter = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
+    let filter = RunFilter { statuses: vec![RunStatus::Running], ..RunFilter::default() };
     assert_eq!(store.list(filter).await.unwrap().total, 1);
 }

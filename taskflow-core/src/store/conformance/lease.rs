@@ -103,6 +103,6 @@ pub(super) async fn rescue_handles_more_than_a_batch(store: Arc<dyn Store>) {
     assert_eq!(rescued.len(), count);
     assert_eq!(rescued.iter().map(|r| r.id).collect::<HashSet<_>>().len(), count);
     assert!(rescued.iter().all(|r| r.status == RunStatus::Pending && r.attempt == 2));
-    let filter = RunFilter { status: Some(RunStatus::Running), ..RunFilter::default() };
+    let filter = RunFilter { statuses: vec![RunStatus::Running], ..RunFilter::default() };
     assert_eq!(store.list(filter).await.unwrap().total, 0);
 }

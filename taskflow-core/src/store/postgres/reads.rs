@@ -29,15 +29,20 @@ pub(super) fn page_sql(filter_sql: &str, args: usize) -> String {
 pub(super) async fn list(pool: &PgPool, filter: RunFilter) -> Result<Page<Run>> {
     let mut conditions = Vec::new();
     let mut args = Vec::new();
-    if let Some(status) = filter.status {
-        args.push(status.as_str().to_owned());
-        conditions.push(format!("status = ${}", args.len()));
+    if !filter.statuses.is_empty() {
+        let mut any = Vec::with_capacity(filter.statuses.len());
+        for status in &filter.statuses {
+            args.push(status.as_str().to_owned());
+            any.push(format!("status = ${}", args.len()));
+        }
+        conditions.push(any.join(" OR "));
     }
     if let Some(title) = filter.task_title {
         args.push(title);
         conditions.push(format!("task_title = ${}", args.len()));
     }
-    let filter_sql = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let filter_sql =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE ({})", conditions.join(") AND (")) };
     let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST_LIMIT);
     let offset = filter.offset.unwrap_or(0);
     let with_args = |sql| args.iter().fold(query(sql), |query, arg| query.bind(arg.as_str()));

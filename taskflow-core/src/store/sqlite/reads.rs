@@ -18,15 +18,18 @@ pub(super) fn load(conn: &Connection, id: RunId) -> Result<Option<Run>> {
 pub(super) fn list(conn: &mut Connection, filter: RunFilter) -> Result<Page<Run>> {
     let mut conditions = Vec::new();
     let mut args = Vec::new();
-    if let Some(status) = filter.status {
-        conditions.push("status = ?");
-        args.push(SqlValue::Text(status.as_str().to_owned()));
+    // `=`/`OR`, not `IN (…)`: see migration 0002.
+    let statuses = vec!["status = ?"; filter.statuses.len()].join(" OR ");
+    if !filter.statuses.is_empty() {
+        conditions.push(statuses.as_str());
+        args.extend(filter.statuses.iter().map(|status| SqlValue::Text(status.as_str().to_owned())));
     }
     if let Some(title) = filter.task_title {
         conditions.push("task_title = ?");
         args.push(SqlValue::Text(title));
     }
-    let filter_sql = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
+    let filter_sql =
+        if conditions.is_empty() { String::new() } else { format!(" WHERE ({})", conditions.join(") AND (")) };
     let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT).min(MAX_LIST_LIMIT);
     let offset = filter.offset.unwrap_or(0);
 
