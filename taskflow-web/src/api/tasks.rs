@@ -29,6 +29,9 @@ pub(crate) const MAX_LOG_PAGE: u32 = taskflow_core::store::MAX_LOG_LIMIT;
 pub struct ListParams {
     /// Statuses, comma-separated (`completed,failed`): `pending`, `running`,
     /// `completed`, `failed` or `cancelled`; runs in any of them.
+    #[param(
+        pattern = r"^(pending|running|completed|failed|cancelled)(,(pending|running|completed|failed|cancelled))*$"
+    )]
     pub status: Option<String>,
     /// A task's title: only runs of this task.
     pub task_title: Option<String>,
@@ -52,7 +55,8 @@ impl ListParams {
             return Err(ApiError::bad_request(format!("offset={offset}: at most {}", i32::MAX)));
         }
         let mut statuses = Vec::new();
-        for word in self.status.iter().flat_map(|list| list.split(',')).map(str::trim).filter(|w| !w.is_empty()) {
+        // Exactly the documented pattern: no empty word, no spaces.
+        for word in self.status.iter().flat_map(|list| list.split(',')) {
             let status: RunStatus = word.parse().map_err(|_| {
                 ApiError::bad_request(format!(
                     "query parameter `status={word}` is not accepted; `status` takes pending, running, completed, \
