@@ -324,29 +324,46 @@ impl Hooks for HeldClaim {
 async fn a_cancel_between_claim_and_start_is_kept(backend: Backend) {
     for delete in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let Some(inner) = real_store(backend, dir.path()).await else { return };
-        let hooks = HeldClaim { claimed: Arc::new(Notify::new()), go_on: Arc::new(Notify::new()) };
-        let (claimed, go_on) = (hooks.claimed.clone(), hooks.go_on.clone());
-        let store: Arc<dyn Store> = Arc::new(Hooked { inner, hooks });
-        // Heartbeats too rare to stop the run in this test's time.
-        let engine = Engine::start(store, config(Duration::from_secs(120), Duration::from_secs(50))).unwrap();
-        let client = Client::new(engine.clone());
-        let key = key("c7", backend);
-        let mut options = SubmitOptions::default();
-        // Delayed, so that the claim loop takes it, not its submit.
-        options.delay = Some(Duration::from_millis(100));
-        let run = client.submit_with("contract.until_cancelled", json!({"key": key}), options).await.unwrap();
-        claimed.notified().await;
+        let Some(held) = claim_held(backend, dir.path(), "c7").await else { return };
+        let (engine, client, run, key) = (&held.engine, &held.client, &held.run, &held.key);
         if delete {
             client.delete(run.id, true).await.unwrap();
         } else {
             assert_eq!(client.cancel(run.id).await.unwrap().status, RunStatus::Cancelled);
         }
-        go_on.notify_one();
-        assert!(idle(&engine).await, "the cancelled run went on executing (delete: {delete})");
-        assert_eq!(count(&key, "started"), 0, "the run started after its cancel was acknowledged (delete: {delete})");
+        held.go_on.notify_one();
+        assert!(idle(engine).await, "the cancelled run went on executing (delete: {delete})");
+        assert_eq!(count(key, "started"), 0, "the run started after its cancel was acknowledged (delete: {delete})");
         engine.shutdown(Duration::from_secs(1)).await;
     }
+}
+
+/// A run of `contract.until_cancelled` whose claim has committed and is
+/// held in the store ([`HeldClaim`]) until `go_on`.
+struct ClaimHeld {
+    inner: Arc<dyn Store>,
+    engine: Engine,
+    client: Client,
+    run: Run,
+    key: String,
+    go_on: Arc<Notify>,
+}
+
+async fn claim_held(backend: Backend, dir: &std::path::Path, case: &str) -> Option<ClaimHeld> {
+    let inner = real_store(backend, dir).await?;
+    let hooks = HeldClaim { claimed: Arc::new(Notify::new()), go_on: Arc::new(Notify::new()) };
+    let (claimed, go_on) = (hooks.claimed.clone(), hooks.go_on.clone());
+    let store: Arc<dyn Store> = Arc::new(Hooked { inner: inner.clone(), hooks });
+    // Heartbeats too rare to stop the run in the test's time.
+    let engine = Engine::start(store, config(Duration::from_secs(120), Duration::from_secs(50))).unwrap();
+    let client = Client::new(engine.clone());
+    let key = key(case, backend);
+    let mut options = SubmitOptions::default();
+    // Delayed, so that the claim loop takes it, not its submit.
+    options.delay = Some(Duration::from_millis(100));
+    let run = client.submit_with("contract.until_cancelled", json!({"key": key}), options).await.unwrap();
+    claimed.notified().await;
+    Some(ClaimHeld { inner, engine, client, run, key, go_on })
 }
 
 // ---------------------------------------------------------------- C9
@@ -360,17 +377,9 @@ async fn a_cancel_between_claim_and_start_is_kept(backend: Backend) {
 /// and checks after, which this case cannot tell apart.)
 async fn a_claim_in_flight_at_shutdown_hands_its_runs_back(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(inner) = real_store(backend, dir.path()).await else { return };
-    let hooks = HeldClaim { claimed: Arc::new(Notify::new()), go_on: Arc::new(Notify::new()) };
-    let (claimed, go_on) = (hooks.claimed.clone(), hooks.go_on.clone());
-    let store: Arc<dyn Store> = Arc::new(Hooked { inner: inner.clone(), hooks });
-    let engine = Engine::start(store, config(Duration::from_secs(120), Duration::from_secs(50))).unwrap();
-    let client = Client::new(engine.clone());
-    let key = key("c9", backend);
-    let mut options = SubmitOptions::default();
-    options.delay = Some(Duration::from_millis(100));
-    let run = client.submit_with("contract.until_cancelled", json!({"key": key}), options).await.unwrap();
-    claimed.notified().await;
+    let Some(ClaimHeld { inner, engine, run, key, go_on, .. }) = claim_held(backend, dir.path(), "c9").await else {
+        return;
+    };
     // `shutdown` marks the engine as stopping in its first poll, before the
     // held claim is let go.
     tokio::join!(engine.shutdown(Duration::from_secs(1)), async {
