@@ -388,17 +388,25 @@ fn token(program: &str, store_args: &StoreArgs, ttl_seconds: u64, create: bool) 
     Ok(())
 }
 
-fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
+/// The task and payload `call` or `submit` (`command`) names, or `None`
+/// once the help asked for is printed: the command's with `--help` in the
+/// title's place, the task's flags after a title.
+fn task_and_payload(program: &str, command: &str, args: &CallArgs) -> Result<Option<(&'static TaskDef, Value)>> {
     if is_help(&args.title) {
-        println!("{}", command_help(program, "submit"));
-        return Ok(());
+        println!("{}", command_help(program, command));
+        return Ok(None);
     }
     let def = find(&args.title)?;
     if args.args.iter().any(|a| is_help(a)) {
-        println!("{}", flags::help(program, "submit", def));
-        return Ok(());
+        println!("{}", flags::help(program, command, def));
+        return Ok(None);
     }
-    let payload = flags::payload(def, "submit", &args.args).map_err(Error::Usage)?;
+    let payload = flags::payload(def, command, &args.args).map_err(Error::Usage)?;
+    Ok(Some((def, payload)))
+}
+
+fn submit(program: &str, store_args: &StoreArgs, args: CallArgs) -> Result<()> {
+    let Some((def, payload)) = task_and_payload(program, "submit", &args)? else { return Ok(()) };
     let run = runtime()?.block_on(async {
         let (store, _) = open_store(store_args).await?;
         Client::for_store(store).submit(def.title(), payload).await.map_err(Error::from)
@@ -484,16 +492,7 @@ fn find(title: &str) -> Result<&'static TaskDef, TaskError> {
 }
 
 fn call(program: &str, args: CallArgs) -> Result<()> {
-    if is_help(&args.title) {
-        println!("{}", command_help(program, "call"));
-        return Ok(());
-    }
-    let def = find(&args.title)?;
-    if args.args.iter().any(|a| is_help(a)) {
-        println!("{}", flags::help(program, "call", def));
-        return Ok(());
-    }
-    let payload = flags::payload(def, "call", &args.args).map_err(Error::Usage)?;
+    let Some((def, payload)) = task_and_payload(program, "call", &args)? else { return Ok(()) };
     let mut out = reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
     let runtime = runtime()?;
     let ctx = TaskContext::new("cli");
