@@ -529,7 +529,8 @@ impl Worker {
         // safe: the store fences reports by attempt and worker, so a report
         // that did commit, with only its answer lost, is refused as stale
         // the second time.
-        let cancelled = matches!(&report.outcome, Outcome::Failed { error, .. } if error.kind == "cancelled");
+        let cancelled =
+            matches!(&report.outcome, Outcome::Failed { error, .. } if error.kind == TaskError::Cancelled.kind());
         let mut wait = REPORT_RETRY.0;
         let mut retried = false;
         loop {
