@@ -116,6 +116,7 @@ mod tests {
             lease_until: None,
             idempotency_key: None,
             attempts: Vec::new(),
+            progress: None,
         }))
     }
 

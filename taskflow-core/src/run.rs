@@ -267,6 +267,20 @@ pub struct Run {
     /// attempt); the one running now is not among them yet.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// How far the attempt running now (or the last one) has come, as last
+    /// stored: the worker stores it with its lease renewals, at most about
+    /// once a second, and with the attempt's outcome.
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+/// How far a run has come: `done` of `total` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all (at least 1).
+    pub total: u64,
 }
 
 /// What happens to a run; [`transition`] says what status follows.

@@ -98,6 +98,7 @@ pub fn wire_run(run: Run) -> TaskRun {
         finished_at: run.finished_at.map(|t| rfc3339(t.millis())),
         idempotency_key: run.idempotency_key,
         worker_id: run.worker_id,
+        progress: run.progress.map(|p| proto::RunProgress { done: p.done, total: p.total }),
     }
 }
 

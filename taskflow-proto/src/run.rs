@@ -194,6 +194,20 @@ pub struct TaskRun {
     /// Every attempt so far, oldest first, the one executing now included.
     #[serde(default)]
     pub attempts: Vec<RunAttempt>,
+    /// How far the current (or last) attempt has come, as last stored (a
+    /// running attempt's within about a second); none until it reports any.
+    #[serde(default)]
+    pub progress: Option<RunProgress>,
+}
+
+/// A run's progress: `done` of `total` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunProgress {
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
 }
 
 impl TaskRun {

@@ -149,10 +149,19 @@
       document.getElementById("waiting").hidden = final(task.status);
       document.getElementById("cancel-form").hidden = final(task.status);
       document.getElementById("download").hidden = !done;
-      if (final(task.status)) {
+      // A status carries the progress as stored: none for a new attempt.
+      if (task.progress) progress(task.progress.done, task.progress.total);
+      else {
         document.getElementById("progress").hidden = true;
         text(document.getElementById("progress-text"), "");
       }
+    };
+    var progress = function (done, total) {
+      var bar = document.getElementById("progress");
+      bar.hidden = false;
+      bar.max = Math.max(total, 1);
+      bar.value = done;
+      text(document.getElementById("progress-text"), done + " / " + total);
     };
     var append = function (line) {
       if (line.seq <= lastSeq) return;
@@ -182,13 +191,8 @@
         var event = JSON.parse(message.data);
         if (event.type === "status") show(event.task);
         else if (event.type === "log") append(event.line);
-        else if (event.type === "progress") {
-          var bar = document.getElementById("progress");
-          bar.hidden = false;
-          bar.max = Math.max(event.total, 1);
-          bar.value = event.done;
-          text(document.getElementById("progress-text"), event.done + " / " + event.total);
-        } else if (event.type === "deleted") {
+        else if (event.type === "progress") progress(event.done, event.total);
+        else if (event.type === "deleted") {
           gone = true;
           text(document.getElementById("waiting"), "This run was deleted.");
           document.getElementById("waiting").hidden = false;

@@ -40,6 +40,7 @@ pub(super) fn create(new: &NewRun, now: Timestamp) -> Result<Run> {
         lease_until: None,
         idempotency_key: new.idempotency_key.clone(),
         attempts: Vec::new(),
+        progress: None,
     };
     // Claimed at its submit: only a run that is due (a delayed one waits
     // in the queue like any other).
@@ -153,6 +154,8 @@ pub(super) fn claim(run: &mut Run, worker_id: &str, lease_until: Timestamp, now:
     run.worker_id = Some(worker_id.to_owned());
     run.lease_until = Some(lease_until);
     run.started_at = Some(now);
+    // A new attempt starts from nothing done.
+    run.progress = None;
     Ok(())
 }
 
@@ -161,12 +164,15 @@ pub(super) fn claim(run: &mut Run, worker_id: &str, lease_until: Timestamp, now:
 /// that attempt for that worker; then completed, failed, re-queued for a
 /// retry (while attempts are left) or released.
 pub(super) fn finish(run: &mut Run, report: Report) -> Result<()> {
-    let Report { id, attempt, worker_id, outcome, now } = report;
+    let Report { id, attempt, worker_id, outcome, now, progress } = report;
     let holds = run.status == RunStatus::Running
         && run.attempt == attempt
         && run.worker_id.as_deref() == Some(worker_id.as_str());
     if !holds {
         return Err(Error::StaleAttempt { id, attempt, worker_id });
+    }
+    if progress.is_some() {
+        run.progress = progress;
     }
     let ended = |run: &mut Run, outcome: AttemptOutcome| end_attempt(run, outcome, now);
     match outcome {
@@ -271,7 +277,14 @@ mod tests {
     }
 
     fn report(run: &Run, outcome: Outcome) -> Report {
-        Report { id: run.id, attempt: run.attempt, worker_id: "w1".to_owned(), outcome, now: Timestamp(2_000) }
+        Report {
+            id: run.id,
+            attempt: run.attempt,
+            worker_id: "w1".to_owned(),
+            outcome,
+            now: Timestamp(2_000),
+            progress: None,
+        }
     }
 
     fn failure() -> RunError {

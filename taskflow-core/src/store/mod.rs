@@ -34,7 +34,7 @@ pub use sqlite::statements as sqlite_statements;
 use crate::future::BoxFuture;
 use crate::log::Level;
 use crate::run::ExecutorKind;
-use crate::run::{IllegalTransition, Run, RunError, RunId, RunStatus, Timestamp};
+use crate::run::{IllegalTransition, Progress, Run, RunError, RunId, RunStatus, Timestamp};
 
 /// `list` returns this many runs unless told otherwise …
 pub(crate) const DEFAULT_LIST_LIMIT: u32 = 50;
@@ -168,6 +168,29 @@ pub struct Report {
     pub outcome: Outcome,
     /// When.
     pub now: Timestamp,
+    /// The attempt's last progress, when it reported any the store may not
+    /// have yet; stored with the outcome.
+    pub progress: Option<Progress>,
+}
+
+/// One attempt whose lease a heartbeat renews, with the progress it
+/// reported since the last renewal (stored with the lease, so progress
+/// costs no write of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// The run.
+    pub id: RunId,
+    /// The attempt the worker holds.
+    pub attempt: u32,
+    /// Its progress, if it changed since the last renewal.
+    pub progress: Option<Progress>,
+}
+
+impl From<(RunId, u32)> for Renewal {
+    /// A renewal with no new progress.
+    fn from((id, attempt): (RunId, u32)) -> Renewal {
+        Renewal { id, attempt, progress: None }
+    }
 }
 
 /// Which runs `list` returns.
@@ -259,16 +282,13 @@ pub trait Store: Send + Sync + 'static {
     /// oldest; each becomes `running` under a lease for the worker.
     fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>>;
 
-    /// Renews the leases of the worker's runs (`(id, attempt)` pairs) until
+    /// Renews the leases of the worker's runs (attempts it holds) until
     /// `lease_until` (by the worker's clock; PostgreSQL moves it into the
-    /// database's, as a claim's lease); returns the ids it no longer holds (cancelled,
-    /// re-queued), so the worker can stop them.
-    fn heartbeat(
-        &self,
-        worker_id: String,
-        runs: Vec<(RunId, u32)>,
-        lease_until: Timestamp,
-    ) -> BoxFuture<Result<Vec<RunId>>>;
+    /// database's, as a claim's lease), storing the progress each renewal
+    /// carries; returns the ids it no longer holds (cancelled, re-queued),
+    /// so the worker can stop them.
+    fn heartbeat(&self, worker_id: String, runs: Vec<Renewal>, lease_until: Timestamp)
+    -> BoxFuture<Result<Vec<RunId>>>;
 
     /// Records how an attempt ended. Refused with [`Error::StaleAttempt`]
     /// unless the run is running this attempt for this worker.

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{DatabaseError, DatabaseErrorKind, Error, Result, StoredLogLine};
 use crate::log::Level;
-use crate::run::{Run, RunError, RunId, RunStatus, Timestamp};
+use crate::run::{Progress, Run, RunError, RunId, RunStatus, Timestamp};
 
 /// A run's row as a database holds it, before validation. Each backend
 /// fills it from its own row type; [`RawRun::into_run`] checks it.
@@ -36,6 +36,9 @@ pub(super) struct RawRun {
     pub(super) idempotency_key: Option<String>,
     /// The ended attempts, a JSON array; NULL for none.
     pub(super) attempts: Option<String>,
+    /// The progress stored last: both NULL or neither.
+    pub(super) progress_done: Option<i64>,
+    pub(super) progress_total: Option<i64>,
 }
 
 /// Reads a [`RawRun`] from the run columns of `$row` (in the order of
@@ -65,6 +68,8 @@ macro_rules! read_raw_run {
             lease_until: $row.$get(18)?,
             idempotency_key: $row.$get(19)?,
             attempts: $row.$get(20)?,
+            progress_done: $row.$get(21)?,
+            progress_total: $row.$get(22)?,
         }
     };
 }
@@ -112,7 +117,25 @@ impl RawRun {
                 Some(text) => serde_json::from_str(text).map_err(|e| corrupt(id, "attempts (not valid JSON)", e))?,
                 None => Vec::new(),
             },
+            progress: match (raw.progress_done, raw.progress_total) {
+                (None, None) => None,
+                (Some(done), Some(total)) => Some(Progress {
+                    done: u64::try_from(done).map_err(|_| corrupt(id, "progress_done", done))?,
+                    total: u64::try_from(total).map_err(|_| corrupt(id, "progress_total", total))?,
+                }),
+                (done, total) => {
+                    return Err(corrupt(id, "progress (one of done and total is NULL)", format!("{done:?}/{total:?}")));
+                }
+            },
         })
+    }
+}
+
+/// A run's progress as its two columns: NULL for none.
+pub(super) fn progress_columns(progress: Option<Progress>) -> (Option<i64>, Option<i64>) {
+    match progress {
+        Some(p) => (Some(to_i64(p.done)), Some(to_i64(p.total))),
+        None => (None, None),
     }
 }
 
@@ -199,6 +222,8 @@ mod tests {
             lease_until: Some(40),
             idempotency_key: Some("k".to_owned()),
             attempts: None,
+            progress_done: Some(3),
+            progress_total: Some(10),
         }
     }
 

@@ -11,15 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::log::{Level, LogLine};
-
-/// How far a run has come: `done` of `total` steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Steps done.
-    pub done: u64,
-    /// Steps in all (at least 1).
-    pub total: u64,
-}
+pub use crate::run::Progress;
 
 /// Where a run's log lines and progress go: standard error for the CLI and
 /// the `__run` worker entry, the store for runs of the engine.

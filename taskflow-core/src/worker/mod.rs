@@ -31,17 +31,22 @@ use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::events::RunEvent;
 use crate::executor::{Availability, Executors};
-use crate::run::{self, Run, RunError, RunId, Timestamp};
-use crate::store::{self, ClaimRequest, NewRun, Outcome, Report};
+use crate::run::{self, Progress, Run, RunError, RunId, Timestamp};
+use crate::store::{self, ClaimRequest, NewRun, Outcome, Renewal, Report};
 use crate::supervise::supervise;
 use crate::task::context::{LogLine, TaskContext};
 use crate::task::registry::{self, catch_panic_async};
 use lease::Lease;
-use sink::WorkerSink;
+use sink::{ProgressCell, WorkerSink};
 
 /// How long a failed report waits before it is tried again: first, and at
 /// most.
 const REPORT_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// How soon after the last renewal a progress report brings the next one
+/// forward: progress reaches the store within about this long, at the cost
+/// of at most one renewal of this worker's leases per interval.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A run's attempt: the key of what a worker holds. Two attempts of one run
 /// are two entries, so the end of one never touches the other.
@@ -54,6 +59,8 @@ struct Held {
     ctx: TaskContext,
     title: String,
     lease: Arc<Lease>,
+    /// Its progress, stored with the renewals.
+    progress: Arc<ProgressCell>,
     /// Whether the heartbeat renews its lease: until its outcome is stored,
     /// or a newer attempt of the run starts here.
     renewing: bool,
@@ -112,6 +119,8 @@ struct Inner {
     drained: AtomicU64,
     /// Woken by local submits and finished runs, so claims need no polling.
     wake: Notify,
+    /// Woken by progress reports: the heartbeat stores them.
+    progressed: Arc<Notify>,
     /// The tasks this binary has, from the registry: only their runs are
     /// claimed.
     titles: Vec<String>,
@@ -151,6 +160,7 @@ impl Worker {
                 queued: AtomicU64::new(1),
                 drained: AtomicU64::new(0),
                 wake: Notify::new(),
+                progressed: Arc::new(Notify::new()),
                 titles: registry::tasks().map(|def| def.title().to_owned()).collect(),
                 task_limits: registry::tasks()
                     .filter_map(|def| def.options().concurrency.map(|n| (def.title().to_owned(), n)))
@@ -384,11 +394,14 @@ impl Worker {
     /// lease counts from then).
     fn start_run(&self, run: Run, asked: Instant) {
         self.publish(RunEvent::Status(Box::new(run.clone())));
+        let progress = Arc::new(ProgressCell::default());
         let sink = Arc::new(WorkerSink {
             logs: self.inner.logs.clone(),
             events: self.inner.events.clone(),
             budget: std::sync::atomic::AtomicUsize::new(self.inner.config.max_log_bytes),
             truncated: std::sync::atomic::AtomicBool::new(false),
+            progress: progress.clone(),
+            progressed: self.inner.progressed.clone(),
         });
         let ctx = TaskContext::with_sink(run.id.to_string(), run.attempt, sink);
         let lease = Arc::new(Lease::granted(asked, self.inner.config.lease));
@@ -408,7 +421,13 @@ impl Worker {
             if self.is_tombstoned(run.id) {
                 ctx.cancel();
             }
-            let held = Held { ctx: ctx.clone(), title: run.task_title.clone(), lease: lease.clone(), renewing: true };
+            let held = Held {
+                ctx: ctx.clone(),
+                title: run.task_title.clone(),
+                lease: lease.clone(),
+                progress: progress.clone(),
+                renewing: true,
+            };
             running.insert(key, held);
         }
         let worker = self.clone();
@@ -417,7 +436,7 @@ impl Worker {
             // Still held (its lease renewed by the heartbeat) until its
             // outcome is stored, so a report retried through a database
             // outage is not beaten by the rescuer.
-            worker.report(&run, &ctx, outcome, &lease).await;
+            worker.report(&run, &ctx, outcome, &lease, progress.unsent()).await;
             worker.settle(key, &ctx).await;
         });
     }
@@ -473,7 +492,15 @@ impl Worker {
         self.inner.executors.execute(run.executor, def, ctx, run.payload.clone(), timeout).await
     }
 
-    async fn report(&self, run: &Run, ctx: &TaskContext, result: Result<Value, TaskError>, lease: &Lease) {
+    /// Stores an attempt's outcome with its last `progress` the store lacks.
+    async fn report(
+        &self,
+        run: &Run,
+        ctx: &TaskContext,
+        result: Result<Value, TaskError>,
+        lease: &Lease,
+        progress: Option<Progress>,
+    ) {
         let now = Timestamp::now();
         let outcome = match result {
             Ok(value) => Outcome::Completed(value),
@@ -500,24 +527,25 @@ impl Worker {
                 }
             }
         };
-        self.store_outcome(run, outcome, lease).await;
+        self.store_outcome(run, outcome, lease, progress).await;
     }
 
     /// Hands a claimed run back unexecuted (`Released`: pending again, the
     /// attempt not counted); tried again while the claim's lease lasts.
     async fn release(&self, run: &Run, asked: Instant) {
         let lease = Lease::granted(asked, self.inner.config.lease);
-        self.store_outcome(run, Outcome::Released, &lease).await;
+        self.store_outcome(run, Outcome::Released, &lease, None).await;
     }
 
     /// Stores how this worker's attempt of `run` ended and publishes the run.
-    async fn store_outcome(&self, run: &Run, outcome: Outcome, lease: &Lease) {
+    async fn store_outcome(&self, run: &Run, outcome: Outcome, lease: &Lease, progress: Option<Progress>) {
         let report = Report {
             id: run.id,
             attempt: run.attempt,
             worker_id: self.inner.config.worker_id.clone(),
             outcome,
             now: Timestamp::now(),
+            progress,
         };
         // A failed write (a dropped connection, the database restarting, a
         // pool exhausted) is tried again for as long as this worker holds
@@ -584,15 +612,26 @@ impl Worker {
 
     async fn heartbeat_loop(self) {
         let config = &self.inner.config;
+        let mut last = Instant::now();
         loop {
             // Leases are renewed through a shutdown's grace period too, or
             // another worker would rescue runs still finishing here.
-            tokio::time::sleep(config.heartbeat_interval).await;
-            let held: Vec<(AttemptKey, Arc<Lease>)> = self
+            // Progress brings the renewal forward, so that it is stored soon.
+            tokio::select! {
+                () = tokio::time::sleep_until(last + config.heartbeat_interval) => {}
+                () = self.inner.progressed.notified() => {
+                    tokio::time::sleep_until(last + PROGRESS_INTERVAL.min(config.heartbeat_interval)).await;
+                }
+            }
+            last = Instant::now();
+            let held: Vec<(Renewal, Arc<Lease>, Arc<ProgressCell>)> = self
                 .lock_running()
                 .iter()
                 .filter(|(_, held)| held.renewing)
-                .map(|(key, held)| (*key, held.lease.clone()))
+                .map(|(&(id, attempt), held)| {
+                    let renewal = Renewal { id, attempt, progress: held.progress.unsent() };
+                    (renewal, held.lease.clone(), held.progress.clone())
+                })
                 .collect();
             if held.is_empty() {
                 if self.inner.shutdown.is_cancelled() && self.running_count() == 0 {
@@ -602,12 +641,12 @@ impl Worker {
             }
             let asked = Instant::now();
             let until = Timestamp::now().plus(config.lease);
-            let keys = held.iter().map(|(key, _)| *key).collect();
+            let renewals = held.iter().map(|(renewal, ..)| *renewal).collect();
             // A renewal answered later than half a lease is worth nothing
             // (the next one is due), and one that never answers (a
             // blackholed connection) must not stall every renewal after it.
             let patience = config.lease / 2;
-            match tokio::time::timeout(patience, self.inner.source.heartbeat(config.worker_id.clone(), keys, until))
+            match tokio::time::timeout(patience, self.inner.source.heartbeat(config.worker_id.clone(), renewals, until))
                 .await
             {
                 // Runs this worker no longer holds (cancelled, re-queued)
@@ -615,12 +654,15 @@ impl Worker {
                 // attempt of the same run may have started here meanwhile.
                 Ok(Ok(lost)) => {
                     let lost: HashSet<RunId> = lost.into_iter().collect();
-                    for (key, lease) in held {
-                        if lost.contains(&key.0) {
+                    for (renewal, lease, progress) in held {
+                        if lost.contains(&renewal.id) {
                             lease.lose();
-                            self.cancel_attempt(key);
+                            self.cancel_attempt((renewal.id, renewal.attempt));
                         } else {
                             lease.renewed(asked);
+                            if let Some(sent) = renewal.progress {
+                                progress.stored(sent);
+                            }
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::future::BoxFuture;
 use crate::log::Level;
 use crate::run::{Run, RunId, Timestamp};
-use crate::store::{ClaimRequest, Report, Result, Store, StoredLogLine};
+use crate::store::{ClaimRequest, Renewal, Report, Result, Store, StoredLogLine};
 
 /// What a worker needs of the place its work comes from: claim runs under a
 /// lease, renew the leases it holds, report each attempt's outcome, store
@@ -24,7 +24,7 @@ pub trait WorkSource: Send + Sync + 'static {
 
     /// Renews the leases of `held` (run and attempt) until `until`; answers
     /// the runs this worker no longer holds, to be stopped.
-    fn heartbeat(&self, worker_id: String, held: Vec<(RunId, u32)>, until: Timestamp) -> BoxFuture<Result<Vec<RunId>>>;
+    fn heartbeat(&self, worker_id: String, held: Vec<Renewal>, until: Timestamp) -> BoxFuture<Result<Vec<RunId>>>;
 
     /// Stores how an attempt ended; refuses a stale one.
     fn finish(&self, report: Report) -> BoxFuture<Result<Run>>;
@@ -52,7 +52,7 @@ impl WorkSource for LocalSource {
         self.0.claim(request)
     }
 
-    fn heartbeat(&self, worker_id: String, held: Vec<(RunId, u32)>, until: Timestamp) -> BoxFuture<Result<Vec<RunId>>> {
+    fn heartbeat(&self, worker_id: String, held: Vec<Renewal>, until: Timestamp) -> BoxFuture<Result<Vec<RunId>>> {
         self.0.heartbeat(worker_id, held, until)
     }
 

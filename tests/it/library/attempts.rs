@@ -20,7 +20,7 @@ use taskflow::client::{Client, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::registry::BoxFuture;
 use taskflow::run::{Run, RunId, RunStatus, Timestamp};
-use taskflow::store::{self, Report, SqliteStore, Store};
+use taskflow::store::{self, Renewal, Report, SqliteStore, Store};
 use taskflow::task;
 use tokio::sync::Notify;
 
@@ -64,18 +64,18 @@ impl Hooks for HeldHeartbeat {
         &self,
         inner: &Arc<dyn Store>,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
         let inner = inner.clone();
         let snapshot_taken = self.snapshot_taken.clone();
         Box::pin(async move {
-            for &(id, attempt) in &runs {
-                if attempt >= 2 {
-                    NAMED_ATTEMPT_2.lock().unwrap().get_or_insert_with(HashSet::new).insert(id.to_string());
+            for renewal in &runs {
+                if renewal.attempt >= 2 {
+                    NAMED_ATTEMPT_2.lock().unwrap().get_or_insert_with(HashSet::new).insert(renewal.id.to_string());
                 }
             }
-            if let Some(&(id, _)) = runs.iter().find(|(_, attempt)| *attempt == 1) {
+            if let Some(id) = runs.iter().find(|r| r.attempt == 1).map(|r| r.id) {
                 snapshot_taken.notify_one();
                 // Answered only once attempt 2 of the run executes.
                 for _ in 0..6000 {

@@ -22,7 +22,7 @@ use taskflow::client::{Client, SubmitOptions};
 use taskflow::engine::{Engine, EngineConfig};
 use taskflow::registry::BoxFuture;
 use taskflow::run::{Run, RunId, RunStatus, Timestamp};
-use taskflow::store::{self, ClaimRequest, Report, SqliteStore, Store, StoredLogLine};
+use taskflow::store::{self, ClaimRequest, Renewal, Report, SqliteStore, Store, StoredLogLine};
 use taskflow::{Level, TaskContext, task};
 use tokio::sync::Notify;
 
@@ -261,7 +261,7 @@ impl Hooks for HangingHeartbeats {
         &self,
         inner: &Arc<dyn Store>,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
         if self.hang.load(Ordering::SeqCst) {
@@ -443,7 +443,7 @@ impl Hooks for PanickingHeartbeat {
         &self,
         inner: &Arc<dyn Store>,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
         assert!(self.panicked.swap(true, Ordering::SeqCst), "a heartbeat panicked (injected)");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use taskflow::Level;
 use taskflow::registry::BoxFuture;
 use taskflow::run::{Run, RunId, Timestamp};
-use taskflow::store::{self, ClaimRequest, NewRun, Page, Report, RunFilter, Store, StoredLogLine, Submitted};
+use taskflow::store::{self, ClaimRequest, NewRun, Page, Renewal, Report, RunFilter, Store, StoredLogLine, Submitted};
 
 /// The calls a test may intercept; each defaults to the real store's.
 pub trait Hooks: Send + Sync + 'static {
@@ -16,7 +16,7 @@ pub trait Hooks: Send + Sync + 'static {
         &self,
         inner: &Arc<dyn Store>,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
         inner.heartbeat(worker_id, runs, lease_until)
@@ -58,7 +58,7 @@ impl<H: Hooks> Store for Hooked<H> {
     fn heartbeat(
         &self,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<store::Result<Vec<RunId>>> {
         self.hooks.heartbeat(&self.inner, worker_id, runs, lease_until)

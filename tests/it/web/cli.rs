@@ -337,6 +337,46 @@ fn submitted_runs_are_stored_and_executed_by_serve() {
     assert!(stderr(&output).contains("is not a run id"), "{}", stderr(&output));
 }
 
+/// A running run's progress is on record: in `status` and the REST run,
+/// not only on the WebSocket.
+#[test]
+fn status_and_the_rest_run_show_a_running_runs_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let output = run(&["--data-dir", data_dir, "submit", "sleep_for_seconds", "--seconds", "60"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let id = serde_json::from_str::<Value>(&stdout(&output)).unwrap()["task_id"].as_str().unwrap().to_owned();
+    let (child, banner) = start_serving(&["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir], &[]);
+    // It reports once a second: wait for the store to have a report.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let output = run(&["--data-dir", data_dir, "status", &id], None);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let run_json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        if run_json["progress"]["done"].as_u64().is_some_and(|done| done >= 1) {
+            break run_json;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress stored: {run_json}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(status["progress"]["total"], 60, "{status}");
+
+    let api = banner.split("API: ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_owned();
+    let token = stdout(&run(&["--data-dir", data_dir, "token"], None)).trim().to_owned();
+    let rest: Value = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let client = reqwest::Client::new();
+        let rest: Value =
+            client.get(format!("{api}/tasks/{id}")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let cancelled = client.post(format!("{api}/tasks/{id}/cancel")).bearer_auth(&token).send().await.unwrap();
+        assert!(cancelled.status().is_success(), "{}", cancelled.status());
+        rest
+    });
+    let (done, total) = (rest["progress"]["done"].as_u64().unwrap(), rest["progress"]["total"].as_u64());
+    assert!(done >= status["progress"]["done"].as_u64().unwrap() && total == Some(60), "{rest}");
+    stop(child);
+}
+
 #[test]
 fn token_prints_a_bearer_token_of_the_data_dirs_secret() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,7 +154,7 @@ pub(super) async fn cancel_pending_and_running(store: Arc<dyn Store>) {
     // The worker's late report is refused.
     let late = report(&run, "w1", Outcome::Completed(json!(1)), 4_000);
     assert!(matches!(store.finish(late).await, Err(Error::StaleAttempt { .. })));
-    assert_eq!(store.heartbeat("w1".to_owned(), vec![(run.id, 1)], Timestamp(9_000)).await.unwrap(), [run.id]);
+    assert_eq!(store.heartbeat("w1".to_owned(), vec![(run.id, 1).into()], Timestamp(9_000)).await.unwrap(), [run.id]);
 
     let done = running(store, new_run("done", json!({})), "w1", 2_000).await;
     let done = store.finish(report(&done, "w1", Outcome::Completed(json!(1)), 3_000)).await.unwrap();

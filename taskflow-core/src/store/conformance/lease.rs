@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use super::{LEASE, get, new_run, report, request, running};
-use crate::run::{RunId, RunStatus, Timestamp};
-use crate::store::{Error, Outcome, RunFilter, Store};
+use super::{LEASE, failure, get, new_run, report, request, running};
+use crate::run::{Progress, RunId, RunStatus, Timestamp};
+use crate::store::{Error, Outcome, Renewal, Report, RunFilter, Store};
 
 pub(super) async fn heartbeat_renews_and_reports_lost_runs(store: Arc<dyn Store>) {
     let store = &*store;
@@ -20,16 +20,21 @@ pub(super) async fn heartbeat_renews_and_reports_lost_runs(store: Arc<dyn Store>
     let unknown = RunId::new();
 
     let until = Timestamp(60_000);
-    let lost =
-        store.heartbeat("w1".to_owned(), vec![(kept.id, 1), (cancelled.id, 1), (unknown, 1)], until).await.unwrap();
+    let lost = store
+        .heartbeat("w1".to_owned(), vec![(kept.id, 1).into(), (cancelled.id, 1).into(), (unknown, 1).into()], until)
+        .await
+        .unwrap();
     assert_eq!(lost, [cancelled.id, unknown]);
     assert_eq!(get(store, kept.id).await.lease_until, Some(until));
     assert!(store.heartbeat("w1".to_owned(), Vec::new(), until).await.unwrap().is_empty());
 
     // Another worker, or another attempt, renews nothing.
-    let lost = store.heartbeat("w2".to_owned(), vec![(kept.id, 1)], Timestamp(90_000)).await.unwrap();
+    let lost = store.heartbeat("w2".to_owned(), vec![(kept.id, 1).into()], Timestamp(90_000)).await.unwrap();
     assert_eq!(lost, [kept.id]);
-    let lost = store.heartbeat("w1".to_owned(), vec![(kept.id, 2), (kept.id, 1)], Timestamp(90_000)).await.unwrap();
+    let lost = store
+        .heartbeat("w1".to_owned(), vec![(kept.id, 2).into(), (kept.id, 1).into()], Timestamp(90_000))
+        .await
+        .unwrap();
     assert_eq!(lost, [kept.id], "the wrong attempt is lost, the right one renewed");
     assert_eq!(get(store, kept.id).await.lease_until, Some(Timestamp(90_000)));
 }
@@ -48,7 +53,7 @@ pub(super) async fn rescue_boundaries(store: Arc<dyn Store>) {
     let now = 50_000;
     for (run, until) in [(&before, now - 1), (&at, now), (&after, now + 1), (&last, now - 10)] {
         let worker = run.worker_id.clone().unwrap();
-        assert!(store.heartbeat(worker, vec![(run.id, 1)], Timestamp(until)).await.unwrap().is_empty());
+        assert!(store.heartbeat(worker, vec![(run.id, 1).into()], Timestamp(until)).await.unwrap().is_empty());
     }
 
     let rescued = store.rescue_expired(Timestamp(now)).await.unwrap();
@@ -105,4 +110,41 @@ pub(super) async fn rescue_handles_more_than_a_batch(store: Arc<dyn Store>) {
     assert!(rescued.iter().all(|r| r.status == RunStatus::Pending && r.attempt == 2));
     let filter = RunFilter { statuses: vec![RunStatus::Running], ..RunFilter::default() };
     assert_eq!(store.list(filter).await.unwrap().total, 0);
+}
+
+/// Progress travels with the renewals and the outcome of the attempt that
+/// holds the run, and a new attempt starts without any.
+pub(super) async fn progress_is_stored_with_the_attempt(store: Arc<dyn Store>) {
+    let store = &*store;
+    let mut new = new_run("t", json!({}));
+    new.max_attempts = 2;
+    let run = running(store, new, "w1", 2_000).await;
+    assert_eq!(run.progress, None);
+    let renewal = |attempt, done| Renewal { id: run.id, attempt, progress: Some(Progress { done, total: 10 }) };
+    let until = Timestamp(60_000);
+
+    assert!(store.heartbeat("w1".to_owned(), vec![renewal(1, 3)], until).await.unwrap().is_empty());
+    assert_eq!(get(store, run.id).await.progress, Some(Progress { done: 3, total: 10 }));
+    store.heartbeat("w1".to_owned(), vec![(run.id, 1).into()], until).await.unwrap();
+    assert_eq!(get(store, run.id).await.progress, Some(Progress { done: 3, total: 10 }), "no news keeps it");
+    // Neither another worker nor another attempt moves it.
+    assert_eq!(store.heartbeat("w2".to_owned(), vec![renewal(1, 9)], until).await.unwrap(), [run.id]);
+    assert_eq!(store.heartbeat("w1".to_owned(), vec![renewal(2, 9)], until).await.unwrap(), [run.id]);
+    assert_eq!(get(store, run.id).await.progress, Some(Progress { done: 3, total: 10 }));
+
+    // The outcome brings the last of it; the next attempt starts afresh.
+    let failed = Outcome::Failed { error: failure("boom"), retry_at: Some(Timestamp(2_500)) };
+    let failure_report =
+        Report { progress: Some(Progress { done: 4, total: 10 }), ..report(&run, "w1", failed, 2_400) };
+    assert_eq!(store.finish(failure_report).await.unwrap().progress, Some(Progress { done: 4, total: 10 }));
+    assert_eq!(get(store, run.id).await.progress, Some(Progress { done: 4, total: 10 }));
+    let second = store.claim(request("w1", 1, 3_000)).await.unwrap().remove(0);
+    assert_eq!((second.attempt, second.progress), (2, None));
+    assert_eq!(get(store, run.id).await.progress, None);
+    let done = Report {
+        progress: Some(Progress { done: 10, total: 10 }),
+        ..report(&second, "w1", Outcome::Completed(json!(1)), 3_100)
+    };
+    store.finish(done).await.unwrap();
+    assert_eq!(get(store, run.id).await.progress, Some(Progress { done: 10, total: 10 }));
 }

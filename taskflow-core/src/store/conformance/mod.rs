@@ -21,7 +21,10 @@ use self::finish::{
     cancel_pending_and_running, delete_needs_force_for_active_runs, every_attempt_is_kept, finish_is_fenced,
     prune_keeps_active_runs, release_gives_the_run_back, retry_then_fail_at_max_attempts,
 };
-use self::lease::{heartbeat_renews_and_reports_lost_runs, rescue_boundaries, rescue_handles_more_than_a_batch};
+use self::lease::{
+    heartbeat_renews_and_reports_lost_runs, progress_is_stored_with_the_attempt, rescue_boundaries,
+    rescue_handles_more_than_a_batch,
+};
 use self::list::list_filters_and_pages;
 use self::logs::{concurrent_log_appends, log_sequence_numbers};
 use self::submit::{
@@ -95,6 +98,7 @@ conformance!(
     cancel_pending_and_running,
     delete_needs_force_for_active_runs,
     heartbeat_renews_and_reports_lost_runs,
+    progress_is_stored_with_the_attempt,
     rescue_boundaries,
     rescue_handles_more_than_a_batch,
     prune_keeps_active_runs,
@@ -160,7 +164,14 @@ async fn running(store: &dyn Store, new: NewRun, worker: &str, now: i64) -> Run 
 }
 
 fn report(run: &Run, worker: &str, outcome: Outcome, now: i64) -> Report {
-    Report { id: run.id, attempt: run.attempt, worker_id: worker.to_owned(), outcome, now: Timestamp(now) }
+    Report {
+        id: run.id,
+        attempt: run.attempt,
+        worker_id: worker.to_owned(),
+        outcome,
+        now: Timestamp(now),
+        progress: None,
+    }
 }
 
 fn failure(message: &str) -> RunError {

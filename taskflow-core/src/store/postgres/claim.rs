@@ -12,7 +12,8 @@ use super::rows::{db, query, read_run};
 use super::writes::{begin, commit, save};
 use super::{RUN_COLUMNS, TASK_LIMIT_LOCKS};
 use crate::run::{Run, RunId, RunStatus, Timestamp};
-use crate::store::{ClaimRequest, Result, apply};
+use crate::store::row::progress_columns;
+use crate::store::{ClaimRequest, Renewal, Result, apply};
 
 /// Claims runs for `request`; their leases end `request.lease` after
 /// `request.now` in the database's clock (`clock`).
@@ -134,12 +135,12 @@ pub(super) fn claim_sql() -> String {
     )
 }
 
-/// Renews leases until `lease_until`, in the database's clock. Not
-/// announced as a change: only `lease_until` moves.
+/// Renews leases until `lease_until`, in the database's clock, storing the
+/// progress the renewals carry. Not announced as a change: no status moves.
 pub(super) async fn heartbeat(
     pool: &PgPool,
     worker_id: &str,
-    runs: &[(RunId, u32)],
+    runs: &[Renewal],
     lease_until: Timestamp,
 ) -> Result<Vec<RunId>> {
     if runs.is_empty() {
@@ -148,13 +149,27 @@ pub(super) async fn heartbeat(
     // One statement, outside an explicit transaction: one round trip, so a
     // slow network (300 ms a round trip) still renews well inside a lease.
     // The runs go in id order, the order every multi-run lock is taken in.
-    let mut sorted: Vec<(uuid::Uuid, i64)> =
-        runs.iter().map(|(id, attempt)| (id.as_uuid(), i64::from(*attempt))).collect();
+    let mut sorted: Vec<(uuid::Uuid, i64, Option<i64>, Option<i64>)> = runs
+        .iter()
+        .map(|r| {
+            let (done, total) = progress_columns(r.progress);
+            (r.id.as_uuid(), i64::from(r.attempt), done, total)
+        })
+        .collect();
     sorted.sort_unstable();
-    let (ids, attempts): (Vec<uuid::Uuid>, Vec<i64>) = sorted.into_iter().unzip();
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, attempt, done, total) in sorted {
+        columns.0.push(id);
+        columns.1.push(attempt);
+        columns.2.push(done);
+        columns.3.push(total);
+    }
+    let (ids, attempts, done, total) = columns;
+    // New progress replaces the stored one; none keeps it.
     let renewed: Vec<(uuid::Uuid, i64)> = query(
-        "UPDATE taskflow_runs AS r SET lease_until = $1 \
-         FROM unnest($2::uuid[], $3::bigint[]) AS h (id, attempt) \
+        "UPDATE taskflow_runs AS r SET lease_until = $1, \
+         progress_done = coalesce(h.done, r.progress_done), progress_total = coalesce(h.total, r.progress_total) \
+         FROM unnest($2::uuid[], $3::bigint[], $6::bigint[], $7::bigint[]) AS h (id, attempt, done, total) \
          WHERE r.id = h.id AND r.id = ANY($2) AND r.attempt = h.attempt AND r.status = $5 AND r.worker_id = $4 \
          RETURNING r.id, r.attempt",
     )
@@ -164,6 +179,8 @@ pub(super) async fn heartbeat(
     .bind(worker_id)
     // A parameter, not a constant: see `group_commit::write_changes`.
     .bind(RunStatus::Running.as_str())
+    .bind(&done)
+    .bind(&total)
     .fetch_all(pool)
     .await
     .map_err(db("cannot renew leases"))?
@@ -172,9 +189,5 @@ pub(super) async fn heartbeat(
     .collect::<Result<_, sqlx_core::Error>>()
     .map_err(db("cannot renew leases"))?;
     let renewed: HashSet<(uuid::Uuid, i64)> = renewed.into_iter().collect();
-    Ok(runs
-        .iter()
-        .filter(|(id, attempt)| !renewed.contains(&(id.as_uuid(), i64::from(*attempt))))
-        .map(|(id, _)| *id)
-        .collect())
+    Ok(runs.iter().filter(|r| !renewed.contains(&(r.id.as_uuid(), i64::from(r.attempt)))).map(|r| r.id).collect())
 }

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_runs", include_str!("../../../migrations/postgres/0001_runs.sql")),
     (2, "0002_task_limits", include_str!("../../../migrations/postgres/0002_task_limits.sql")),
     (3, "0003_attempts", include_str!("../../../migrations/postgres/0003_attempts.sql")),
+    (4, "0004_progress", include_str!("../../../migrations/postgres/0004_progress.sql")),
 ];
 
 /// Applies the migrations the database lacks, in one transaction, under an

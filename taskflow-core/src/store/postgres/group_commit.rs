@@ -351,7 +351,7 @@ async fn plan_submits(conn: &mut PgConnection, news: &[&NewRun], now: Timestamp)
             .await
             .map_err(db("cannot look up active runs"))?;
         for row in &rows {
-            let i: i64 = row.try_get(21).map_err(db("cannot look up active runs"))?;
+            let i: i64 = row.try_get(23).map_err(db("cannot look up active runs"))?;
             existing.insert(usize::try_from(i).unwrap_or(usize::MAX), read_run(row)?);
         }
     }
@@ -470,19 +470,21 @@ async fn write_changes(
              UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
                  started_at = u.started_at, finished_at = u.finished_at, result = u.result::json, \
                  error_kind = u.error_kind, error_message = u.error_message, worker_id = u.worker_id, \
-                 lease_until = u.lease_until, attempts = u.attempts::json \
+                 lease_until = u.lease_until, attempts = u.attempts::json, progress_done = u.progress_done, \
+                 progress_total = u.progress_total \
              FROM unnest($14::uuid[], $15::text[], $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], \
                          $20::text[], $21::text[], $22::text[], $23::text[], $24::bigint[], $25::text[], \
-                         $26::bigint[], $27::text[]) \
+                         $26::bigint[], $27::bigint[], $28::bigint[], $29::text[]) \
                  AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, \
-                       error_message, worker_id, lease_until, attempts, held_attempt, held_worker) \
-             WHERE r.id = u.id AND r.id = ANY($14) AND r.status = $28 AND r.attempt = u.held_attempt \
+                       error_message, worker_id, lease_until, attempts, progress_done, progress_total, held_attempt, \
+                       held_worker) \
+             WHERE r.id = u.id AND r.id = ANY($14) AND r.status = $30 AND r.attempt = u.held_attempt \
                  AND r.worker_id = u.held_worker \
              RETURNING r.id, r.status \
          ), changed AS ( \
              SELECT id, status FROM inserted UNION ALL SELECT id, status FROM updated \
          ), announced AS ( \
-             SELECT pg_notify($29, $30 || string_agg(' ' || id::text || ':' || status, '')) \
+             SELECT pg_notify($31, $32 || string_agg(' ' || id::text || ':' || status, '')) \
              FROM (SELECT id, status, (row_number() OVER () - 1) / {NOTIFY_CHUNK} AS chunk FROM changed) AS c \
              GROUP BY chunk \
          ) \

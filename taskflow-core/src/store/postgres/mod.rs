@@ -52,8 +52,8 @@ use self::rows::db;
 use self::testing::test_database_created;
 use self::writes::{append_logs, cancel, delete, prune_batch, prune_limits, rescue_batch, submit};
 use super::{
-    Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Report, Result, RunFilter, Store,
-    StoredLogLine, Submitted,
+    Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Renewal, Report, Result, RunFilter,
+    Store, StoredLogLine, Submitted,
 };
 use crate::future::BoxFuture;
 use crate::log::Level;
@@ -116,7 +116,8 @@ const PRUNE_BATCH: u64 = 1000;
 /// of reading the indexes in order.
 const RUN_COLUMNS: &str = "id::text, task_title, payload::text, status, attempt, max_attempts, executor, \
      priority::bigint, not_before, timeout_ms, retry_delay_ms, created_at, started_at, finished_at, result::text, \
-     error_kind, error_message, worker_id, lease_until, idempotency_key, attempts::text";
+     error_kind, error_message, worker_id, lease_until, idempotency_key, attempts::text, progress_done, \
+     progress_total";
 
 /// The store for several servers sharing one PostgreSQL database (feature
 /// `postgres`).
@@ -297,7 +298,7 @@ impl Store for PostgresStore {
     fn heartbeat(
         &self,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<Result<Vec<RunId>>> {
         let leases = self.leases.clone();

@@ -245,7 +245,12 @@ async fn servers_starting_at_once_migrate_once() {
             .collect();
         assert_eq!(
             applied,
-            [(1, "0001_runs".to_owned()), (2, "0002_task_limits".to_owned()), (3, "0003_attempts".to_owned())]
+            [
+                (1, "0001_runs".to_owned()),
+                (2, "0002_task_limits".to_owned()),
+                (3, "0003_attempts".to_owned()),
+                (4, "0004_progress".to_owned())
+            ]
         );
     })
     .await;
@@ -292,7 +297,7 @@ async fn changes_reach_every_server() {
         let claimed = writer.claim(claim_request("w1", 2_000)).await.unwrap().remove(0);
         assert_eq!(next_change(&mut changes).await, heard(claimed.id, Some(RunStatus::Running)));
         // Lease renewals and log lines are not announced …
-        writer.heartbeat("w1".to_owned(), vec![(claimed.id, 1)], Timestamp(40_000)).await.unwrap();
+        writer.heartbeat("w1".to_owned(), vec![(claimed.id, 1).into()], Timestamp(40_000)).await.unwrap();
         writer.append_logs(vec![(claimed.id, Timestamp(2_500), Level::Info, "hi".to_owned())]).await.unwrap();
         // … nor stale reports, which change nothing.
         let stale = Report {
@@ -301,6 +306,7 @@ async fn changes_reach_every_server() {
             worker_id: "w1".to_owned(),
             outcome: Outcome::Released,
             now: Timestamp(3_000),
+            progress: None,
         };
         assert!(writer.finish(stale.clone()).await.is_err());
         let released = writer.finish(Report { attempt: 1, ..stale }).await.unwrap();
@@ -462,7 +468,8 @@ async fn nul_in_free_text_is_replaced() {
         assert_eq!(store.logs(run.id, 0, 10).await.unwrap()[0].message, "a\u{FFFD}b");
         let error = RunError { kind: "failed".to_owned(), message: "bad\0byte".to_owned() };
         let outcome = Outcome::Failed { error, retry_at: None };
-        let report = Report { id: run.id, attempt: 1, worker_id: "w1".to_owned(), outcome, now: Timestamp(3) };
+        let report =
+            Report { id: run.id, attempt: 1, worker_id: "w1".to_owned(), outcome, now: Timestamp(3), progress: None };
         let failed = store.finish(report).await.unwrap();
         assert_eq!(claimed.id, run.id);
         assert_eq!(store.get(run.id).await.unwrap().unwrap().error.unwrap().message, "bad\u{FFFD}byte");
@@ -500,7 +507,7 @@ async fn servers_whose_clocks_disagree_agree_on_leases() {
         // Claimed and renewed by the server behind, rescued on time.
         let behind_run = behind.submit(run_at("t", json!({"behind": 1}))).await.unwrap().run;
         assert_eq!(behind.claim(request("behind")).await.unwrap()[0].id, behind_run.id);
-        let lost = behind.heartbeat("behind".into(), vec![(behind_run.id, 1)], now("behind").plus(LEASE)).await;
+        let lost = behind.heartbeat("behind".into(), vec![(behind_run.id, 1).into()], now("behind").plus(LEASE)).await;
         assert!(lost.unwrap().is_empty());
         let rescued = on_time.rescue_expired(now("on time")).await.unwrap();
         assert!(rescued.is_empty(), "a live run of a server whose clock runs behind was rescued: {rescued:?}");

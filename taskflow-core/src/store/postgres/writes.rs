@@ -15,7 +15,7 @@ use super::rows::{db, query, read_run, storable};
 use super::{PRUNE_BATCH, RESCUE_BATCH, RUN_COLUMNS, SUBMIT_ROUNDS};
 use crate::log::Level;
 use crate::run::{Run, RunId, Timestamp};
-use crate::store::row::{attempts_json, corrupt, level_name, parse_status, to_i64};
+use crate::store::row::{attempts_json, corrupt, level_name, parse_status, progress_columns, to_i64};
 use crate::store::{
     DatabaseError, DatabaseErrorKind, Error, NewRun, Result, StoredLogLine, Submitted, apply, is_active,
 };
@@ -43,7 +43,7 @@ pub(super) async fn submit(pool: &PgPool, origin: &str, new: NewRun, now: Timest
                 .map_err(db("cannot look up an idempotency key"))?;
             if let Some(row) = row {
                 let run = read_run(&row)?;
-                let same: bool = row.try_get(21).map_err(db("cannot look up an idempotency key"))?;
+                let same: bool = row.try_get(23).map_err(db("cannot look up an idempotency key"))?;
                 if same {
                     return Ok(Submitted { run, created: false });
                 }
@@ -284,11 +284,12 @@ pub(super) async fn save(tx: &mut PgTransaction<'_>, runs: &[Run]) -> Result<()>
             "UPDATE taskflow_runs AS r SET status = u.status, attempt = u.attempt, not_before = u.not_before, \
          started_at = u.started_at, finished_at = u.finished_at, result = u.result::json, \
          error_kind = u.error_kind, error_message = u.error_message, worker_id = u.worker_id, \
-         lease_until = u.lease_until, attempts = u.attempts::json \
+         lease_until = u.lease_until, attempts = u.attempts::json, progress_done = u.progress_done, \
+         progress_total = u.progress_total \
          FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], \
-                     $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) \
+                     $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::bigint[], $14::bigint[]) \
              AS u (id, status, attempt, not_before, started_at, finished_at, result, error_kind, error_message, \
-                   worker_id, lease_until, attempts) \
+                   worker_id, lease_until, attempts, progress_done, progress_total) \
          WHERE r.id = u.id AND r.id = ANY($1)",
         ))
         .execute(&mut **tx)
@@ -317,6 +318,8 @@ pub(super) struct ChangedColumns<'a> {
     workers: Vec<Option<&'a str>>,
     leases: Vec<Option<i64>>,
     ended: Vec<Option<String>>,
+    progress_done: Vec<Option<i64>>,
+    progress_total: Vec<Option<i64>>,
 }
 
 impl<'a> ChangedColumns<'a> {
@@ -333,9 +336,12 @@ impl<'a> ChangedColumns<'a> {
         self.workers.push(run.worker_id.as_deref());
         self.leases.push(run.lease_until.map(|t| t.0));
         self.ended.push(attempts_json(run));
+        let (done, total) = progress_columns(run.progress);
+        self.progress_done.push(done);
+        self.progress_total.push(total);
     }
 
-    /// Binds the columns, in the order above, as the query's next twelve
+    /// Binds the columns, in the order above, as the query's next fourteen
     /// arguments.
     pub(super) fn bind<'q>(&'q self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
         query
@@ -351,5 +357,7 @@ impl<'a> ChangedColumns<'a> {
             .bind(&self.workers)
             .bind(&self.leases)
             .bind(&self.ended)
+            .bind(&self.progress_done)
+            .bind(&self.progress_total)
     }
 }

@@ -41,7 +41,7 @@ use self::writes::{
     PreparedSubmit, append_logs, cancel, claim, delete, finish, heartbeat, prune_batch, rescue_batch, submit_prepared,
 };
 use super::{
-    ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Report, Result, RunFilter, Store,
+    ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Renewal, Report, Result, RunFilter, Store,
     StoredLogLine, Submitted,
 };
 use crate::future::BoxFuture;
@@ -77,7 +77,7 @@ macro_rules! run_columns {
     () => {
         "id, task_title, payload, status, attempt, max_attempts, executor, priority, not_before, timeout_ms, \
          retry_delay_ms, created_at, started_at, finished_at, result, error_kind, error_message, worker_id, \
-         lease_until, idempotency_key, attempts"
+         lease_until, idempotency_key, attempts, progress_done, progress_total"
     };
 }
 
@@ -298,7 +298,7 @@ impl Store for SqliteStore {
     fn heartbeat(
         &self,
         worker_id: String,
-        runs: Vec<(RunId, u32)>,
+        runs: Vec<Renewal>,
         lease_until: Timestamp,
     ) -> BoxFuture<Result<Vec<RunId>>> {
         self.write(move |conn| heartbeat(conn, &worker_id, &runs, lease_until))

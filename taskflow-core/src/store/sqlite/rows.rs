@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::statements;
 use crate::run::Run;
-use crate::store::row::{RawRun, attempts_json, read_raw_run};
+use crate::store::row::{RawRun, attempts_json, progress_columns, read_raw_run};
 use crate::store::{DatabaseError, DatabaseErrorKind, Error, Result};
 
 pub(super) fn query_runs(
@@ -26,6 +26,7 @@ pub(super) fn query_runs(
 
 /// Writes everything a status change may touch.
 pub(super) fn save(conn: &Connection, run: &Run) -> Result<()> {
+    let (progress_done, progress_total) = progress_columns(run.progress);
     let mut stmt = conn.prepare_cached(statements::SAVE_RUN).map_err(db("cannot update a run"))?;
     let changed = stmt
         .execute(params![
@@ -41,6 +42,8 @@ pub(super) fn save(conn: &Connection, run: &Run) -> Result<()> {
             run.worker_id,
             run.lease_until.map(|t| t.0),
             attempts_json(run),
+            progress_done,
+            progress_total,
         ])
         .map_err(db("cannot update a run"))?;
     if changed == 0 {

@@ -23,4 +23,4 @@ pub const INSERT_RUN: &str = "INSERT INTO runs (id, task_title, payload, status,
 /// it may touch.
 pub const SAVE_RUN: &str = "UPDATE runs SET status = ?2, attempt = ?3, not_before = ?4, started_at = ?5, \
      finished_at = ?6, result = ?7, error_kind = ?8, error_message = ?9, worker_id = ?10, lease_until = ?11, \
-     attempts = ?12 WHERE id = ?1";
+     attempts = ?12, progress_done = ?13, progress_total = ?14 WHERE id = ?1";

@@ -12,8 +12,8 @@ use super::rows::{db, query_runs, read_run, save};
 use super::{PRUNE_BATCH, RESCUE_BATCH, RUN_COLUMNS, statements};
 use crate::log::Level;
 use crate::run::{Run, RunId, Timestamp};
-use crate::store::row::{corrupt, level_name, parse_status, to_i64};
-use crate::store::{ClaimRequest, Error, NewRun, Report, Result, StoredLogLine, Submitted, apply, is_active};
+use crate::store::row::{corrupt, level_name, parse_status, progress_columns, to_i64};
+use crate::store::{ClaimRequest, Error, NewRun, Renewal, Report, Result, StoredLogLine, Submitted, apply, is_active};
 
 /// A submit with everything computed that needs no database: the run it
 /// creates (if nothing is found to share), its key and its text columns.
@@ -51,7 +51,7 @@ pub(super) fn submit_prepared(conn: &Connection, prepared: PreparedSubmit) -> Re
         let mut rows = stmt.query([key]).map_err(db("cannot look up an idempotency key"))?;
         if let Some(row) = rows.next().map_err(db("cannot look up an idempotency key"))? {
             let run = read_run(row)?;
-            let existing_key: String = row.get(21).map_err(db("cannot look up an idempotency key"))?;
+            let existing_key: String = row.get(23).map_err(db("cannot look up an idempotency key"))?;
             if existing_key == unique_key {
                 return Ok(Submitted { run, created: false });
             }
@@ -180,22 +180,25 @@ pub(super) fn limited_elsewhere(conn: &Connection, title: &str, worker_id: &str,
 pub(super) fn heartbeat(
     conn: &Connection,
     worker_id: &str,
-    runs: &[(RunId, u32)],
+    runs: &[Renewal],
     lease_until: Timestamp,
 ) -> Result<Vec<RunId>> {
+    // New progress replaces the stored one; none keeps it.
     let mut stmt = conn
         .prepare_cached(
-            "UPDATE runs SET lease_until = ?1 \
+            "UPDATE runs SET lease_until = ?1, progress_done = coalesce(?5, progress_done), \
+             progress_total = coalesce(?6, progress_total) \
              WHERE id = ?2 AND status = 'running' AND attempt = ?3 AND worker_id = ?4",
         )
         .map_err(db("cannot renew leases"))?;
     let mut lost = Vec::new();
-    for (id, attempt) in runs {
+    for renewal in runs {
+        let (done, total) = progress_columns(renewal.progress);
         let renewed = stmt
-            .execute(params![lease_until.0, id.to_string(), attempt, worker_id])
+            .execute(params![lease_until.0, renewal.id.to_string(), renewal.attempt, worker_id, done, total])
             .map_err(db("cannot renew a lease"))?;
         if renewed == 0 {
-            lost.push(*id);
+            lost.push(renewal.id);
         }
     }
     Ok(lost)

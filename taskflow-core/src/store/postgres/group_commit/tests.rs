@@ -67,6 +67,7 @@ async fn one_batch_answers_each_command_alone() {
             worker_id: "w".into(),
             outcome: Outcome::Completed(json!(run.id.to_string())),
             now: Timestamp(3_000),
+            progress: None,
         };
         let unknown = RunId::new();
         let (done, stale, missing, other) = tokio::join!(
@@ -126,6 +127,7 @@ async fn a_run_changed_after_its_read_is_not_overwritten() {
             worker_id: "w".into(),
             outcome: Outcome::Completed(json!(1)),
             now: Timestamp(3_000),
+            progress: None,
         };
         let mut conn = store.pool.acquire().await.unwrap();
         let decided = decide_finishes(&mut conn, &[&report], &[0]).await.unwrap();
@@ -168,8 +170,14 @@ async fn batch_with_a_second_round(
             }
         })
     });
-    let report =
-        Report { id, attempt: 1, worker_id: "w".into(), outcome: Outcome::Completed(json!(1)), now: Timestamp(3_000) };
+    let report = Report {
+        id,
+        attempt: 1,
+        worker_id: "w".into(),
+        outcome: Outcome::Completed(json!(1)),
+        now: Timestamp(3_000),
+        progress: None,
+    };
     let batches = &store.shared.batches;
     let (submitted, finished) =
         tokio::join!(batches.submit(new_run(json!({"submitted": true}), false)), batches.finish(report));
