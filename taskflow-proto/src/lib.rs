@@ -24,7 +24,7 @@ pub use event::Event;
 pub use function::{Function, FunctionOptions};
 pub use health::{Component, ExecutorHealth, Health};
 pub use run::{
-    AttemptOutcome, ExecutorKind, Level, LogLine, RunAttempt, RunFailure, RunProgress, RunStatus, TaskPage, TaskRun,
-    UnknownWord,
+    AttemptOutcome, ExecutorKind, Level, LogLine, RunAttempt, RunFailure, RunProgress, RunStatus, RunSummary, TaskPage,
+    TaskRun, UnknownWord,
 };
 pub use submit::{MAX_DELAY_SECONDS, SubmitRequest};

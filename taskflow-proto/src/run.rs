@@ -215,6 +215,72 @@ impl TaskRun {
     pub fn is_final(&self) -> bool {
         self.status.is_final()
     }
+
+    /// The run as lists show it.
+    pub fn summary(self) -> RunSummary {
+        RunSummary {
+            task_id: self.task_id,
+            task_title: self.task_title,
+            status: self.status,
+            error: self.error,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            executor: self.executor,
+            priority: self.priority,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            idempotency_key: self.idempotency_key,
+            worker_id: self.worker_id,
+            progress: self.progress,
+        }
+    }
+}
+
+/// A run as a list shows it: a [`TaskRun`] without its payload, result and
+/// attempts, so that a page stays small whatever its runs carry (a list of
+/// five runs of 3 MB payloads was 16 MB). `GET /api/v1/tasks/{task_id}`
+/// has the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunSummary {
+    /// The run's id (a UUIDv7).
+    pub task_id: String,
+    /// The task it runs.
+    pub task_title: String,
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: RunStatus,
+    /// Why the last attempt failed.
+    pub error: Option<RunFailure>,
+    /// The current attempt, from 1.
+    pub attempt: u32,
+    /// How many attempts it may make.
+    pub max_attempts: u32,
+    /// Where it executes.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub executor: ExecutorKind,
+    /// Higher runs first.
+    pub priority: i32,
+    /// When it was submitted (RFC 3339, UTC).
+    pub created_at: String,
+    /// When its current or last attempt started.
+    pub started_at: Option<String>,
+    /// When it reached its final state.
+    pub finished_at: Option<String>,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The worker running it.
+    pub worker_id: Option<String>,
+    /// How far the current (or last) attempt has come, as last stored.
+    #[serde(default)]
+    pub progress: Option<RunProgress>,
+}
+
+impl RunSummary {
+    /// Whether the run has reached its one final state.
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
 }
 
 /// Why a run failed.
@@ -231,8 +297,9 @@ pub struct RunFailure {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskPage {
-    /// The runs, newest first.
-    pub items: Vec<TaskRun>,
+    /// The runs, newest first, as summaries (without payload, result and
+    /// attempts: `GET /api/v1/tasks/{task_id}` has them).
+    pub items: Vec<RunSummary>,
     /// How many runs match in all.
     pub total: u64,
     /// The page size asked for.

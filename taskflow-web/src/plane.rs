@@ -147,7 +147,7 @@ impl Plane {
         filter.offset = Some(query.offset);
         let page = self.client.list(filter).await.map_err(plane_error)?;
         Ok(TaskPage {
-            items: page.items.into_iter().map(wire_run).collect(),
+            items: page.items.into_iter().map(|run| wire_run(run).summary()).collect(),
             total: page.total,
             limit: query.limit,
             offset: query.offset,

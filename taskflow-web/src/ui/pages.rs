@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::auth::gate::ConnectInfoOpt;
 use crate::auth::{Auth, Principal, TokenRequest};
 use crate::error::{ApiError, ApiPath};
-use taskflow_proto::{FieldIssue, FunctionOptions, LogLine, RunStatus, SubmitRequest, TaskRun};
+use taskflow_proto::{FieldIssue, FunctionOptions, LogLine, RunStatus, RunSummary, SubmitRequest, TaskRun};
 
 use crate::plane::{ListQuery, PlaneError};
 
@@ -166,7 +166,7 @@ struct FormPage {
     executors: Vec<ExecutorChoice>,
     default_executor: String,
     executor_error: String,
-    recent: Vec<TaskRun>,
+    recent: Vec<RunSummary>,
 }
 
 struct FormState {
@@ -468,7 +468,7 @@ struct HistoryPage {
     titles: Vec<String>,
     task_title: String,
     total: u64,
-    runs: Vec<TaskRun>,
+    runs: Vec<RunSummary>,
     page: u32,
     pages: u32,
     prev: String,

@@ -13,18 +13,18 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::server::{Server, wait_final};
+use crate::support::server::{Server, runs_in_full, wait_final};
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 
-/// Every run in the store, through the API.
+/// Every run in the store, in full, through the API.
 async fn all_runs(server: &Server) -> Vec<Value> {
     let mut runs = Vec::new();
     loop {
         let page = server.get_json(&format!("/api/v1/tasks?limit=500&offset={}", runs.len())).await;
         let items = page["items"].as_array().unwrap().clone();
         if items.is_empty() {
-            return runs;
+            return runs_in_full(&reqwest::Client::new(), &server.url, &server.token, &runs).await;
         }
         runs.extend(items);
     }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use taskflow::store::PostgresStore;
 
 use crate::support::proxy::Proxy;
-use crate::support::server::Server;
+use crate::support::server::{Server, runs_in_full};
 
 const APP: &str = env!("CARGO_BIN_EXE_reliability_app");
 /// Below the ephemeral port range (32768–60999), so no client socket holds it.
@@ -259,6 +259,8 @@ async fn soak_under_faults_loses_nothing() {
         }
         runs.extend(items);
     }
+    // Lists carry summaries: the payloads come with each run.
+    let runs = runs_in_full(&client, &base, &token, &runs).await;
     let failed: Vec<&Value> = runs.iter().filter(|r| r["status"] != "completed").collect();
     assert!(
         failed.is_empty(),

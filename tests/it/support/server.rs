@@ -214,3 +214,29 @@ pub async fn wait_final_within(
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// The runs of `summaries` (items of `GET /api/v1/tasks`) in full, as
+/// `GET /api/v1/tasks/{task_id}` has them, in the same order.
+pub async fn runs_in_full(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    summaries: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(summaries)
+        .map(|summary| async move {
+            let id = summary["task_id"].as_str().expect("a run summary has a task_id");
+            let response = client
+                .get(format!("{base}/api/v1/tasks/{id}"))
+                .bearer_auth(token)
+                .timeout(std::time::Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap();
+            response.json().await.unwrap()
+        })
+        .buffered(16)
+        .collect()
+        .await
+}

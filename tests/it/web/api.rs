@@ -223,6 +223,14 @@ async fn runs_are_submitted_listed_and_fetched() {
         body(client.get(server.at("/api/v1/tasks?status=completed&task_title=add_numbers")).send().await.unwrap())
             .await;
     assert_eq!(completed["items"][0]["task_id"], id.as_str());
+    // Lists carry summaries, whatever the runs hold; the run itself the rest.
+    let listed = completed["items"][0].as_object().unwrap();
+    for heavy in ["payload", "result", "attempts"] {
+        assert!(!listed.contains_key(heavy), "a list item without `{heavy}`: {listed:?}");
+    }
+    assert_eq!(listed["status"], "completed");
+    let (_, one) = body(client.get(server.at(&format!("/api/v1/tasks/{id}"))).send().await.unwrap()).await;
+    assert!(one["payload"].is_object() && one.get("result").is_some() && one["attempts"].is_array(), "{one}");
     // Several statuses, comma-separated: runs in any of them.
     let (_, either) = body(
         client.get(server.at("/api/v1/tasks?status=completed,failed&task_title=add_numbers")).send().await.unwrap(),
