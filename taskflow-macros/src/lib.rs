@@ -4,7 +4,8 @@
 //! into parse → model → validate → expand: `attr` parses the options, `model`
 //! builds a plain `model::TaskFn` from the function without reporting
 //! anything, `valid` then checks the model and the function's signature and
-//! reports every unsupported shape at its own span into `errors::Errors`,
+//! reports every unsupported shape at its own span into `errors::Errors`
+//! (`defaults` judging the literal kinds of `defaults(...)`),
 //! `docs` reads the doc comment, and `expand` drives the four steps and reads
 //! only the model. On any error the user's function is emitted unchanged
 //! beside the `compile_error!`s, so one mistake never cascades into a screen
@@ -14,6 +15,7 @@
 //! code reaches everything through `::taskflow::__private`.
 
 mod attr;
+mod defaults;
 mod docs;
 mod errors;
 mod expand;

@@ -4,10 +4,12 @@
 //! The errors come in a fixed order, which the UI tests' `.stderr` files
 //! pin: the signature (`unsafe`, ABI, variadic, generics or `where`), then
 //! each input in turn (receiver, context, pattern, argument type), then the
-//! output type, then the names in `defaults(...)`.
+//! output type, then each entry of `defaults(...)` (its name, then its
+//! literal's kind, [`check_default`]).
 
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
+use crate::defaults::check_default;
 use crate::errors::Errors;
 use crate::model::{ContextPlace, Param, TaskFn, type_string};
 
@@ -64,8 +66,10 @@ pub(crate) fn validate(task: &TaskFn, errors: &mut Errors) {
     }
 
     if let Some(defaults) = &task.attr.defaults {
-        for (name, _) in defaults {
-            if !task.args.iter().any(|arg| arg.ident == *name) {
+        for (name, value) in defaults {
+            if let Some(arg) = task.args.iter().find(|arg| arg.ident == *name) {
+                check_default(name, &arg.ty, value, errors);
+            } else {
                 let known: Vec<String> = task.args.iter().map(|a| format!("`{}`", a.ident)).collect();
                 errors.error_spanned_by(
                     name,
