@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::workers::ProvisionRefusal;
 use crate::run::{IllegalTransition, RunId};
 
 /// `Result` with the store's [`Error`].
@@ -51,6 +52,9 @@ pub enum Error {
         /// The run it belongs to.
         existing: RunId,
     },
+    /// A worker's provision token was refused; nothing changed.
+    #[error("{0}")]
+    Provision(#[from] ProvisionRefusal),
     /// The database failed; [`DatabaseError::kind`] says how.
     #[error("database error: {0}")]
     Database(#[from] DatabaseError),

@@ -15,6 +15,7 @@ mod error;
 mod postgres;
 mod row;
 mod sqlite;
+mod workers;
 
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub use sqlite::SqliteStore;
 /// ceiling (feature `testing`; not a stable API).
 #[cfg(feature = "testing")]
 pub use sqlite::statements as sqlite_statements;
+pub use workers::{NewProvisionToken, ProvisionRefusal, Registration, WorkerProfile, WorkerRecord};
 
 use crate::future::BoxFuture;
 use crate::log::Level;
@@ -337,6 +339,20 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+
+    /// Stores a provision token for one worker's registration.
+    fn add_provision_token(&self, token: NewProvisionToken) -> BoxFuture<Result<()>>;
+
+    /// Registers a worker with a provision token, using the token up in the
+    /// same transaction: refused with [`Error::Provision`] when the token is
+    /// unknown, used or expired.
+    fn register_worker(&self, registration: Registration) -> BoxFuture<Result<WorkerRecord>>;
+
+    /// The worker whose token has this digest, revoked or not.
+    fn worker_by_token(&self, token_hash: String) -> BoxFuture<Result<Option<WorkerRecord>>>;
+
+    /// Every registered worker, oldest first.
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>>;
 }
 
 /// A committed change of a run, as [`Store::changes`] announces it: enough

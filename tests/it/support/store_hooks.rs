@@ -96,4 +96,20 @@ impl<H: Hooks> Store for Hooked<H> {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<store::Change>> {
         self.inner.changes()
     }
+
+    fn add_provision_token(&self, token: store::NewProvisionToken) -> BoxFuture<store::Result<()>> {
+        self.inner.add_provision_token(token)
+    }
+
+    fn register_worker(&self, registration: store::Registration) -> BoxFuture<store::Result<store::WorkerRecord>> {
+        self.inner.register_worker(registration)
+    }
+
+    fn worker_by_token(&self, token_hash: String) -> BoxFuture<store::Result<Option<store::WorkerRecord>>> {
+        self.inner.worker_by_token(token_hash)
+    }
+
+    fn workers(&self) -> BoxFuture<store::Result<Vec<store::WorkerRecord>>> {
+        self.inner.workers()
+    }
 }

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "0002_task_limits", include_str!("../../../migrations/postgres/0002_task_limits.sql")),
     (3, "0003_attempts", include_str!("../../../migrations/postgres/0003_attempts.sql")),
     (4, "0004_progress", include_str!("../../../migrations/postgres/0004_progress.sql")),
+    (5, "0005_workers", include_str!("../../../migrations/postgres/0005_workers.sql")),
 ];
 
 /// Applies the migrations the database lacks, in one transaction, under an

@@ -52,8 +52,8 @@ use self::rows::db;
 use self::testing::test_database_created;
 use self::writes::{append_logs, cancel, delete, prune_batch, prune_limits, rescue_batch, submit};
 use super::{
-    Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Renewal, Report, Result, RunFilter,
-    Store, StoredLogLine, Submitted,
+    Change, ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewProvisionToken, NewRun, Page, Registration,
+    Renewal, Report, Result, RunFilter, Store, StoredLogLine, Submitted, WorkerRecord,
 };
 use crate::future::BoxFuture;
 use crate::log::Level;
@@ -70,6 +70,7 @@ mod rows;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod workers;
 mod writes;
 
 /// The advisory lock that serializes migrations ("taskflow" in ASCII).
@@ -385,5 +386,21 @@ impl Store for PostgresStore {
 
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         Some(self.shared.changes.subscribe())
+    }
+
+    fn add_provision_token(&self, token: NewProvisionToken) -> BoxFuture<Result<()>> {
+        self.with_pool(move |pool, _| async move { workers::add_provision_token(&pool, &token).await })
+    }
+
+    fn register_worker(&self, registration: Registration) -> BoxFuture<Result<WorkerRecord>> {
+        self.with_pool(move |pool, _| async move { workers::register_worker(&pool, &registration).await })
+    }
+
+    fn worker_by_token(&self, token_hash: String) -> BoxFuture<Result<Option<WorkerRecord>>> {
+        self.with_pool(move |pool, _| async move { workers::worker_by_token(&pool, &token_hash).await })
+    }
+
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
+        self.with_pool(move |pool, _| async move { workers::workers(&pool).await })
     }
 }

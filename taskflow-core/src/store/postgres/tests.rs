@@ -249,7 +249,8 @@ async fn servers_starting_at_once_migrate_once() {
                 (1, "0001_runs".to_owned()),
                 (2, "0002_task_limits".to_owned()),
                 (3, "0003_attempts".to_owned()),
-                (4, "0004_progress".to_owned())
+                (4, "0004_progress".to_owned()),
+                (5, "0005_workers".to_owned())
             ]
         );
     })

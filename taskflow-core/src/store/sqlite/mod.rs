@@ -41,8 +41,8 @@ use self::writes::{
     PreparedSubmit, append_logs, cancel, claim, delete, finish, heartbeat, prune_batch, rescue_batch, submit_prepared,
 };
 use super::{
-    ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewRun, Page, Renewal, Report, Result, RunFilter, Store,
-    StoredLogLine, Submitted,
+    ClaimRequest, DatabaseError, DatabaseErrorKind, Error, NewProvisionToken, NewRun, Page, Registration, Renewal,
+    Report, Result, RunFilter, Store, StoredLogLine, Submitted, WorkerRecord,
 };
 use crate::future::BoxFuture;
 use crate::log::Level;
@@ -91,6 +91,7 @@ mod reads;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod workers;
 mod writer;
 mod writes;
 
@@ -364,5 +365,21 @@ impl Store for SqliteStore {
 
     fn logs(&self, id: RunId, after: u64, limit: u32) -> BoxFuture<Result<Vec<StoredLogLine>>> {
         self.read(move |conn| logs(conn, id, after, limit))
+    }
+
+    fn add_provision_token(&self, token: NewProvisionToken) -> BoxFuture<Result<()>> {
+        self.write_one(move |conn| workers::add_provision_token(conn, &token))
+    }
+
+    fn register_worker(&self, registration: Registration) -> BoxFuture<Result<WorkerRecord>> {
+        self.write(move |conn| workers::register_worker(conn, &registration))
+    }
+
+    fn worker_by_token(&self, token_hash: String) -> BoxFuture<Result<Option<WorkerRecord>>> {
+        self.read(move |conn| workers::worker_by_token(conn, &token_hash))
+    }
+
+    fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
+        self.read(move |conn| workers::workers(conn))
     }
 }

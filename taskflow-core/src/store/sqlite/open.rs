@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_task_limits", include_str!("../../../migrations/sqlite/0003_task_limits.sql")),
     ("0004_attempts", include_str!("../../../migrations/sqlite/0004_attempts.sql")),
     ("0005_progress", include_str!("../../../migrations/sqlite/0005_progress.sql")),
+    ("0006_workers", include_str!("../../../migrations/sqlite/0006_workers.sql")),
 ];
 
 pub(super) fn configure_writer(conn: &Connection) -> Result<()> {

@@ -1,0 +1,114 @@
+//! The worker registry on PostgreSQL: a provision token is locked and used
+//! up in the same transaction as the worker it registers, so two workers
+//! presenting one token at once register one.
+
+use sqlx_core::row::Row;
+use sqlx_postgres::{PgPool, PgRow};
+
+use super::rows::{db, query, storable};
+use super::writes::{begin, commit};
+use crate::run::Timestamp;
+use crate::store::workers::{RawWorker, check_provision, json_list, worker_columns};
+use crate::store::{NewProvisionToken, Registration, Result, WorkerRecord};
+
+const WORKER_COLUMNS: &str = worker_columns!("::text");
+
+pub(super) async fn add_provision_token(pool: &PgPool, token: &NewProvisionToken) -> Result<()> {
+    query("INSERT INTO taskflow_provision_tokens (token_hash, name, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(&token.token_hash)
+        .bind(storable(&token.name))
+        .bind(token.created_at.0)
+        .bind(token.expires_at.0)
+        .execute(pool)
+        .await
+        .map_err(db("cannot store a provision token"))?;
+    Ok(())
+}
+
+pub(super) async fn register_worker(pool: &PgPool, registration: &Registration) -> Result<WorkerRecord> {
+    let mut tx = begin(pool).await?;
+    let found =
+        query("SELECT name, used_at, expires_at FROM taskflow_provision_tokens WHERE token_hash = $1 FOR UPDATE")
+            .bind(&registration.provision_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("cannot read a provision token"))?
+            .map(|row| -> Result<(String, Option<i64>, i64), sqlx_core::Error> {
+                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            })
+            .transpose()
+            .map_err(db("cannot read a provision token"))?;
+    check_provision(found.as_ref().map(|(_, used, expires)| (used.is_some(), Timestamp(*expires))), registration.now)?;
+    let name = found.map(|(name, ..)| name).unwrap_or_default();
+    query("UPDATE taskflow_provision_tokens SET used_at = $2, worker_id = $3 WHERE token_hash = $1")
+        .bind(&registration.provision_hash)
+        .bind(registration.now.0)
+        .bind(&registration.worker_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("cannot use up a provision token"))?;
+    let profile = &registration.profile;
+    query(
+        "INSERT INTO taskflow_workers (id, token_hash, name, host, version, executors, tasks, queues, \
+         registered_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json, $8::json, $9, $9)",
+    )
+    .bind(&registration.worker_id)
+    .bind(&registration.token_hash)
+    .bind(&name)
+    .bind(storable(&profile.host))
+    .bind(storable(&profile.version))
+    .bind(json_list(&profile.executors))
+    .bind(json_list(&profile.tasks))
+    .bind(json_list(&profile.queues))
+    .bind(registration.now.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("cannot register a worker"))?;
+    commit(tx).await?;
+    let mut profile = profile.clone();
+    profile.host = storable(&profile.host);
+    profile.version = storable(&profile.version);
+    Ok(WorkerRecord {
+        id: registration.worker_id.clone(),
+        name,
+        profile,
+        registered_at: registration.now,
+        last_seen: registration.now,
+        revoked_at: None,
+    })
+}
+
+pub(super) async fn worker_by_token(pool: &PgPool, token_hash: &str) -> Result<Option<WorkerRecord>> {
+    query(&format!("SELECT {WORKER_COLUMNS} FROM taskflow_workers WHERE token_hash = $1"))
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await
+        .map_err(db("cannot read a worker"))?
+        .map(|row| raw_worker(&row).map_err(db("cannot read a worker"))?.into_record())
+        .transpose()
+}
+
+pub(super) async fn workers(pool: &PgPool) -> Result<Vec<WorkerRecord>> {
+    query(&format!("SELECT {WORKER_COLUMNS} FROM taskflow_workers ORDER BY registered_at, id"))
+        .fetch_all(pool)
+        .await
+        .map_err(db("cannot list workers"))?
+        .iter()
+        .map(|row| raw_worker(row).map_err(db("cannot read a worker"))?.into_record())
+        .collect()
+}
+
+fn raw_worker(row: &PgRow) -> Result<RawWorker, sqlx_core::Error> {
+    Ok(RawWorker {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        host: row.try_get(2)?,
+        version: row.try_get(3)?,
+        executors: row.try_get(4)?,
+        tasks: row.try_get(5)?,
+        queues: row.try_get(6)?,
+        registered_at: row.try_get(7)?,
+        last_seen: row.try_get(8)?,
+        revoked_at: row.try_get(9)?,
+    })
+}
