@@ -113,6 +113,12 @@ impl Client {
         self.engine.as_ref()
     }
 
+    /// The store the client works on (for what runs are not: the remote
+    /// workers' registry).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     fn publish(&self, event: RunEvent) {
         let _ = self.events.send(event);
     }

@@ -44,6 +44,15 @@ pub fn executor(kind: ExecutorKind) -> proto::ExecutorKind {
     }
 }
 
+/// An executor kind from the wire's words.
+pub fn core_executor(kind: proto::ExecutorKind) -> ExecutorKind {
+    match kind {
+        proto::ExecutorKind::Thread => ExecutorKind::Thread,
+        proto::ExecutorKind::Process => ExecutorKind::Process,
+        proto::ExecutorKind::Docker => ExecutorKind::Docker,
+    }
+}
+
 /// A log level in the wire's words.
 pub fn level(level: Level) -> proto::Level {
     match level {

@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod function;
 mod health;
+mod registration;
 mod run;
 mod submit;
 pub mod worker;
@@ -23,6 +24,7 @@ pub use error::FieldIssue;
 pub use event::Event;
 pub use function::{Function, FunctionOptions};
 pub use health::{Component, ExecutorHealth, Health};
+pub use registration::{QueueName, RefusedTask, RegisterRequest, Registered, TaskDigest, WorkerInfo, WorkerState};
 pub use run::{
     AttemptOutcome, ExecutorKind, Level, LogLine, RunAttempt, RunFailure, RunProgress, RunStatus, RunSummary, TaskPage,
     TaskRun, UnknownWord,

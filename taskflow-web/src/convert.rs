@@ -39,7 +39,7 @@ pub(crate) fn plane_error(error: ClientError) -> PlaneError {
     }
 }
 
-fn store_error(error: store::Error) -> PlaneError {
+pub(crate) fn store_error(error: store::Error) -> PlaneError {
     match error {
         store::Error::NotFound(id) => PlaneError::NotFound(id.to_string()),
         error @ (store::Error::IllegalTransition { .. }
@@ -48,6 +48,7 @@ fn store_error(error: store::Error) -> PlaneError {
         | store::Error::StaleAttempt { .. }) => PlaneError::Conflict(error.to_string()),
         store::Error::Database(error) => database_error(&error),
         store::Error::Closed => PlaneError::Unavailable("the server is shutting down".to_owned()),
+        store::Error::Provision(refusal) => PlaneError::Unauthorized(refusal.to_string()),
         other => PlaneError::Internal(other.to_string()),
     }
 }

@@ -140,6 +140,7 @@ impl From<PlaneError> for ApiError {
             PlaneError::UnknownTask(_) | PlaneError::NotFound(_) => ApiError::not_found(error.to_string()),
             PlaneError::Invalid { message, issues } => ApiError::invalid(message, &issues),
             PlaneError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            PlaneError::Unauthorized(message) => ApiError::unauthorized(message),
             PlaneError::Unavailable(message) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
             PlaneError::StoreFull(message) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "store_full", message),
             PlaneError::Corrupt(message) => {

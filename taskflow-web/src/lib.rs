@@ -19,6 +19,7 @@ pub mod error;
 pub mod jwt;
 pub mod openapi;
 pub mod plane;
+pub mod polling;
 pub mod ui;
 mod url;
 pub mod ws;
@@ -99,8 +100,13 @@ pub fn router(plane: Arc<Plane>, auth: Arc<Auth>, config: &WebConfig) -> Router 
         // One semaphore for all routes (a plain `concurrency_limit` would
         // give each route its own).
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests.max(1)));
-    let limited =
-        Router::new().merge(auth::routes::router()).merge(api).merge(pages).merge(ui::public_router()).layer(shed);
+    let limited = Router::new()
+        .merge(auth::routes::router())
+        .merge(polling::public_router())
+        .merge(api)
+        .merge(pages)
+        .merge(ui::public_router())
+        .layer(shed);
     Router::new()
         .route("/health", get(health))
         .merge(limited)

@@ -32,6 +32,8 @@ use crate::error::ErrorBody;
         crate::api::echo::echo,
         crate::ws::task_ws,
         crate::ws::events_ws,
+        crate::polling::register,
+        crate::polling::list,
         openapi_json,
     ),
     components(schemas(taskflow_proto::Event, taskflow_proto::LogLine)),
@@ -40,6 +42,7 @@ use crate::error::ErrorBody;
         (name = "functions", description = "The tasks this server runs"),
         (name = "tasks", description = "Runs of tasks"),
         (name = "auth", description = "Tokens"),
+        (name = "workers", description = "Remote workers"),
         (name = "health", description = "Liveness"),
     )
 )]

@@ -95,6 +95,11 @@ impl Plane {
 }
 
 impl Plane {
+    /// The core's client the plane works through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Every task this server can run, in a stable order (by title).
     pub fn functions(&self) -> Vec<Function> {
         let mut functions: Vec<Function> = registry::tasks().map(wire_function).collect();
@@ -232,6 +237,10 @@ pub enum PlaneError {
     /// active run deleted without force, a reused idempotency key (409).
     #[error("{0}")]
     Conflict(String),
+    /// A credential of the request's body was refused: a provision token
+    /// unknown, used or expired (401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The store or an executor is not reachable now; try again (503).
     #[error("{0}")]
     Unavailable(String),

@@ -114,8 +114,9 @@ impl NewRun {
     }
 }
 
-/// JSON with object keys sorted, so equal payloads give equal text.
-pub(crate) fn canonical_json(value: &Value) -> String {
+/// JSON with object keys sorted, so equal values give equal text (payloads
+/// in de-duplication keys, schemas in a remote worker's digests).
+pub fn canonical_json(value: &Value) -> String {
     fn sort(value: &Value) -> Value {
         match value {
             Value::Object(map) => {

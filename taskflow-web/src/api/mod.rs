@@ -16,6 +16,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(functions::router())
         .merge(tasks::router())
         .merge(echo::router())
+        .merge(crate::polling::router())
         .merge(crate::ws::router())
         .merge(crate::openapi::router())
 }

@@ -1,10 +1,12 @@
 //! [`App`]: the user's `main`. Parses the command line (`serve`, `list`,
-//! `call`, `submit`, `status`, `token` and the hidden worker entry `__run`)
+//! `call`, `submit`, `status`, `token`, `worker-token` and the hidden worker entry
+//! `__run`)
 //! with `TASKFLOW_*` environment equivalents, and runs the command.
 
 pub(crate) mod error;
 mod flags;
 mod web;
+mod workers;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -90,11 +92,28 @@ enum Command {
         #[arg(long)]
         create: bool,
     },
+    /// Make a one-time provision token for a remote worker (admin)
+    #[command(name = "worker-token", subcommand)]
+    WorkerToken(WorkerTokenCommand),
     /// Worker entry: payload JSON on stdin, one result frame on stdout
     #[command(name = "__run", hide = true)]
     Run {
         /// The task to run
         title: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerTokenCommand {
+    /// Store a provision token and print it: a worker registers with it
+    /// once, within its time to live
+    Create {
+        /// The worker's name, shown on the Workers page
+        #[arg(long)]
+        name: String,
+        /// How long the token may be used: `90s`, `15m`, `1h`, `7d`
+        #[arg(long, default_value = "1h", value_parser = workers::parse_ttl)]
+        ttl: std::time::Duration,
     },
 }
 
@@ -208,6 +227,9 @@ impl App {
             Some(Command::Submit(args)) => submit(&program, &store, args),
             Some(Command::Status { run_id }) => status(&store, &run_id),
             Some(Command::Token { ttl_seconds, create }) => token(&program, &store, ttl_seconds, create),
+            Some(Command::WorkerToken(WorkerTokenCommand::Create { name, ttl })) => {
+                workers::create_token(&program, &store, &name, ttl)
+            }
             Some(Command::Run { title }) => worker_run(&title),
         }
     }

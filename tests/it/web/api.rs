@@ -52,6 +52,7 @@ async fn health_needs_no_token_and_everything_else_does() {
         ("GET", "/api/v1/events/ws".to_owned()),
         ("GET", "/api/v1/openapi.json".to_owned()),
         ("POST", "/api/v1/echo".to_owned()),
+        ("GET", "/api/v1/workers".to_owned()),
     ];
     let forged = {
         // `alg: none` with the claims of a valid access token.
@@ -538,6 +539,8 @@ async fn the_openapi_document_covers_every_route() {
         ("GET", "/api/v1/events/ws"),
         ("GET", "/api/v1/openapi.json"),
         ("POST", "/api/v1/echo"),
+        ("POST", "/api/v1/polling/register"),
+        ("GET", "/api/v1/workers"),
     ];
     let mut expected: Vec<(String, String)> = routes.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
     // The call route is documented once per task, with the task's own schema.

@@ -6,3 +6,4 @@ mod browser;
 mod cli;
 pub(crate) mod pages;
 mod websockets;
+mod workers;
