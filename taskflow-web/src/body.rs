@@ -24,8 +24,10 @@ pub(crate) struct BodyLimits {
 }
 
 /// Wraps the request's body so reading it fails after the deadline or
-/// beyond the size.
-pub(crate) async fn limit(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+/// beyond the size, and leaves the limits in the request's extensions (the
+/// form page tells its script the size).
+pub(crate) async fn limit(State(limits): State<BodyLimits>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(limits);
     let (parts, body) = request.into_parts();
     let body = Body::new(LimitedBody {
         inner: body,
@@ -60,7 +62,7 @@ pub(crate) struct TooLarge {
 }
 
 /// `1 MiB (1048576 bytes)`, `64 KiB (65536 bytes)`, `1000 bytes`.
-fn size(bytes: usize) -> String {
+pub(crate) fn size(bytes: usize) -> String {
     const KIB: usize = 1024;
     const MIB: usize = 1024 * KIB;
     if bytes >= MIB && bytes % MIB == 0 {

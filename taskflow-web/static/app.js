@@ -43,7 +43,20 @@
       var field = el.closest(".field");
       if (field) field.classList.add("invalid");
     };
-    form.addEventListener("input", function (event) { if (event.target.id) clear(event.target); });
+    var runError = document.getElementById("run-error");
+    form.addEventListener("input", function (event) {
+      if (event.target.id) clear(event.target);
+      text(runError, "");
+    });
+    // The body as the browser will send it (urlencoded, line breaks as
+    // CRLF), to refuse here a form the server would refuse with a 413 and
+    // a page that replaces this one.
+    var bodySize = function () {
+      var crlf = function (s) { return String(s).replace(/\r\n|\r|\n/g, "\r\n"); };
+      var params = new URLSearchParams();
+      new FormData(form).forEach(function (value, name) { params.append(crlf(name), crlf(value)); });
+      return params.toString().length;
+    };
 
     // Composite fields. Without the script every variant's fields show and
     // lists end in one empty row; with it only the chosen variant shows
@@ -120,6 +133,16 @@
       if (first) {
         event.preventDefault();
         first.focus();
+        return;
+      }
+      text(runError, "");
+      var maxBody = parseInt(form.getAttribute("data-max-body-bytes") || "0", 10);
+      var size = maxBody > 0 ? bodySize() : 0;
+      if (size > maxBody) {
+        event.preventDefault();
+        text(runError, "Not sent: this form is " + size + " bytes, over the server's limit of " +
+          form.getAttribute("data-max-body-size") + ". What you typed is kept: shorten it, or start the " +
+          "server with a larger --max-body-bytes (or TASKFLOW_MAX_BODY_BYTES).");
       }
     });
   }

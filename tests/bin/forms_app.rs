@@ -1,7 +1,8 @@
 //! A control-plane app with one task whose argument takes every shape the
 //! generated form offers: an enum with data beside a unit variant, an
 //! internally tagged enum, a list of structs, a list of strings, a map, a
-//! unit struct and an optional struct, for the browser test of forms.
+//! unit struct and an optional struct, for the browser test of forms; and
+//! one plain string, to paste too much into.
 
 use std::collections::HashMap;
 
@@ -79,6 +80,15 @@ fn place_order(
 ) -> u64 {
     let _ = (delivery, payment, tags, headers, confirmed, gift);
     lines.iter().map(|l| u64::from(l.quantity)).sum()
+}
+
+/// Keep a note, returning its length in bytes
+///
+/// # Arguments
+/// * `note` - the text
+#[task]
+fn keep_note(note: String) -> usize {
+    note.len()
 }
 
 fn main() -> taskflow::Result<()> {

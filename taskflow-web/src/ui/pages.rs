@@ -16,6 +16,7 @@ use super::{encode_component, html};
 use crate::AppState;
 use crate::auth::gate::ConnectInfoOpt;
 use crate::auth::{Auth, Principal, TokenRequest};
+use crate::body::{self, BodyLimits};
 use crate::error::{ApiError, ApiPath};
 use taskflow_proto::{FieldIssue, FunctionOptions, LogLine, RunStatus, RunSummary, SubmitRequest, TaskRun};
 
@@ -57,6 +58,11 @@ fn posted(
         Ok(Form(pairs)) => pairs.into_iter().collect(),
         Err(rejection) => {
             let error = ApiError::from(rejection);
+            if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                // Said for a browser without the script, which checks first.
+                let message = format!("{}. Go Back: your browser keeps what you typed.", capitalize(error.message()));
+                return Err(Refused { status: error.status(), heading: "Form too large", message });
+            }
             return Err(Refused { status: error.status(), heading: "Bad form", message: error.message().to_owned() });
         }
     };
@@ -167,6 +173,11 @@ struct FormPage {
     default_executor: String,
     executor_error: String,
     recent: Vec<RunSummary>,
+    /// The body limit, for the script to check a form against before
+    /// sending it: in bytes, and as words.
+    max_body_bytes: usize,
+    /// See `max_body_bytes`.
+    max_body_size: String,
 }
 
 struct FormState {
@@ -179,6 +190,7 @@ struct FormState {
 async fn render_form(
     state: &AppState,
     principal: &Principal,
+    limits: Option<BodyLimits>,
     title: &str,
     status: StatusCode,
     form: Option<FormState>,
@@ -231,6 +243,8 @@ async fn render_form(
         default_executor: executor.unwrap_or_else(|| function.options.executor.to_string()),
         executor_error,
         recent,
+        max_body_bytes: limits.map_or(0, |l| l.max_bytes),
+        max_body_size: limits.map(|l| body::size(l.max_bytes)).unwrap_or_default(),
     };
     html(status, page.render())
 }
@@ -287,6 +301,7 @@ fn capitalize(word: &str) -> String {
 pub(crate) async fn task_form(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    limits: Option<Extension<BodyLimits>>,
     ApiPath(title): ApiPath<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -302,7 +317,7 @@ pub(crate) async fn task_form(
             });
         }
     }
-    render_form(&state, &principal, &title, StatusCode::OK, form).await
+    render_form(&state, &principal, limits.map(|l| l.0), &title, StatusCode::OK, form).await
 }
 
 /// `POST /functions/{title}`: submits the form; on success to the run's
@@ -310,6 +325,7 @@ pub(crate) async fn task_form(
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    limits: Option<Extension<BodyLimits>>,
     ApiPath(title): ApiPath<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
@@ -333,7 +349,15 @@ pub(crate) async fn submit(
         Ok(payload) => payload,
         Err(issues) => {
             let form = again(issues, None, fields);
-            return render_form(&state, &principal, &title, StatusCode::UNPROCESSABLE_ENTITY, Some(form)).await;
+            return render_form(
+                &state,
+                &principal,
+                limits.map(|l| l.0),
+                &title,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(form),
+            )
+            .await;
         }
     };
     let mut request = SubmitRequest::new(title.clone(), payload);
@@ -344,7 +368,8 @@ pub(crate) async fn submit(
         Ok(submitted) => Redirect::to(&format!("/runs/{}", submitted.task_id)).into_response(),
         Err(PlaneError::Invalid { message, issues }) => {
             let form = again(issues, Some(message), fields);
-            render_form(&state, &principal, &title, StatusCode::UNPROCESSABLE_ENTITY, Some(form)).await
+            render_form(&state, &principal, limits.map(|l| l.0), &title, StatusCode::UNPROCESSABLE_ENTITY, Some(form))
+                .await
         }
         Err(error) => plane_error_page(error),
     }

@@ -366,3 +366,58 @@ async fn a_form_of_every_shape_sends_the_payload_it_shows() {
     assert!(shown("#f-payment-Card").await, "the chosen variant stays chosen");
     client.close().await.unwrap();
 }
+
+/// A form over the server's body limit is not sent: the message beside Run
+/// names the limit and how to raise it, and the pasted text stays. Without
+/// the script's check, the 413 page says the same, and Back keeps the text.
+#[tokio::test]
+async fn a_form_over_the_body_limit_keeps_what_was_typed() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_forms_app"), &["--max-body-bytes", "2048"], &[]);
+    let client = browser(&driver).await;
+    client.goto(&server.login_link).await.unwrap();
+    client.goto(&server.at("/functions/keep_note")).await.unwrap();
+    let long = "too long ".repeat(300);
+    // Pasted: the value set at once, as a paste does.
+    client
+        .execute(
+            "var el = document.getElementById('f-note'); el.value = arguments[0]; \
+             el.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![json!(long)],
+        )
+        .await
+        .unwrap();
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("the message beside Run", || async { !text(&client, "#run-error").await.is_empty() }).await;
+    let message = text(&client, "#run-error").await;
+    assert!(message.contains("2 KiB (2048 bytes)") && message.contains("--max-body-bytes"), "{message}");
+    assert!(message.contains("TASKFLOW_MAX_BODY_BYTES"), "{message}");
+    assert_eq!(client.current_url().await.unwrap().path(), "/functions/keep_note", "nothing was sent");
+    let note = client.find(Locator::Id("f-note")).await.unwrap();
+    assert_eq!(note.prop("value").await.unwrap().as_deref(), Some(long.as_str()), "the text stays");
+    let runs = server.get_json("/api/v1/tasks?task_title=keep_note").await;
+    assert_eq!(runs["total"], 0, "no run: {runs}");
+
+    // Without the check (as without the script): the server's 413 page.
+    client
+        .execute("document.getElementById('task-form').removeAttribute('data-max-body-bytes');", vec![])
+        .await
+        .unwrap();
+    client.find(Locator::Id("run-button")).await.unwrap().click().await.unwrap();
+    eventually("the 413 page", || async { text(&client, "h1").await == "Form too large" }).await;
+    let message = text(&client, ".error-message").await;
+    for needle in ["2 KiB (2048 bytes)", "--max-body-bytes", "TASKFLOW_MAX_BODY_BYTES", "Go Back"] {
+        assert!(message.contains(needle), "the page says {needle}: {message}");
+    }
+    client.back().await.unwrap();
+    eventually("Back keeps the text", || async {
+        match client.find(Locator::Id("f-note")).await {
+            Ok(note) => note.prop("value").await.ok().flatten().as_deref() == Some(long.as_str()),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let runs = server.get_json("/api/v1/tasks?task_title=keep_note").await;
+    assert_eq!(runs["total"], 0, "still no run: {runs}");
+    client.close().await.unwrap();
+}
