@@ -76,15 +76,48 @@
       if (body) { body.hidden = !box.checked; body.disabled = !box.checked; }
     };
     var number = function (list) {
-      list.querySelectorAll(":scope > .item > .item-head > .item-n").forEach(function (label, i) {
-        label.textContent = "#" + (i + 1);
+      var items = list.querySelectorAll(":scope > .item");
+      items.forEach(function (item, i) {
+        text(item.querySelector(":scope > .item-head > .item-n"), "#" + (i + 1));
+        item.querySelector(":scope > .item-head > [data-move=up]").disabled = i === 0;
+        item.querySelector(":scope > .item-head > [data-move=down]").disabled = i === items.length - 1;
       });
+    };
+    // A row's names carry its index (`items[2].sku`) and the server orders
+    // rows by it, so moving a row swaps its index with its neighbour's, in
+    // every name and id under each (new-row templates of nested lists too).
+    var idOf = function (name) { return "f-" + name.replace(/[^A-Za-z0-9_-]/g, "-"); };
+    var rename = function (root, from, to) {
+      var ids = [idOf(from), idOf(to)];
+      var swap = function (value, old, now) { return value.indexOf(old) === 0 ? now + value.slice(old.length) : value; };
+      var one = function (el) {
+        ["name", "data-field"].forEach(function (attr) {
+          if (el.hasAttribute(attr)) el.setAttribute(attr, swap(el.getAttribute(attr), from, to));
+        });
+        ["id", "for", "data-add", "data-include", "data-variant-of"].forEach(function (attr) {
+          if (el.hasAttribute(attr)) el.setAttribute(attr, swap(el.getAttribute(attr), ids[0], ids[1]));
+        });
+        if (el.tagName === "TEMPLATE") el.content.querySelectorAll("*").forEach(one);
+      };
+      one(root);
+      root.querySelectorAll("*").forEach(one);
+    };
+    var move = function (item, up) {
+      var other = up ? item.previousElementSibling : item.nextElementSibling;
+      if (!other || !other.classList.contains("item")) return;
+      var mine = item.getAttribute("data-field");
+      var theirs = other.getAttribute("data-field");
+      rename(item, mine, theirs);
+      rename(other, theirs, mine);
+      if (up) other.before(item); else other.after(item);
+      number(item.parentElement);
     };
     var wire = function (root) {
       root.querySelectorAll("select[data-variant-select]").forEach(showVariant);
       root.querySelectorAll("input[data-include]").forEach(showBody);
     };
     form.querySelectorAll("[data-spare]").forEach(function (row) { row.remove(); });
+    form.querySelectorAll("fieldset.list").forEach(number);
     wire(form);
     form.addEventListener("change", function (event) {
       var el = event.target;
@@ -104,6 +137,12 @@
         wire(row);
         var first = row.querySelector("input, select, textarea");
         if (first) first.focus();
+        return;
+      }
+      var mover = event.target.closest("button[data-move]");
+      if (mover) {
+        move(mover.closest(".item"), mover.getAttribute("data-move") === "up");
+        mover.focus();
         return;
       }
       var remove = event.target.closest("button[data-remove]");

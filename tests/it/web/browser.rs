@@ -421,3 +421,67 @@ async fn a_form_over_the_body_limit_keeps_what_was_typed() {
     assert_eq!(runs["total"], 0, "still no run: {runs}");
     client.close().await.unwrap();
 }
+
+/// Rows of a list move up and down, and the run gets them in the order
+/// shown: three rows each of the list of structs and of strings, the last
+/// moved up.
+#[tokio::test]
+async fn rows_of_a_list_move_up_and_down() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_forms_app"), &[], &[]);
+    let client = browser(&driver).await;
+    client.goto(&server.login_link).await.unwrap();
+    client.goto(&server.at("/functions/place_order")).await.unwrap();
+    let click = |css: String| {
+        let client = &client;
+        async move { client.find(Locator::Css(&css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap() }
+    };
+    click("#f-delivery--variant option[value='Pickup']".into()).await;
+    click("#f-payment--variant option[value='Cash']".into()).await;
+    for (i, sku) in ["tea", "cake", "jam"].iter().enumerate() {
+        click("button[data-add='f-lines']".into()).await;
+        fill(&client, &format!("#f-lines-{i}--sku"), sku).await;
+        fill(&client, &format!("#f-lines-{i}--quantity"), &(i + 1).to_string()).await;
+        click("button[data-add='f-tags']".into()).await;
+        fill(&client, &format!("#f-tags-{i}-"), &format!("t{i}")).await;
+    }
+    let up = |list: &str, i: usize| format!("#f-{list}-{i}-row > .item-head > button[data-move=up]");
+    let down = |list: &str, i: usize| format!("#f-{list}-{i}-row > .item-head > button[data-move=down]");
+    let disabled = |css: String| {
+        let client = &client;
+        async move {
+            client.find(Locator::Css(&css)).await.unwrap().prop("disabled").await.unwrap().as_deref() == Some("true")
+        }
+    };
+    assert!(
+        disabled(up("lines", 0)).await && disabled(down("lines", 2)).await,
+        "no way up from the top, down from the bottom"
+    );
+    assert!(!disabled(up("lines", 2)).await);
+    let label = client.find(Locator::Css(&up("tags", 2))).await.unwrap().attr("aria-label").await.unwrap();
+    assert_eq!(label.as_deref(), Some("Move this row up"));
+    click(up("lines", 2)).await;
+    click(up("tags", 2)).await;
+    // The moved row is now the second, its fields renamed with it.
+    assert_eq!(
+        client.find(Locator::Css("#f-lines-1--sku")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("jam")
+    );
+    assert_eq!(text(&client, "#f-lines-1-row .item-n").await, "#2");
+    // And back down and up again, the first row too.
+    click(down("tags", 1)).await;
+    click(up("tags", 2)).await;
+    click(down("tags", 0)).await;
+    click(up("tags", 1)).await;
+    click("#run-button".into()).await;
+    eventually("the run page opens", || async { client.current_url().await.unwrap().path().starts_with("/runs/") })
+        .await;
+    let url = client.current_url().await.unwrap();
+    let run = server.get_json(&format!("/api/v1/tasks/{}", url.path().strip_prefix("/runs/").unwrap())).await;
+    assert_eq!(
+        run["payload"]["lines"],
+        json!([{"sku": "tea", "quantity": 1}, {"sku": "jam", "quantity": 3}, {"sku": "cake", "quantity": 2}])
+    );
+    assert_eq!(run["payload"]["tags"], json!(["t0", "t2", "t1"]));
+    client.close().await.unwrap();
+}
