@@ -46,6 +46,7 @@
     var runError = document.getElementById("run-error");
     form.addEventListener("input", function (event) {
       if (event.target.id) clear(event.target);
+      if (event.target.matches("textarea[data-raw-of]")) showRaw(event.target);
       text(runError, "");
     });
     // The body as the browser will send it (urlencoded, line breaks as
@@ -75,8 +76,10 @@
       var body = document.getElementById(box.getAttribute("data-include"));
       if (body) { body.hidden = !box.checked; body.disabled = !box.checked; }
     };
+    // A list's rows, template and Add button sit in its fields' fieldset.
+    var rowsOf = function (list) { return document.getElementById(list.id + "-fields") || list; };
     var number = function (list) {
-      var items = list.querySelectorAll(":scope > .item");
+      var items = rowsOf(list).querySelectorAll(":scope > .item");
       items.forEach(function (item, i) {
         text(item.querySelector(":scope > .item-head > .item-n"), "#" + (i + 1));
         item.querySelector(":scope > .item-head > [data-move=up]").disabled = i === 0;
@@ -94,7 +97,7 @@
         ["name", "data-field"].forEach(function (attr) {
           if (el.hasAttribute(attr)) el.setAttribute(attr, swap(el.getAttribute(attr), from, to));
         });
-        ["id", "for", "data-add", "data-include", "data-variant-of"].forEach(function (attr) {
+        ["id", "for", "data-add", "data-include", "data-variant-of", "data-raw-of"].forEach(function (attr) {
           if (el.hasAttribute(attr)) el.setAttribute(attr, swap(el.getAttribute(attr), ids[0], ids[1]));
         });
         if (el.tagName === "TEMPLATE") el.content.querySelectorAll("*").forEach(one);
@@ -112,9 +115,23 @@
       if (up) other.before(item); else other.after(item);
       number(item.parentElement);
     };
+    // Filled, a composite's raw JSON is what the server takes: its fields
+    // (and "include" box) are hidden and disabled, so not sent, until it
+    // is cleared.
+    var showRaw = function (box) {
+      var group = box.getAttribute("data-raw-of");
+      var raw = box.value.trim() !== "";
+      var fields = document.getElementById(group + "-fields");
+      if (fields) { fields.hidden = raw; fields.disabled = raw; }
+      var note = document.getElementById(group + "-raw-note");
+      if (note) note.hidden = !raw;
+      var include = document.getElementById(group + "-include");
+      if (include) include.disabled = raw;
+    };
     var wire = function (root) {
       root.querySelectorAll("select[data-variant-select]").forEach(showVariant);
       root.querySelectorAll("input[data-include]").forEach(showBody);
+      root.querySelectorAll("textarea[data-raw-of]").forEach(showRaw);
     };
     form.querySelectorAll("[data-spare]").forEach(function (row) { row.remove(); });
     form.querySelectorAll("fieldset.list").forEach(number);
@@ -123,12 +140,13 @@
       var el = event.target;
       if (el.matches("select[data-variant-select]")) showVariant(el);
       if (el.matches("input[data-include]")) showBody(el);
+      if (el.matches("textarea[data-raw-of]")) showRaw(el);
     });
     form.addEventListener("click", function (event) {
       var add = event.target.closest("button[data-add]");
       if (add) {
         var list = document.getElementById(add.getAttribute("data-add"));
-        var template = list.querySelector(":scope > template");
+        var template = rowsOf(list).querySelector(":scope > template");
         var index = parseInt(list.getAttribute("data-next") || "0", 10);
         list.setAttribute("data-next", String(index + 1));
         template.insertAdjacentHTML("beforebegin", template.innerHTML.split(list.getAttribute("data-token")).join(String(index)));
@@ -158,6 +176,8 @@
       form.querySelectorAll("input, select, textarea").forEach(function (el) {
         if (!el.id || el.type === "hidden") return;
         clear(el);
+        // Not sent (another variant, an unticked part, beside raw JSON).
+        if (el.matches(":disabled")) return;
         var message = "";
         if (!el.checkValidity()) {
           message = el.validationMessage || "This value is not valid.";

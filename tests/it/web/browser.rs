@@ -485,3 +485,65 @@ async fn rows_of_a_list_move_up_and_down() {
     assert_eq!(run["payload"]["tags"], json!(["t0", "t2", "t1"]));
     client.close().await.unwrap();
 }
+
+/// A composite's raw JSON, once filled, hides and disables its fields (and
+/// an optional struct's "include" box), which come back when it is
+/// cleared; the run gets the raw JSON.
+#[tokio::test]
+async fn filled_raw_json_sets_a_composites_fields_aside() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_forms_app"), &[], &[]);
+    let client = browser(&driver).await;
+    client.goto(&server.login_link).await.unwrap();
+    client.goto(&server.at("/functions/place_order")).await.unwrap();
+    let click = |css: &'static str| {
+        let client = &client;
+        async move { client.find(Locator::Css(css)).await.unwrap().click().await.unwrap() }
+    };
+    let shown = |css: &'static str| {
+        let client = &client;
+        async move { client.find(Locator::Css(css)).await.unwrap().is_displayed().await.unwrap() }
+    };
+    let enabled = |css: &'static str| {
+        let client = &client;
+        async move { client.find(Locator::Css(css)).await.unwrap().is_enabled().await.unwrap() }
+    };
+    click("#f-delivery--variant option[value='Pickup']").await;
+    click("#f-payment--variant option[value='Cash']").await;
+    click("button[data-add='f-lines']").await;
+    fill(&client, "#f-lines-0--sku", "from the fields").await;
+    fill(&client, "#f-lines-0--quantity", "9").await;
+    assert!(shown("#f-lines-0--sku").await && !shown("#f-lines-raw-note").await);
+
+    click("#f-lines > details > summary").await;
+    fill(&client, "#f-lines-json", r#"[{"sku": "raw", "quantity": 4}]"#).await;
+    assert!(!shown("#f-lines-0--sku").await, "the rows are set aside");
+    assert!(!shown("button[data-add='f-lines']").await);
+    assert!(!enabled("#f-lines-0--sku").await, "and not sent");
+    assert!(shown("#f-lines-raw-note").await, "the note says the raw JSON wins");
+    fill(&client, "#f-lines-json", "").await;
+    assert!(shown("#f-lines-0--sku").await && enabled("#f-lines-0--sku").await, "cleared: the rows are back");
+    assert!(!shown("#f-lines-raw-note").await);
+    assert_eq!(
+        client.find(Locator::Css("#f-lines-0--sku")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("from the fields"),
+        "with what was typed"
+    );
+
+    // An optional struct: its "include" box is set aside too.
+    click("#f-gift-include").await;
+    fill(&client, "#f-gift-message", "from the fields").await;
+    click("#f-gift > details > summary").await;
+    fill(&client, "#f-gift-json", r#"{"message": "raw"}"#).await;
+    assert!(!shown("#f-gift-message").await && !enabled("#f-gift-include").await);
+
+    fill(&client, "#f-lines-json", r#"[{"sku": "raw", "quantity": 4}]"#).await;
+    click("#run-button").await;
+    eventually("the run page opens", || async { client.current_url().await.unwrap().path().starts_with("/runs/") })
+        .await;
+    let url = client.current_url().await.unwrap();
+    let run = server.get_json(&format!("/api/v1/tasks/{}", url.path().strip_prefix("/runs/").unwrap())).await;
+    assert_eq!(run["payload"]["lines"], json!([{"sku": "raw", "quantity": 4}]));
+    assert_eq!(run["payload"]["gift"], json!({"message": "raw"}));
+    client.close().await.unwrap();
+}

@@ -14,7 +14,8 @@ pub struct Row {
     /// Opening: `group` (a fieldset), `body` (what an "include" checkbox
     /// turns on), `list`, `item` (a row of a list or map), `template` (a
     /// new row, for the script), `variant` (one variant's fields);
-    /// closing: `end`, `item-end`, `template-end`, `list-end`; inputs:
+    /// closing: `end`, `group-end` (a group's fields and the group),
+    /// `item-end`, `template-end`, `list-end`; inputs:
     /// `integer`, `number`, `text`, `checkbox`, `select`, `json`.
     pub kind: &'static str,
     /// The input's name: `address.street`, `items[0].sku`.
@@ -216,7 +217,7 @@ impl Render<'_> {
                 if optional {
                     self.rows.push(Row { kind: "end", ..Row::default() });
                 }
-                self.rows.push(Row { kind: "end", ..Row::default() });
+                self.rows.push(Row { kind: "group-end", ..Row::default() });
             }
             Input::List(item) | Input::Map(item) => {
                 let map = matches!(node.input, Input::Map(_));
@@ -275,7 +276,7 @@ impl Render<'_> {
                     }
                     self.rows.push(Row { kind: "end", ..Row::default() });
                 }
-                self.rows.push(Row { kind: "end", ..Row::default() });
+                self.rows.push(Row { kind: "group-end", ..Row::default() });
             }
             input => {
                 let kind = match input {
