@@ -424,7 +424,7 @@ async fn a_form_over_the_body_limit_keeps_what_was_typed() {
 
 /// Rows of a list move up and down, and the run gets them in the order
 /// shown: three rows each of the list of structs and of strings, the last
-/// moved up.
+/// moved up; a row of strings added and left empty is `""`.
 #[tokio::test]
 async fn rows_of_a_list_move_up_and_down() {
     let Some(driver) = driver().await else { return };
@@ -473,6 +473,8 @@ async fn rows_of_a_list_move_up_and_down() {
     click(up("tags", 2)).await;
     click(down("tags", 0)).await;
     click(up("tags", 1)).await;
+    // A row of strings left empty is an empty string.
+    click("button[data-add='f-tags']".into()).await;
     click("#run-button".into()).await;
     eventually("the run page opens", || async { client.current_url().await.unwrap().path().starts_with("/runs/") })
         .await;
@@ -482,7 +484,7 @@ async fn rows_of_a_list_move_up_and_down() {
         run["payload"]["lines"],
         json!([{"sku": "tea", "quantity": 1}, {"sku": "jam", "quantity": 3}, {"sku": "cake", "quantity": 2}])
     );
-    assert_eq!(run["payload"]["tags"], json!(["t0", "t2", "t1"]));
+    assert_eq!(run["payload"]["tags"], json!(["t0", "t2", "t1", ""]));
     client.close().await.unwrap();
 }
 

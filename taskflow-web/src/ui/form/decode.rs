@@ -108,12 +108,21 @@ impl Decoder<'_> {
             }
             Input::List(item) => {
                 let mut items = Vec::new();
-                for index in rows(self.form, name) {
+                for (n, index) in rows(self.form, name).into_iter().enumerate() {
                     let row = format!("{name}[{index}]");
-                    if filled(self.form, &row) {
-                        let at = format!("{path}[{}]", items.len());
+                    let at = format!("{path}[{}]", items.len());
+                    if filled(self.form, &row) || matches!(item.input, Input::Text) {
+                        // A row of a list of strings is an item, empty or
+                        // not: `""` (`null` if the items are optional).
                         items.push(self.node(item, &row, &at).unwrap_or(Value::Null));
+                    } else if !item.input.composite() {
+                        // No empty number, choice or JSON: say so rather
+                        // than guess or drop a row the user added.
+                        self.trace.entry(at.clone()).or_insert(row);
+                        self.issue(&at, format!("row {} is empty: fill it in or remove it", n + 1));
                     }
+                    // An empty row of a composite (all its fields empty)
+                    // is left out, as a spare row.
                 }
                 (node.required || !items.is_empty()).then_some(Value::Array(items))
             }
@@ -175,21 +184,34 @@ impl Decoder<'_> {
     }
 }
 
-/// The row indices posted under `name`: 0 and 2 for `tags[0]`, `tags[2]`.
+/// The row indices posted under `name`: 0 and 2 for `tags[0]`, `tags[2]`;
+/// without the spare row a form without the script ends in (named by
+/// `tags.$spare`) when it was left empty.
 pub(super) fn rows(form: &HashMap<String, String>, name: &str) -> BTreeSet<usize> {
     let open = format!("{name}[");
-    form.keys()
+    let mut indices: BTreeSet<usize> = form
+        .keys()
         .filter_map(|key| key.strip_prefix(open.as_str()))
         .filter_map(|rest| rest.split_once(']'))
         .filter_map(|(index, _)| index.parse().ok())
-        .collect()
+        .collect();
+    let spare = form.get(&format!("{name}.{SPARE}")).and_then(|i| i.trim().parse::<usize>().ok());
+    if let Some(spare) = spare.filter(|i| !filled(form, &format!("{name}[{i}]"))) {
+        indices.remove(&spare);
+    }
+    indices
 }
 
+/// The field naming a list's spare row: `tags.$spare`.
+pub(super) const SPARE: &str = "$spare";
+
 /// Whether any field under `name` has something in it (an empty row of a
-/// list is left out).
+/// list of composites is left out); a nested list's spare marker is not
+/// something.
 fn filled(form: &HashMap<String, String>, name: &str) -> bool {
     form.iter().any(|(key, value)| {
         key.strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            && !key.ends_with(SPARE)
             && !value.trim().is_empty()
     })
 }
@@ -215,7 +237,8 @@ pub(super) fn encode_props(props: &[Prop], prefix: &str, object: &Value, values:
 }
 
 /// The fields that decode to `value`; raw JSON for a composite value the
-/// fields cannot say exactly (an empty string in a list, an unknown key).
+/// fields cannot say exactly (an unknown key, a `null` in a list of
+/// numbers).
 fn encode(node: &Node, name: &str, value: &Value, values: &mut HashMap<String, String>) {
     if !node.input.composite() {
         if !matches!((&node.input, value), (Input::Checkbox, Value::Bool(false))) {

@@ -15,7 +15,8 @@
 //! posted without JavaScript: `address.street`, `items[0].sku`, `tags[2]`,
 //! `headers[0].key` / `headers[0].value`, `delivery.$variant` (the chosen
 //! variant) and `delivery.Courier.zone` (its fields), `gift.$include`,
-//! `items.$json`. Decoding walks the spec, never trusts a name to make
+//! `items.$json`, `tags.$spare` (which row is the spare one a form without
+//! the script ends in; left empty, it is no item). Decoding walks the spec, never trusts a name to make
 //! structure, and records which field made each payload path, so the
 //! validator's issues (`payload.items[1].sku`) land beside their field.
 //!

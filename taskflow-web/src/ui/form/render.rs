@@ -33,7 +33,7 @@ pub struct Row {
     /// Whether the browser must insist (a required field of the form
     /// itself, not of a row, variant or optional part).
     pub enforce: bool,
-    /// The value shown.
+    /// The value shown (of a spare row: its index).
     pub value: String,
     /// For checkboxes.
     pub checked: bool,
@@ -70,6 +70,9 @@ pub struct Row {
     /// A list's empty row for filling in without JavaScript (the script
     /// drops it and offers "Add").
     pub spare: bool,
+    /// The spare row's hidden field saying which row it is (`tags.$spare`,
+    /// its index the value): left empty, it is no item.
+    pub spare_name: String,
 }
 
 pub(super) fn rows(
@@ -317,6 +320,10 @@ impl Render<'_> {
         let id = format!("{}row", id_of(name));
         let mut row = Row { kind: "item", name: name.to_owned(), id, label, spare, ..Row::default() };
         row.error = self.error(name);
+        if let Some((list, index)) = name.rsplit_once('[').filter(|_| spare) {
+            row.spare_name = join(list, super::decode::SPARE);
+            row.value = index.trim_end_matches(']').to_owned();
+        }
         self.rows.push(row);
         if map {
             let key =

@@ -145,8 +145,9 @@ fn a_posted_form_decodes_by_its_names() {
         ("items[3].sku", ""),
         ("items[3].quantity", ""),
         ("tags[0]", "a"),
-        ("tags[1]", ""),
         ("tags[2]", "b"),
+        ("tags[3]", ""),
+        ("tags.$spare", "3"),
         ("headers[0].key", "x-id"),
         ("headers[0].value", "1"),
         ("headers[1].key", "accept"),
@@ -176,8 +177,13 @@ fn every_shape_round_trips_through_its_fields() {
     other["tags"] = json!([]);
     other.as_object_mut().unwrap().remove("gift");
     assert_eq!(spec.payload(&spec.values_of(&other)).unwrap(), other);
-    // What the fields cannot say exactly goes as raw JSON.
+    // An empty string is a row left empty.
     other["tags"] = json!(["", "b"]);
+    let values = spec.values_of(&other);
+    assert_eq!(values["tags[0]"], "", "{values:?}");
+    assert_eq!(spec.payload(&values).unwrap(), other);
+    // What the fields cannot say exactly goes as raw JSON.
+    other["tags"] = json!([1, "b"]);
     let values = spec.values_of(&other);
     assert!(values.contains_key("tags.$json"), "{values:?}");
     assert_eq!(spec.payload(&values).unwrap(), other);
@@ -274,6 +280,7 @@ fn rows_label_name_and_nest_every_shape() {
     assert!(!shown.iter().any(|(_, n)| *n == "marker"), "a unit struct shows nothing");
     let row = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
     assert!(row("items[2]").spare, "existing rows and one empty");
+    assert_eq!((row("items[2]").spare_name.as_str(), row("items[2]").value.as_str()), ("items.$spare", "2"));
     assert_eq!(row("items").next, 2, "the spare row's index: the script drops it");
     assert_eq!(row("gift").include_name, "gift.$include");
     assert!(row("gift").included);
@@ -308,4 +315,46 @@ fn defaults_fill_a_fresh_form() {
     let (rows, _) = spec.rows(&values, &[]);
     let count = rows.iter().find(|r| r.name == "count").unwrap();
     assert_eq!((count.min.as_str(), count.max.as_str(), count.step), ("0", "9", "1"));
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct Lists {
+    tags: Vec<String>,
+    notes: Vec<Option<String>>,
+    counts: Vec<u32>,
+}
+
+#[test]
+fn a_row_of_strings_left_empty_is_an_empty_string_and_of_numbers_an_error() {
+    let spec = FormSpec::new(&serde_json::to_value(schemars::schema_for!(Lists)).unwrap());
+    let strings = form(&[
+        ("tags[0]", ""),
+        ("tags[1]", "b"),
+        ("tags[4]", ""),
+        // The spare row of a form without the script: an item once filled.
+        ("tags[5]", "c"),
+        ("tags.$spare", "5"),
+        ("notes[0]", ""),
+        ("notes[1]", "n"),
+        // Left empty, it is none.
+        ("notes[2]", ""),
+        ("notes.$spare", "2"),
+        ("counts[0]", "1"),
+        ("counts[1]", ""),
+        ("counts.$spare", "1"),
+    ]);
+    assert_eq!(
+        spec.payload(&strings).unwrap(),
+        json!({"tags": ["", "b", "", "c"], "notes": [null, "n"], "counts": [1]})
+    );
+    let numbers = form(&[("counts[0]", "1"), ("counts[3]", " "), ("counts[4]", "5")]);
+    let issues = spec.payload(&numbers).unwrap_err();
+    let messages: Vec<String> = issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect();
+    assert_eq!(messages, ["payload.counts[1]: row 2 is empty: fill it in or remove it"]);
+    // Beside that row, on the page again.
+    let (rows, top) = spec.rows(&numbers, &issues);
+    assert!(top.is_empty(), "{top:?}");
+    let row = rows.iter().find(|r| r.name == "counts[3]" && r.kind == "item").unwrap();
+    assert_eq!(row.error, "row 2 is empty: fill it in or remove it");
 }
