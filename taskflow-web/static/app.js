@@ -330,6 +330,17 @@
       var title = history.getAttribute("data-task-title");
       return (!status || status === task.status) && (!title || title === task.task_title);
     };
+    // "N runs" follows the rows: one more for each run added at the top,
+    // one fewer for each deleted one shown here, or anywhere when the page
+    // is not filtered (a deleted run elsewhere may not have matched).
+    var count = document.getElementById("history-count");
+    var recount = function (delta) {
+      if (!count) return;
+      var total = Math.max(0, parseInt(count.getAttribute("data-total") || "0", 10) + delta);
+      count.setAttribute("data-total", String(total));
+      text(count, total + (total === 1 ? " run" : " runs"));
+    };
+    var filtered = history && (history.getAttribute("data-status") || history.getAttribute("data-task-title"));
     var newRow = function (task) {
       var row = document.createElement("tr");
       row.setAttribute("data-task-id", task.task_id);
@@ -358,13 +369,23 @@
       body.insertBefore(row, body.firstChild);
       var empty = document.querySelector("p.empty");
       if (empty) empty.hidden = true;
+      recount(1);
       return row;
     };
     var events = new WebSocket(wsUrl("/api/v1/events/ws"));
+    // From here on no run is missed (the server subscribed before the
+    // upgrade); said on the table for whoever waits for it.
+    events.onopen = function () { if (history) history.setAttribute("data-connected", "true"); };
     events.onmessage = function (message) {
       var event = JSON.parse(message.data);
       // Events were missed: the page, read again, is right.
       if (event.type === "resync") { location.reload(); return; }
+      if (event.type === "deleted" && history) {
+        var gone = history.querySelector('tr[data-task-id="' + event.task_id + '"]');
+        if (gone) gone.remove();
+        if (gone || !filtered) recount(-1);
+        return;
+      }
       if (event.type !== "status") return;
       var task = event.task;
       var row = document.querySelector('tr[data-task-id="' + task.task_id + '"]');

@@ -549,3 +549,51 @@ async fn filled_raw_json_sets_a_composites_fields_aside() {
     assert_eq!(run["payload"]["gift"], json!({"message": "raw"}));
     client.close().await.unwrap();
 }
+
+/// The history's "N runs" follows live: one more for a new run the page's
+/// filter takes (none for one it does not), one fewer for a deleted one.
+#[tokio::test]
+async fn the_history_count_follows_new_and_deleted_runs() {
+    let Some(driver) = driver().await else { return };
+    let server = Server::start_binary(env!("CARGO_BIN_EXE_forms_app"), &[], &[]);
+    let client = browser(&driver).await;
+    client.goto(&server.login_link).await.unwrap();
+    let connected = || async {
+        let table = client.find(Locator::Id("history")).await.unwrap();
+        table.attr("data-connected").await.unwrap().as_deref() == Some("true")
+    };
+    let order = json!({"task_title": "place_order", "payload": {
+        "delivery": "Pickup", "payment": {"type": "Cash"}, "lines": [], "tags": [], "headers": {}, "confirmed": null
+    }});
+    let note = json!({"task_title": "keep_note", "payload": {"note": "hi"}});
+    let row_status = |id: &str| format!("#history tr[data-task-id=\"{id}\"] [data-role=status]");
+
+    client.goto(&server.at("/runs?task_title=keep_note")).await.unwrap();
+    eventually("the history listens", connected).await;
+    assert_eq!(text(&client, "#history-count").await, "0 runs");
+    // Another task's run first: events arrive in order, so once the note's
+    // row is there, the order's would have been counted already.
+    server.submit(order.clone()).await;
+    let first = server.submit(note.clone()).await["task_id"].as_str().unwrap().to_owned();
+    eventually("the note's run completes", || async { text(&client, &row_status(&first)).await == "completed" }).await;
+    assert_eq!(text(&client, "#history-count").await, "1 run", "the order's run is not counted");
+    let second = server.submit(note.clone()).await["task_id"].as_str().unwrap().to_owned();
+    eventually("two runs", || async { text(&client, "#history-count").await == "2 runs" }).await;
+    eventually("the second completes", || async { text(&client, &row_status(&second)).await == "completed" }).await;
+    let response = server.client().delete(server.at(&format!("/api/v1/tasks/{first}"))).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    eventually("one run again", || async { text(&client, "#history-count").await == "1 run" }).await;
+    assert!(client.find(Locator::Css(&row_status(&first))).await.is_err(), "the deleted run's row is gone");
+
+    // Unfiltered: every run counts, and so does every deletion.
+    client.goto(&server.at("/runs")).await.unwrap();
+    eventually("the history listens", connected).await;
+    assert_eq!(text(&client, "#history-count").await, "2 runs");
+    let third = server.submit(order).await["task_id"].as_str().unwrap().to_owned();
+    eventually("three runs", || async { text(&client, "#history-count").await == "3 runs" }).await;
+    eventually("the third completes", || async { text(&client, &row_status(&third)).await == "completed" }).await;
+    let response = server.client().delete(server.at(&format!("/api/v1/tasks/{second}"))).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    eventually("two runs again", || async { text(&client, "#history-count").await == "2 runs" }).await;
+    client.close().await.unwrap();
+}
