@@ -119,7 +119,9 @@ impl Client {
         &self.store
     }
 
-    fn publish(&self, event: RunEvent) {
+    /// Publishes an event to this process's subscribers: what a remote
+    /// worker reported through the control plane, say.
+    pub fn publish(&self, event: RunEvent) {
         let _ = self.events.send(event);
     }
 

@@ -22,7 +22,7 @@ use crate::run::{Run, RunId};
 use crate::server::{Maintenance, ServerConfig};
 use crate::store::{NewRun, Store};
 use crate::task::registry;
-use crate::worker::{LocalSource, Reservation, Worker, WorkerConfig, random_u64};
+use crate::worker::{LocalSource, Reservation, WorkSource, Worker, WorkerConfig, random_u64};
 
 /// Timings and limits of an [`Engine`].
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +54,10 @@ pub struct EngineConfig {
     /// The Docker executor's settings (the engine's socket, the app's name,
     /// limits); unused in a build without the `docker` feature.
     pub docker: DockerExecutorConfig,
+    /// Whether the engine executes runs itself (the default). A server that
+    /// leaves every run to remote workers (`--assignment-mode polling`)
+    /// keeps the rest: the rescuer, retention, the change follower.
+    pub executes: bool,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +73,7 @@ impl Default for EngineConfig {
             max_log_bytes: 10 * 1024 * 1024,
             process: ProcessExecutorConfig::default(),
             docker: DockerExecutorConfig::default(),
+            executes: true,
         }
     }
 }
@@ -120,6 +125,75 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Checks `config` and starts a worker on `source` with the built-in
+/// executors.
+fn start_worker(
+    source: Arc<dyn WorkSource>,
+    mut config: EngineConfig,
+) -> Result<(Worker, EngineConfig, broadcast::Sender<RunEvent>, CancellationToken), StartError> {
+    registry::check()?;
+    if config.heartbeat_interval.is_zero() || config.heartbeat_interval * 2 >= config.lease {
+        return Err(StartError::Timing { lease: config.lease, heartbeat: config.heartbeat_interval });
+    }
+    config.max_concurrency = config.max_concurrency.max(1);
+    let (events, _) = broadcast::channel(4096);
+    let shutdown = CancellationToken::new();
+    let executors = Executors::built_in(
+        ThreadExecutorConfig::with_max_concurrency(config.max_concurrency),
+        config.process.clone(),
+        config.docker.clone(),
+    );
+    let worker_config = WorkerConfig {
+        worker_id: config.worker_id.clone(),
+        max_concurrency: config.max_concurrency,
+        poll_interval: config.poll_interval,
+        lease: config.lease,
+        heartbeat_interval: config.heartbeat_interval,
+        max_log_bytes: config.max_log_bytes,
+        claims: config.executes,
+    };
+    let worker = Worker::start(source, worker_config, executors, events.clone(), shutdown.clone());
+    Ok((worker, config, events, shutdown))
+}
+
+/// A worker on a source of its own, with no store and no maintenance: a
+/// remote worker, whose source is the control plane over the network. It
+/// claims, executes on the built-in executors, renews its leases and
+/// reports; the server it works for rescues its runs if it dies.
+pub struct RemoteWorker {
+    worker: Worker,
+}
+
+impl std::fmt::Debug for RemoteWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWorker").field("running", &self.running_count()).finish_non_exhaustive()
+    }
+}
+
+impl RemoteWorker {
+    /// Starts the worker on the current Tokio runtime, on `source`, with
+    /// the timings and executors of `config` (its `worker_id` is the one
+    /// the source answers to; its store-side settings are unused).
+    ///
+    /// # Errors
+    /// As [`Engine::start`].
+    pub fn start(source: Arc<dyn WorkSource>, config: EngineConfig) -> Result<RemoteWorker, StartError> {
+        let (worker, ..) = start_worker(source, config)?;
+        Ok(RemoteWorker { worker })
+    }
+
+    /// How many runs it holds now.
+    pub fn running_count(&self) -> usize {
+        self.worker.running_count()
+    }
+
+    /// Stops claiming, lets running runs finish for `grace`, then hands the
+    /// rest back to the queue.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.worker.shutdown(grace).await;
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     config: EngineConfig,
@@ -139,29 +213,9 @@ impl Engine {
     /// When the tasks linked in are inconsistent (two with one title): an
     /// engine never runs with one silently shadowing the other; and when the
     /// heartbeat interval is not under half the lease.
-    pub fn start(store: Arc<dyn Store>, mut config: EngineConfig) -> Result<Engine, StartError> {
-        registry::check()?;
-        if config.heartbeat_interval.is_zero() || config.heartbeat_interval * 2 >= config.lease {
-            return Err(StartError::Timing { lease: config.lease, heartbeat: config.heartbeat_interval });
-        }
-        config.max_concurrency = config.max_concurrency.max(1);
-        let (events, _) = broadcast::channel(4096);
-        let shutdown = CancellationToken::new();
-        let executors = Executors::built_in(
-            ThreadExecutorConfig::with_max_concurrency(config.max_concurrency),
-            config.process.clone(),
-            config.docker.clone(),
-        );
-        let worker_config = WorkerConfig {
-            worker_id: config.worker_id.clone(),
-            max_concurrency: config.max_concurrency,
-            poll_interval: config.poll_interval,
-            lease: config.lease,
-            heartbeat_interval: config.heartbeat_interval,
-            max_log_bytes: config.max_log_bytes,
-        };
+    pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Engine, StartError> {
         let source = Arc::new(LocalSource(store.clone()));
-        let worker = Worker::start(source, worker_config, executors, events.clone(), shutdown.clone());
+        let (worker, config, events, shutdown) = start_worker(source, config)?;
         let server_config = ServerConfig { rescue_interval: config.rescue_interval, retention: config.retention };
         Maintenance::start(store.clone(), server_config, worker.clone(), shutdown);
         Ok(Engine { inner: Arc::new(Inner { store, config, worker, events }) })

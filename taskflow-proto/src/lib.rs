@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod function;
 mod health;
+pub mod polling;
 mod registration;
 mod run;
 mod submit;

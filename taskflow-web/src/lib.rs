@@ -60,11 +60,19 @@ pub struct WebConfig {
     /// its body, before the connection is cut (a slow client holds nothing
     /// for long).
     pub read_timeout: Duration,
+    /// Whether remote workers may register and work (`/api/v1/polling/*`);
+    /// when not, those routes answer 403 naming the assignment mode.
+    pub remote_workers: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { max_body_bytes: 1024 * 1024, max_concurrent_requests: 512, read_timeout: Duration::from_secs(10) }
+        WebConfig {
+            max_body_bytes: 1024 * 1024,
+            max_concurrent_requests: 512,
+            read_timeout: Duration::from_secs(10),
+            remote_workers: true,
+        }
     }
 }
 
@@ -102,7 +110,7 @@ pub fn router(plane: Arc<Plane>, auth: Arc<Auth>, config: &WebConfig) -> Router 
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests.max(1)));
     let limited = Router::new()
         .merge(auth::routes::router())
-        .merge(polling::public_router())
+        .merge(polling::worker_router(state.clone(), config.remote_workers))
         .merge(api)
         .merge(pages)
         .merge(ui::public_router())

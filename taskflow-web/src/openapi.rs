@@ -33,6 +33,10 @@ use crate::error::ErrorBody;
         crate::ws::task_ws,
         crate::ws::events_ws,
         crate::polling::register,
+        crate::polling::work::config,
+        crate::polling::work::statuses,
+        crate::polling::work::claim,
+        crate::polling::work::update,
         crate::polling::list,
         openapi_json,
     ),
@@ -56,6 +60,16 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "worker",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("tfw_ worker token")
+                    .description(Some("The `worker_token` a registration answered"))
+                    .build(),
+            ),
         );
     }
 }

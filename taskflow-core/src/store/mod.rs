@@ -354,6 +354,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every registered worker, oldest first.
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>>;
+
+    /// Records that a worker was heard from at `now` (never moving its
+    /// `last_seen` back).
+    fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>>;
 }
 
 /// A committed change of a run, as [`Store::changes`] announces it: enough

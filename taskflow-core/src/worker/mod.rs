@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use slots::Reservation;
-pub use source::{LocalSource, WorkSource};
+pub use source::{Claimed, LocalSource, WorkSource};
 
 use crate::deadline::Deadline;
 use crate::error::TaskError;
@@ -82,6 +82,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) heartbeat_interval: Duration,
     /// The most log text one attempt of a run may store, in bytes.
     pub(crate) max_log_bytes: usize,
+    /// Whether it claims runs at all ([`EngineConfig::executes`](crate::engine::EngineConfig::executes)).
+    pub(crate) claims: bool,
 }
 
 /// A worker. Cheap to clone; all clones drive one worker.
@@ -172,8 +174,10 @@ impl Worker {
         };
         // Supervised: a loop that panicked is started again, or the worker
         // would silently stop claiming or renewing its leases.
-        let claims = worker.clone();
-        supervise("claim", move || claims.clone().claim_loop());
+        if worker.inner.config.claims {
+            let claims = worker.clone();
+            supervise("claim", move || claims.clone().claim_loop());
+        }
         let heartbeats = worker.clone();
         supervise("heartbeat", move || heartbeats.clone().heartbeat_loop());
         let logs = worker.clone();
@@ -212,6 +216,7 @@ impl Worker {
     pub(crate) fn reserve(&self, new: &NewRun) -> Option<Reservation> {
         let inner = &self.inner;
         if inner.shutdown.is_cancelled()
+            || !inner.config.claims
             || new.not_before.is_some()
             || !self.drained()
             || !inner.titles.contains(&new.task_title)
@@ -362,7 +367,9 @@ impl Worker {
                 };
                 let result = self.inner.source.claim(request).await;
                 match result {
-                    Ok(runs) => {
+                    Ok(Claimed { runs, waited }) => {
+                        // The leases began no earlier than this.
+                        let asked = asked + waited;
                         claimed = runs.len();
                         if claimed < free {
                             self.inner.drained.store(queued, Ordering::SeqCst);

@@ -3,6 +3,7 @@
 //! ([`LocalSource`]); a remote worker's is the control plane.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::future::BoxFuture;
 use crate::log::Level;
@@ -20,7 +21,7 @@ use crate::store::{ClaimRequest, Renewal, Report, Result, Store, StoredLogLine};
 /// report as [`Error::StaleAttempt`](crate::store::Error::StaleAttempt).
 pub trait WorkSource: Send + Sync + 'static {
     /// Claims up to `request.limit` pending runs for `request.worker_id`.
-    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>>;
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Claimed>>;
 
     /// Renews the leases of `held` (run and attempt) until `until`; answers
     /// the runs this worker no longer holds, to be stopped.
@@ -36,6 +37,18 @@ pub trait WorkSource: Send + Sync + 'static {
     fn get(&self, id: RunId) -> BoxFuture<Result<Option<Run>>>;
 }
 
+/// The runs a claim took, and how long after the claim reached the source
+/// their leases began: a long poll waits before it leases, and the worker
+/// counts each lease from the moment it asked plus this wait (a lease is
+/// never believed to last longer than the one stored).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Claimed {
+    /// The runs, each now the claimer's under a lease.
+    pub runs: Vec<Run>,
+    /// How long the source waited before leasing them.
+    pub waited: Duration,
+}
+
 /// The store as a worker's source: the embedded engine's worker claims from
 /// and reports to the store it shares with the server.
 #[derive(Clone)]
@@ -48,8 +61,9 @@ impl std::fmt::Debug for LocalSource {
 }
 
 impl WorkSource for LocalSource {
-    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Vec<Run>>> {
-        self.0.claim(request)
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<Result<Claimed>> {
+        let claim = self.0.claim(request);
+        Box::pin(async move { Ok(Claimed { runs: claim.await?, waited: Duration::ZERO }) })
     }
 
     fn heartbeat(&self, worker_id: String, held: Vec<Renewal>, until: Timestamp) -> BoxFuture<Result<Vec<RunId>>> {

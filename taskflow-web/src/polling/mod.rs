@@ -7,7 +7,11 @@
 //! registration it allows. Everything else a worker does goes through
 //! routes that take only its worker token.
 
+mod source;
 pub mod tokens;
+pub(crate) mod work;
+
+pub use source::{HttpSource, register as register_at};
 
 use std::time::Duration;
 
@@ -238,9 +242,26 @@ fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The route a worker registers on: public, its body the credential.
-pub(crate) fn public_router() -> Router<AppState> {
-    Router::new().route("/api/v1/polling/register", post(register))
+/// The routes of workers: registration, public (its body the
+/// credential), and the rest behind the worker gate; or, when this server
+/// takes no remote workers, a 403 for each that names the mode.
+pub(crate) fn worker_router(state: AppState, enabled: bool) -> Router<AppState> {
+    if !enabled {
+        let refuse = || async {
+            ApiError::forbidden(
+                "this server executes its runs itself (`--assignment-mode push`) and takes no remote workers; \
+                 start it with `--assignment-mode hybrid` or `polling`",
+            )
+        };
+        return Router::new().route("/api/v1/polling/{*rest}", axum::routing::any(refuse));
+    }
+    let working = Router::new()
+        .route("/api/v1/polling/config", get(work::config))
+        .route("/api/v1/polling/config/statuses", get(work::statuses))
+        .route("/api/v1/polling/claim", post(work::claim))
+        .route("/api/v1/polling/update", post(work::update))
+        .route_layer(axum::middleware::from_fn_with_state(state, work::require_worker));
+    Router::new().route("/api/v1/polling/register", post(register)).merge(working)
 }
 
 /// The routes behind the API's gate.

@@ -1,6 +1,6 @@
 //! [`App`]: the user's `main`. Parses the command line (`serve`, `list`,
-//! `call`, `submit`, `status`, `token`, `worker-token` and the hidden worker entry
-//! `__run`)
+//! `call`, `submit`, `status`, `token`, `worker`, `worker-token` and the hidden
+//! worker entry `__run`)
 //! with `TASKFLOW_*` environment equivalents, and runs the command.
 
 pub(crate) mod error;
@@ -92,6 +92,9 @@ enum Command {
         #[arg(long)]
         create: bool,
     },
+    /// Work for a control plane elsewhere: register once with a provision
+    /// token, then claim and execute its runs until stopped
+    Worker(workers::WorkerArgs),
     /// Make a one-time provision token for a remote worker (admin)
     #[command(name = "worker-token", subcommand)]
     WorkerToken(WorkerTokenCommand),
@@ -155,6 +158,12 @@ struct ServeArgs {
     /// Seconds a client may take to send a request's headers, then its body
     #[arg(long, env = "TASKFLOW_READ_TIMEOUT_SECONDS", default_value_t = 10)]
     read_timeout_seconds: u64,
+    /// Who executes runs: `push` (this server's own worker only; the
+    /// polling routes answer 403), `polling` (remote workers only) or
+    /// `hybrid` (both: whichever is free first). Also read from
+    /// TASK_ASSIGNMENT_MODE
+    #[arg(long, env = "TASKFLOW_ASSIGNMENT_MODE", value_enum)]
+    assignment_mode: Option<AssignmentMode>,
     /// Containers each Docker task keeps started ahead, so a run need not
     /// create one (0: none)
     #[arg(long, env = "TASKFLOW_DOCKER_WARM", default_value_t = 0)]
@@ -162,6 +171,34 @@ struct ServeArgs {
     /// Seconds a warm container may wait for a run before it is removed
     #[arg(long, env = "TASKFLOW_DOCKER_WARM_IDLE_SECONDS", default_value_t = 300)]
     docker_warm_idle_seconds: u64,
+}
+
+/// Who executes a server's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AssignmentMode {
+    /// The server's own worker only.
+    Push,
+    /// Remote workers only.
+    Polling,
+    /// Both.
+    Hybrid,
+}
+
+impl ServeArgs {
+    /// The mode asked for, by flag, TASKFLOW_ASSIGNMENT_MODE or the seed's
+    /// TASK_ASSIGNMENT_MODE; `hybrid` by default.
+    fn assignment(&self) -> Result<AssignmentMode> {
+        use clap::ValueEnum;
+        if let Some(mode) = self.assignment_mode {
+            return Ok(mode);
+        }
+        match std::env::var("TASK_ASSIGNMENT_MODE") {
+            Ok(word) => AssignmentMode::from_str(&word, true).map_err(|_| {
+                Error::Usage(format!("TASK_ASSIGNMENT_MODE=`{word}` is not a mode: use push, polling or hybrid"))
+            }),
+            Err(_) => Ok(AssignmentMode::Hybrid),
+        }
+    }
 }
 
 // No help flag: `call <title> --help` lists the task's flags, and a bare
@@ -227,6 +264,7 @@ impl App {
             Some(Command::Submit(args)) => submit(&program, &store, args),
             Some(Command::Status { run_id }) => status(&store, &run_id),
             Some(Command::Token { ttl_seconds, create }) => token(&program, &store, ttl_seconds, create),
+            Some(Command::Worker(args)) => workers::work(&program, &store, args),
             Some(Command::WorkerToken(WorkerTokenCommand::Create { name, ttl })) => {
                 workers::create_token(&program, &store, &name, ttl)
             }
@@ -316,9 +354,12 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         // once; the banner goes to the reserved writer.
         let mut out =
             reserve_stdout().map_err(|source| Error::Io { context: "redirecting stdout".to_owned(), source })?;
+        let mode = args.assignment()?;
         let (store, described) = open_store(store_args).await?;
-        let engine = Engine::start(store, args.engine_config())?;
-        let web = web::start(&engine, store_args, &args).await?;
+        let mut config = args.engine_config();
+        config.executes = mode != AssignmentMode::Polling;
+        let engine = Engine::start(store, config)?;
+        let web = web::start(&engine, store_args, &args, mode != AssignmentMode::Push).await?;
         let docker = docker_warning(&engine).await;
         let result = (|| -> std::io::Result<()> {
             writeln!(

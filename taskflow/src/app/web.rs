@@ -39,9 +39,15 @@ fn absolute_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned())
 }
 
-/// Binds `args.addr` and serves the control plane over `engine`.
+/// Binds `args.addr` and serves the control plane over `engine`;
+/// `remote_workers`: whether the polling routes take workers.
 #[cfg(feature = "web")]
-pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeArgs) -> Result<Web> {
+pub(super) async fn start(
+    engine: &Engine,
+    store_args: &StoreArgs,
+    args: &ServeArgs,
+    remote_workers: bool,
+) -> Result<Web> {
     use std::sync::Arc;
 
     let config = taskflow_web::AuthConfig::load(&store_args.data_dir).map_err(|e| Error::Usage(e.to_string()))?;
@@ -67,6 +73,7 @@ pub(super) async fn start(engine: &Engine, store_args: &StoreArgs, args: &ServeA
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_requests = args.max_concurrent_requests;
     config.read_timeout = Duration::from_secs(args.read_timeout_seconds.max(1));
+    config.remote_workers = remote_workers;
     let plane = taskflow_web::Plane::new(crate::client::Client::new(engine.clone()));
     let router = taskflow_web::router(plane, auth, &config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -141,7 +148,7 @@ pub(super) fn token(program: &str, store_args: &StoreArgs, ttl: Duration, create
 pub(super) struct Web;
 
 #[cfg(not(feature = "web"))]
-pub(super) async fn start(_: &Engine, _: &StoreArgs, _: &ServeArgs) -> Result<Web> {
+pub(super) async fn start(_: &Engine, _: &StoreArgs, _: &ServeArgs, _: bool) -> Result<Web> {
     Ok(Web)
 }
 

@@ -1,10 +1,43 @@
-//! `worker-token create`: a one-time provision token with which a remote
-//! worker registers (`POST /api/v1/polling/register`).
+//! Remote workers from the command line: `worker-token create` (on the
+//! server's store: a one-time provision token) and `worker` (on any
+//! machine: registers once with such a token, keeps its worker token in its
+//! data directory, then claims and executes runs of the server's until
+//! stopped).
 
+#[cfg(feature = "web")]
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use clap::Args;
 
 use super::error::{Error, Result};
 use super::{StoreArgs, open_store, runtime};
+
+/// `worker`'s arguments.
+#[derive(Debug, Args)]
+pub(super) struct WorkerArgs {
+    /// The control plane to work for, e.g. `http://127.0.0.1:8000`
+    #[arg(long, env = "TASKFLOW_SERVER")]
+    server: String,
+    /// The one-time provision token from `worker-token create`; needed
+    /// only to register: the worker token it buys is kept in the data
+    /// directory (`worker.json`, mode 0600) for every later start
+    #[arg(long, env = "TASKFLOW_PROVISION_TOKEN", hide_env_values = true)]
+    provision_token: Option<String>,
+    /// The executors this worker runs runs on, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "thread,process")]
+    executors: Vec<crate::ExecutorKind>,
+    /// How many runs this worker executes at once
+    #[arg(long, env = "TASKFLOW_MAX_CONCURRENCY", default_value_t = 16)]
+    max_concurrency: usize,
+    /// The queues this worker takes runs from, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    queues: Vec<String>,
+    /// How long running runs may finish after a stop signal before they
+    /// are handed back, in seconds
+    #[arg(long, default_value_t = 30)]
+    grace: u64,
+}
 
 /// A time to live as people write it: `90s`, `15m`, `1h`, `7d`.
 pub(super) fn parse_ttl(text: &str) -> std::result::Result<Duration, String> {
@@ -53,6 +86,143 @@ async fn create(_: &dyn crate::store::Store, _: &str, _: Duration) -> Result<Str
         "this binary was built without taskflow's `web` feature, so it has no control plane for workers to register with"
             .to_owned(),
     ))
+}
+
+/// Where a worker keeps its identity.
+#[cfg(feature = "web")]
+fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("worker.json")
+}
+
+/// `worker`: registers if this data directory holds no worker of `server`
+/// yet, then works until Ctrl-C or SIGTERM.
+#[cfg(feature = "web")]
+pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> Result<()> {
+    use std::sync::Arc;
+
+    use taskflow_web::polling::HttpSource;
+
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let identity = identity(store_args, &args).await?;
+        let source = HttpSource::new(&args.server, &identity.worker_id, &identity.worker_token);
+        let mut config = crate::engine::EngineConfig::default();
+        match source.config().await {
+            Ok(document) => {
+                let seconds = |key: &str, default: u64| document[key].as_u64().filter(|s| *s > 0).unwrap_or(default);
+                config.lease = Duration::from_secs(seconds("lease_seconds", 30));
+                config.heartbeat_interval = Duration::from_secs(seconds("heartbeat_seconds", 10));
+            }
+            Err(error) => eprintln!("{program} worker: {error}; starting with a 30s lease, and retrying"),
+        }
+        config.worker_id = identity.worker_id.clone();
+        config.max_concurrency = args.max_concurrency.max(1);
+        config.poll_interval = Duration::from_millis(200);
+        let stop = super::stop_signal();
+        let worker = crate::engine::RemoteWorker::start(Arc::new(source), config).map_err(Error::Engine)?;
+        eprintln!(
+            "worker `{}` ({}) works for {}: up to {} runs at once; Ctrl-C (or SIGTERM) stops, letting running runs \
+             finish for {}s.",
+            identity.name, identity.worker_id, args.server, args.max_concurrency, args.grace
+        );
+        stop.await;
+        eprintln!("stopping: no new runs; waiting up to {}s for {} running", args.grace, worker.running_count());
+        worker.shutdown(Duration::from_secs(args.grace)).await;
+        Ok::<(), Error>(())
+    })?;
+    runtime.shutdown_background();
+    Ok(())
+}
+
+#[cfg(not(feature = "web"))]
+pub(super) fn work(_: &str, _: &StoreArgs, _: WorkerArgs) -> Result<()> {
+    Err(Error::Usage(
+        "this binary was built without taskflow's `web` feature, so it cannot work for a server".to_owned(),
+    ))
+}
+
+/// Who this worker is to the server, as kept in the data directory.
+#[cfg(feature = "web")]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    server: String,
+    worker_id: String,
+    name: String,
+    worker_token: String,
+}
+
+/// The worker's identity for `args.server`: kept from an earlier start, or
+/// got by registering with the provision token.
+#[cfg(feature = "web")]
+async fn identity(store_args: &StoreArgs, args: &WorkerArgs) -> Result<Identity> {
+    let path = identity_path(&store_args.data_dir);
+    let io = |context: String| move |source| Error::Io { context, source };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let kept: Identity = serde_json::from_str(&text).map_err(|e| {
+            Error::Usage(format!("{} is not a worker's identity ({e}): remove it and register again", path.display()))
+        })?;
+        if kept.server.trim_end_matches('/') == args.server.trim_end_matches('/') {
+            return Ok(kept);
+        }
+    }
+    let Some(provision_token) = &args.provision_token else {
+        return Err(Error::Usage(format!(
+            "this worker is not registered with {} (no {}): give --provision-token, from `worker-token create` on \
+             the server",
+            args.server,
+            path.display()
+        )));
+    };
+    let request = taskflow_web::proto::RegisterRequest {
+        provision_token: provision_token.clone(),
+        protocol_version: taskflow_web::proto::worker::PROTOCOL_VERSION,
+        host: host_name(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        executors: args.executors.iter().map(|e| crate::wire::executor(*e)).collect(),
+        tasks: crate::registry::tasks()
+            .map(|def| taskflow_web::proto::TaskDigest {
+                title: def.title().to_owned(),
+                schema_digest: taskflow_web::polling::tokens::schema_digest(def.args_schema()),
+            })
+            .collect(),
+        queues: args.queues.iter().map(|q| taskflow_web::proto::QueueName(q.clone())).collect(),
+    };
+    let registered = taskflow_web::polling::register_at(&args.server, &request).await?;
+    for refused in &registered.refused {
+        eprintln!("the server will not give this worker runs of `{}`: {}", refused.title, refused.reason);
+    }
+    let identity = Identity {
+        server: args.server.clone(),
+        worker_id: registered.worker_id,
+        name: registered.name,
+        worker_token: registered.worker_token,
+    };
+    std::fs::create_dir_all(&store_args.data_dir).map_err(io(format!("creating {}", store_args.data_dir.display())))?;
+    let text = serde_json::to_string_pretty(&identity).expect("an identity serializes");
+    write_private(&path, text.as_bytes()).map_err(io(format!("writing {}", path.display())))?;
+    Ok(identity)
+}
+
+/// Writes a file only its owner may read (mode 0600 on Unix).
+#[cfg(feature = "web")]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// This machine's name, as the kernel knows it.
+#[cfg(feature = "web")]
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -112,4 +112,8 @@ impl<H: Hooks> Store for Hooked<H> {
     fn workers(&self) -> BoxFuture<store::Result<Vec<store::WorkerRecord>>> {
         self.inner.workers()
     }
+
+    fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<store::Result<()>> {
+        self.inner.worker_seen(worker_id, now)
+    }
 }

@@ -540,6 +540,10 @@ async fn the_openapi_document_covers_every_route() {
         ("GET", "/api/v1/openapi.json"),
         ("POST", "/api/v1/echo"),
         ("POST", "/api/v1/polling/register"),
+        ("GET", "/api/v1/polling/config"),
+        ("GET", "/api/v1/polling/config/statuses"),
+        ("POST", "/api/v1/polling/claim"),
+        ("POST", "/api/v1/polling/update"),
         ("GET", "/api/v1/workers"),
     ];
     let mut expected: Vec<(String, String)> = routes.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();

@@ -145,3 +145,220 @@ fn worker_token_create_says_what_to_fix() {
     assert_eq!(code, Some(2), "a command-line mistake: {stderr}");
     assert!(stderr.contains("`1w` is not a time to live"), "{stderr}");
 }
+
+/// A `worker` process of the app, killed when dropped.
+struct Worker {
+    child: std::process::Child,
+}
+
+impl Worker {
+    /// `binary worker --server <server> [--provision-token <token>]` on
+    /// `data_dir`.
+    fn start(binary: &str, server: &Server, data_dir: &std::path::Path, provision_token: Option<&str>) -> Worker {
+        let mut command = Command::new(binary);
+        command.arg("--data-dir").arg(data_dir).args(["worker", "--server", &server.url, "--executors", "thread"]);
+        if let Some(token) = provision_token {
+            command.args(["--provision-token", token]);
+        }
+        Worker { child: command.spawn().unwrap() }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server that leaves every run to remote workers, with short leases so
+/// that a dead worker's runs come back soon.
+fn polling_server(binary: &str) -> Server {
+    let args =
+        ["--assignment-mode", "polling", "--lease-seconds", "3", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
+    Server::start_binary(binary, &args, &[])
+}
+
+/// The delivery tests' app: `wait_long` is retried twice.
+const RELIABILITY_APP: &str = env!("CARGO_BIN_EXE_reliability_app");
+
+/// Polls `GET path` until `done` holds of it (at most 30 s).
+async fn eventually(server: &Server, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let value = server.get_json(path).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never came: {value}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_remote_worker_executes_the_servers_runs() {
+    let server = polling_server(APP);
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _worker = Worker::start(APP, &server, dir.path(), Some(&token));
+    let workers =
+        eventually(&server, "/api/v1/workers", "a registration", |w| w.as_array().is_some_and(|w| !w.is_empty())).await;
+    let worker_id = workers[0]["worker_id"].as_str().unwrap().to_owned();
+
+    // The worker keeps its identity, for its owner's eyes only.
+    let identity = dir.path().join("worker.json");
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&identity).unwrap()).unwrap();
+    assert_eq!(kept["worker_id"], worker_id.as_str());
+    assert!(kept["worker_token"].as_str().unwrap().starts_with("tfw_"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // The server executes nothing itself: the worker runs it, and its log
+    // and progress come back through the update route.
+    let run = server.submit(json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 1}})).await;
+    let id = run["task_id"].as_str().unwrap();
+    let done = crate::support::server::wait_final(&server.client(), &server, id).await;
+    assert_eq!((done["status"].as_str(), done["result"].as_str()), (Some("completed"), Some("great nap!")), "{done}");
+    assert_eq!(done["attempts"][0]["worker_id"], worker_id.as_str(), "{done}");
+    assert_eq!(done["progress"], json!({"done": 1, "total": 1}), "{done}");
+    let logs = eventually(&server, &format!("/api/v1/tasks/{id}/logs"), "the run's log", |l| {
+        l["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
+    assert_eq!(logs["items"][0]["message"], "sleeping for 1s", "{logs}");
+    let seen = server.get_json("/api/v1/workers").await;
+    assert_eq!(seen[0]["state"], "active", "{seen}");
+}
+
+#[tokio::test]
+async fn a_killed_workers_run_is_rescued_and_its_restart_resumes_as_itself() {
+    let server = polling_server(RELIABILITY_APP);
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
+    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 3000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let running = eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    let worker_id = running["worker_id"].as_str().unwrap().to_owned();
+    worker.kill();
+
+    // Started again on its data directory, without a provision token (the
+    // one it had is used up): the same worker, which gets the run again
+    // once the dead attempt's lease has ended.
+    let _again = Worker::start(RELIABILITY_APP, &server, dir.path(), None);
+    let done =
+        crate::support::server::wait_final_within(&server.client(), &server, &id, std::time::Duration::from_secs(60))
+            .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let attempts: Vec<(u64, &str, &str)> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["number"].as_u64().unwrap(), a["outcome"].as_str().unwrap(), a["worker_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(attempts, [(1, "failed", worker_id.as_str()), (2, "completed", worker_id.as_str())], "{done}");
+    assert_eq!(done["attempts"][0]["error"]["kind"], "lease_expired", "{done}");
+    assert_eq!(server.get_json("/api/v1/workers").await.as_array().unwrap().len(), 1, "one worker, registered once");
+}
+
+#[tokio::test]
+async fn a_push_server_takes_no_workers() {
+    let server = Server::start_binary(APP, &["--assignment-mode", "push"], &[]);
+    let response =
+        reqwest::Client::new().post(server.at("/api/v1/polling/register")).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error: Value = response.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("--assignment-mode push"), "{error}");
+}
+
+/// Registers a worker with a fresh provision token over HTTP; its token.
+async fn registered(server: &Server, name: &str) -> String {
+    let token = provision(server, &["--name", name]).unwrap();
+    let sleep = server.get_json("/api/v1/functions/sleep_for_seconds").await;
+    let body = json!({
+        "provision_token": token, "protocol_version": 1, "host": name, "version": "1", "executors": ["thread"],
+        "tasks": [{"title": "sleep_for_seconds", "schema_digest": schema_digest(&sleep["args_schema"])}],
+    });
+    let response = reqwest::Client::new().post(server.at("/api/v1/polling/register")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["worker_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_polling_routes_take_only_a_workers_own_reports() {
+    let server = Server::start_binary(APP, &["--assignment-mode", "polling"], &[]);
+    let (a, b) = (registered(&server, "a").await, registered(&server, "b").await);
+    let http = reqwest::Client::new();
+    let call = |path: &str, token: &str, body: Value| {
+        let request = http.post(server.at(path)).bearer_auth(token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let message = |body: &Value| body["error"]["message"].as_str().unwrap_or_default().to_owned();
+
+    // A user's token is not a worker's.
+    let (status, body) = call("/api/v1/polling/claim", &server.token, json!({"limit": 1})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(message(&body).contains("takes a worker's token"), "{body}");
+    let (status, body) = call("/api/v1/polling/claim", "tfw_forged", json!({"limit": 1})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = call("/api/v1/polling/claim", &a, json!({"limit": 0})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let run = server.submit(json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 60}})).await;
+    let id = run["task_id"].as_str().unwrap();
+    let (status, claimed) = call("/api/v1/polling/claim", &a, json!({"limit": 4, "wait_seconds": 5})).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["runs"].as_array().unwrap().len(), 1, "{claimed}");
+    assert_eq!((claimed["runs"][0]["task_id"].as_str(), claimed["runs"][0]["attempt"].as_u64()), (Some(id), Some(1)));
+    assert_eq!(server.get_json(&format!("/api/v1/tasks/{id}")).await["status"], "running");
+
+    let report = |attempt: u32| json!({"report": {"task_id": id, "attempt": attempt, "outcome": {"status": "completed", "result": 1}}});
+    // Another worker's report, or a superseded attempt's: 409, nothing changes.
+    let (status, body) = call("/api/v1/polling/update", &b, report(1)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = call("/api/v1/polling/update", &a, report(2)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let unknown = json!({"report": {"task_id": "01a23248-681d-7062-ac4b-834aa6404cb6", "attempt": 1, "outcome": {"status": "released"}}});
+    assert_eq!(call("/api/v1/polling/update", &a, unknown).await.0, StatusCode::NOT_FOUND);
+    let bad_id = json!({"renewals": [{"task_id": "nope", "attempt": 1}]});
+    let (status, body) = call("/api/v1/polling/update", &a, bad_id).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(message(&body).contains("`nope` is not a run id"), "{body}");
+    // Log lines only of runs the worker holds or held.
+    let line = |text: &str| json!({"logs": [{"task_id": id, "at_ms": 1, "level": "info", "message": text}]});
+    let (status, body) = call("/api/v1/polling/update", &b, line("not mine")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let too_long = "x".repeat(2 * 1024 * 1024);
+    assert_eq!(call("/api/v1/polling/update", &a, line(&too_long)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    let malformed = http
+        .post(server.at("/api/v1/polling/update"))
+        .bearer_auth(&a)
+        .header("content-type", "application/json")
+        .body("{\"renewals\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(server.get_json(&format!("/api/v1/tasks/{id}")).await["status"], "running", "nothing changed");
+
+    // The holder's renewal, line and report are taken.
+    let renewal = json!({"renewals": [{"task_id": id, "attempt": 1, "progress": {"done": 2, "total": 5}}]});
+    let (status, body) = call("/api/v1/polling/update", &a, renewal.clone()).await;
+    assert_eq!((status, body["lost"].clone()), (StatusCode::OK, json!([])), "{body}");
+    let (status, body) = call("/api/v1/polling/update", &a, line("mine")).await;
+    assert_eq!((status, body["logs"][0]["message"].as_str()), (StatusCode::OK, Some("mine")), "{body}");
+    let (status, body) = call("/api/v1/polling/update", &a, report(1)).await;
+    assert_eq!((status, body["run"]["status"].as_str()), (StatusCode::OK, Some("completed")), "{body}");
+    assert_eq!(body["run"]["progress"], json!({"done": 2, "total": 5}), "{body}");
+    // Its lease is gone with the run's end.
+    let (_, body) = call("/api/v1/polling/update", &a, renewal).await;
+    assert_eq!(body["lost"], json!([id]), "{body}");
+}

@@ -53,7 +53,13 @@ pub(super) async fn provision_tokens_register_one_worker_each(store: Arc<dyn Sto
     assert_eq!(refusal(store.register_worker(registration("forged", "w3", 2_100)).await), ProvisionRefusal::Unknown);
     store.add_provision_token(token("p2", 3_000)).await.unwrap();
     assert_eq!(refusal(store.register_worker(registration("p2", "w4", 3_000)).await), ProvisionRefusal::Expired);
-    assert_eq!(store.workers().await.unwrap(), [worker], "only the one registration took");
+    assert_eq!(store.workers().await.unwrap(), std::slice::from_ref(&worker), "only the one registration took");
+
+    // Heard from later; never moved back.
+    store.worker_seen("w1".to_owned(), Timestamp(5_000)).await.unwrap();
+    store.worker_seen("w1".to_owned(), Timestamp(4_000)).await.unwrap();
+    let seen = store.workers().await.unwrap().remove(0);
+    assert_eq!((seen.last_seen, seen.registered_at), (Timestamp(5_000), Timestamp(2_000)));
 }
 
 /// Workers presenting one token at once: one registers.

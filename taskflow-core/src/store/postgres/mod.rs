@@ -403,4 +403,8 @@ impl Store for PostgresStore {
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
         self.with_pool(move |pool, _| async move { workers::workers(&pool).await })
     }
+
+    fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>> {
+        self.with_pool(move |pool, _| async move { workers::worker_seen(&pool, &worker_id, now).await })
+    }
 }

@@ -98,6 +98,16 @@ pub(super) async fn workers(pool: &PgPool) -> Result<Vec<WorkerRecord>> {
         .collect()
 }
 
+pub(super) async fn worker_seen(pool: &PgPool, worker_id: &str, now: Timestamp) -> Result<()> {
+    query("UPDATE taskflow_workers SET last_seen = greatest(last_seen, $2) WHERE id = $1")
+        .bind(worker_id)
+        .bind(now.0)
+        .execute(pool)
+        .await
+        .map_err(db("cannot record that a worker was seen"))?;
+    Ok(())
+}
+
 fn raw_worker(row: &PgRow) -> Result<RawWorker, sqlx_core::Error> {
     Ok(RawWorker {
         id: row.try_get(0)?,

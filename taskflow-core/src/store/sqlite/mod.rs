@@ -382,4 +382,8 @@ impl Store for SqliteStore {
     fn workers(&self) -> BoxFuture<Result<Vec<WorkerRecord>>> {
         self.read(move |conn| workers::workers(conn))
     }
+
+    fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>> {
+        self.write_one(move |conn| workers::worker_seen(conn, &worker_id, now))
+    }
 }

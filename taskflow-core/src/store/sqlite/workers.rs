@@ -78,6 +78,13 @@ pub(super) fn workers(conn: &Connection) -> Result<Vec<WorkerRecord>> {
     raw.into_iter().map(RawWorker::into_record).collect()
 }
 
+pub(super) fn worker_seen(conn: &Connection, worker_id: &str, now: Timestamp) -> Result<()> {
+    conn.prepare_cached("UPDATE workers SET last_seen = max(last_seen, ?2) WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![worker_id, now.0]))
+        .map_err(db("cannot record that a worker was seen"))?;
+    Ok(())
+}
+
 fn raw_worker(row: &Row<'_>) -> rusqlite::Result<RawWorker> {
     Ok(RawWorker {
         id: row.get(0)?,

@@ -6,6 +6,8 @@
 //! core's enums are, so a new status or executor does not compile until it
 //! has its wire word.
 
+pub mod polling;
+
 use taskflow_proto::{self as proto, Event, Function, FunctionOptions, TaskRun};
 
 use crate::engine::RunEvent;
@@ -184,6 +186,33 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (y, m, d).
+/// The milliseconds [`rfc3339`] wrote (`2026-12-08T02:43:37.123Z`), or none
+/// for any other text.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 24 || !text.is_ascii() || &text[4..5] != "-" || &text[7..8] != "-" || &text[10..11] != "T" {
+        return None;
+    }
+    if &text[13..14] != ":" || &text[16..17] != ":" || &text[19..20] != "." || &text[23..] != "Z" {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second, millis) = (number(11..13)?, number(14..16)?, number(17..19)?, number(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from the civil date (the inverse of `civil_from_days`).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1000) + millis)
+}
+
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -243,5 +272,15 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_704_067_199_999), "2023-12-31T23:59:59.999Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn written_times_read_back() {
+        for ms in [0, -1, 951_782_400_000, 1_704_067_199_999, 1_764_601_445_123, 4_102_444_800_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms), "{}", rfc3339(ms));
+        }
+        for text in ["", "2025-12-01T15:04:05Z", "2025-13-01T15:04:05.123Z", "2025-12-01 15:04:05.123Z"] {
+            assert_eq!(parse_rfc3339(text), None, "{text}");
+        }
     }
 }

@@ -1,0 +1,246 @@
+//! The worker's side of the polling routes: [`HttpSource`], the
+//! [`WorkSource`] of a remote worker, which claims, renews, reports and
+//! stores log lines over HTTP; and [`register`], the one call made with a
+//! provision token.
+//!
+//! The server's answers map onto the store's errors, so the worker treats
+//! them as it treats its own store: an unreachable or failing server
+//! (connection refused, a timeout, a 5xx) is
+//! [`DatabaseErrorKind::Unavailable`], retried while the lease holds; a
+//! 409 is [`store::Error::StaleAttempt`] and a 404 [`store::Error::NotFound`].
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use taskflow_core::Level;
+use taskflow_core::registry::BoxFuture;
+use taskflow_core::run::{Run, RunId, Timestamp};
+use taskflow_core::store::{self, ClaimRequest, DatabaseError, DatabaseErrorKind, Renewal, Report, StoredLogLine};
+use taskflow_core::wire::parse_rfc3339;
+use taskflow_core::wire::polling::{run_id, run_of_lease, run_of_wire, wire_log_line, wire_renewal, wire_report};
+use taskflow_core::worker::{Claimed, WorkSource};
+use taskflow_proto::polling::{self as wire, ClaimReply, UpdateReply, UpdateRequest};
+use taskflow_proto::{RegisterRequest, Registered};
+
+/// How long one claim waits on the server for a run. Short enough that a
+/// stopping worker (which waits for its claim in flight) stops soon.
+const CLAIM_WAIT_SECONDS: u32 = 5;
+
+/// How long any other request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A remote worker's source: the control plane at `server`, as the worker
+/// whose token it holds.
+#[derive(Clone)]
+pub struct HttpSource {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+    worker_id: String,
+}
+
+impl std::fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("HttpSource").field("server", &self.server).field("worker_id", &self.worker_id).finish()
+    }
+}
+
+impl HttpSource {
+    /// The source of worker `worker_id`, whose token is `token`, at
+    /// `server` (`http://host:port`).
+    pub fn new(server: &str, worker_id: &str, token: &str) -> HttpSource {
+        HttpSource {
+            http: reqwest::Client::new(),
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            worker_id: worker_id.to_owned(),
+        }
+    }
+
+    /// The discovery document (`GET /api/v1/polling/config`).
+    pub async fn config(&self) -> store::Result<serde_json::Value> {
+        let request = self.http.get(format!("{}/api/v1/polling/config", self.server)).bearer_auth(&self.token);
+        answer(&self.server, request.timeout(REQUEST_TIMEOUT).send().await).await.map_err(Failure::into_store)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, Failure> {
+        let request =
+            self.http.post(format!("{}{path}", self.server)).bearer_auth(&self.token).json(body).timeout(timeout);
+        answer(&self.server, request.send().await).await
+    }
+
+    async fn update(&self, update: &UpdateRequest) -> Result<UpdateReply, Failure> {
+        self.post("/api/v1/polling/update", update, REQUEST_TIMEOUT).await
+    }
+}
+
+/// Registers a worker at `server` (`POST /api/v1/polling/register`).
+pub async fn register(server: &str, request: &RegisterRequest) -> store::Result<Registered> {
+    let server = server.trim_end_matches('/');
+    let sent = reqwest::Client::new()
+        .post(format!("{server}/api/v1/polling/register"))
+        .json(request)
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await;
+    answer(server, sent).await.map_err(Failure::into_store)
+}
+
+/// Why a request to the server got no answer to use.
+enum Failure {
+    /// No answer: the server is down, unreachable or slow.
+    Unreachable(String),
+    /// An answer of this status, with the server's message.
+    Refused(StatusCode, String),
+}
+
+impl Failure {
+    /// The store error the failure stands for: worth retrying when the
+    /// server is unreachable or failing.
+    fn into_store(self) -> store::Error {
+        let kind = match &self {
+            Failure::Unreachable(_) => DatabaseErrorKind::Unavailable,
+            Failure::Refused(status, _) if status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS => {
+                DatabaseErrorKind::Unavailable
+            }
+            Failure::Refused(..) => DatabaseErrorKind::Other,
+        };
+        let (Failure::Unreachable(message) | Failure::Refused(_, message)) = self;
+        store::Error::Database(DatabaseError::new(kind, message))
+    }
+}
+
+/// The body of a 2xx answer, or why there is none.
+async fn answer<T: DeserializeOwned>(
+    server: &str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, Failure> {
+    let response = sent.map_err(|e| Failure::Unreachable(format!("cannot reach the server at {server}: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json()
+            .await
+            .map_err(|e| Failure::Unreachable(format!("the server at {server} answered badly: {e}")));
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or("(no message)").to_owned();
+    Err(Failure::Refused(status, format!("the server at {server} answered {status}: {message}")))
+}
+
+/// A refused report as the worker's store would have refused it.
+fn refused_report(failure: Failure, report: &Report) -> store::Error {
+    match failure {
+        Failure::Refused(StatusCode::CONFLICT, _) => {
+            store::Error::StaleAttempt { id: report.id, attempt: report.attempt, worker_id: report.worker_id.clone() }
+        }
+        Failure::Refused(StatusCode::NOT_FOUND, _) => store::Error::NotFound(report.id),
+        other => other.into_store(),
+    }
+}
+
+fn malformed(server: &str, what: String) -> store::Error {
+    store::Error::Database(DatabaseError::new(DatabaseErrorKind::Other, format!("the server at {server} sent {what}")))
+}
+
+impl WorkSource for HttpSource {
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<store::Result<Claimed>> {
+        let source = self.clone();
+        Box::pin(async move {
+            let body = wire::ClaimRequest {
+                limit: request.limit.min(wire::MAX_CLAIM),
+                wait_seconds: CLAIM_WAIT_SECONDS,
+                lingering: request
+                    .lingering
+                    .iter()
+                    .map(|(task_title, count)| wire::Lingering { task_title: task_title.clone(), count: *count })
+                    .collect(),
+            };
+            let wait = Duration::from_secs(u64::from(CLAIM_WAIT_SECONDS));
+            let reply: ClaimReply = source
+                .post("/api/v1/polling/claim", &body, wait + REQUEST_TIMEOUT)
+                .await
+                .map_err(Failure::into_store)?;
+            let runs = reply
+                .runs
+                .into_iter()
+                .map(|lease| run_of_lease(lease, &source.worker_id).map_err(|e| malformed(&source.server, e)))
+                .collect::<store::Result<_>>()?;
+            Ok(Claimed { runs, waited: Duration::from_millis(reply.waited_ms) })
+        })
+    }
+
+    fn heartbeat(
+        &self,
+        _worker_id: String,
+        held: Vec<Renewal>,
+        _until: Timestamp,
+    ) -> BoxFuture<store::Result<Vec<RunId>>> {
+        // The server sets the lease in its own clock.
+        let source = self.clone();
+        Box::pin(async move {
+            let update =
+                UpdateRequest { renewals: held.iter().map(wire_renewal).collect(), ..UpdateRequest::default() };
+            let reply = source.update(&update).await.map_err(Failure::into_store)?;
+            reply.lost.iter().map(|id| run_id(id).map_err(|e| malformed(&source.server, e))).collect()
+        })
+    }
+
+    fn finish(&self, report: Report) -> BoxFuture<store::Result<Run>> {
+        let source = self.clone();
+        Box::pin(async move {
+            let update = UpdateRequest { report: Some(wire_report(&report)), ..UpdateRequest::default() };
+            let reply = source.update(&update).await.map_err(|e| refused_report(e, &report))?;
+            let run = reply.run.ok_or_else(|| malformed(&source.server, "no run for a report".to_owned()))?;
+            run_of_wire(run).map_err(|e| malformed(&source.server, e))
+        })
+    }
+
+    fn append_logs(
+        &self,
+        lines: Vec<(RunId, Timestamp, Level, String)>,
+    ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
+        let source = self.clone();
+        Box::pin(async move {
+            let logs =
+                lines.into_iter().map(|(id, at, level, message)| wire_log_line(id, at, level, message)).collect();
+            let reply = source
+                .update(&UpdateRequest { logs, ..UpdateRequest::default() })
+                .await
+                .map_err(Failure::into_store)?;
+            reply
+                .logs
+                .into_iter()
+                .map(|line| {
+                    let level = match line.level {
+                        taskflow_proto::Level::Debug => Level::Debug,
+                        taskflow_proto::Level::Info => Level::Info,
+                        taskflow_proto::Level::Warn => Level::Warn,
+                        taskflow_proto::Level::Error => Level::Error,
+                    };
+                    Ok(StoredLogLine {
+                        run_id: run_id(&line.task_id).map_err(|e| malformed(&source.server, e))?,
+                        seq: line.seq,
+                        at: Timestamp(parse_rfc3339(&line.at).unwrap_or(0)),
+                        level,
+                        message: line.message,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// A remote worker reads no run back: the server publishes what it
+    /// stored.
+    fn get(&self, _id: RunId) -> BoxFuture<store::Result<Option<Run>>> {
+        Box::pin(async { Ok(None) })
+    }
+}
