@@ -192,3 +192,23 @@ pub struct UpdateReply {
     /// The reported run as it is now.
     pub run: Option<TaskRun>,
 }
+
+/// An admin's revocation of a worker (`POST /api/v1/polling/revoke`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The worker, as `GET /api/v1/workers` names it.
+    pub worker_id: String,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevokeReply {
+    /// The worker.
+    pub worker_id: String,
+    /// The runs it held, back in the queue (or failed, at their last
+    /// attempt).
+    pub taken_back: Vec<String>,
+}

@@ -37,6 +37,7 @@ use crate::error::ErrorBody;
         crate::polling::work::statuses,
         crate::polling::work::claim,
         crate::polling::work::update,
+        crate::polling::work::revoke,
         crate::polling::list,
         openapi_json,
     ),

@@ -237,13 +237,25 @@ pub(super) fn cancel(run: &mut Run, now: Timestamp) -> Result<()> {
 /// next attempt while attempts are left, failed otherwise. The attempt
 /// counts either way.
 pub(super) fn expire(run: &mut Run, now: Timestamp) -> Result<()> {
+    let worker = run.worker_id.as_deref().unwrap_or_default();
+    let message = format!("worker `{worker}` stopped renewing its lease");
+    take_back(run, RunError { kind: "lease_expired".to_owned(), message }, now)
+}
+
+/// A running run of a worker an admin revoked at `now`: taken back as if its
+/// lease had run out (the attempt counts; re-queued while attempts are left).
+pub(super) fn revoke(run: &mut Run, now: Timestamp) -> Result<()> {
+    let worker = run.worker_id.as_deref().unwrap_or_default();
+    let message = format!("worker `{worker}` was revoked while it held the run");
+    take_back(run, RunError { kind: "worker_revoked".to_owned(), message }, now)
+}
+
+/// Ends the running attempt of `run` as failed with `error`, for a reason
+/// outside the attempt: re-queued at once while attempts are left.
+fn take_back(run: &mut Run, error: RunError, now: Timestamp) -> Result<()> {
     let retry = run.attempt < run.max_attempts;
     run.status = transition(run.status, Event::LeaseExpired { retry }).map_err(illegal(run.id))?;
-    let worker = run.worker_id.as_deref().unwrap_or_default();
-    run.error = Some(RunError {
-        kind: "lease_expired".to_owned(),
-        message: format!("worker `{worker}` stopped renewing its lease"),
-    });
+    run.error = Some(error);
     end_attempt(run, AttemptOutcome::Failed, now);
     run.worker_id = None;
     run.lease_until = None;

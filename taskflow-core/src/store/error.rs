@@ -52,6 +52,9 @@ pub enum Error {
         /// The run it belongs to.
         existing: RunId,
     },
+    /// No worker has this id.
+    #[error("no worker with id `{0}`")]
+    UnknownWorker(String),
     /// A worker's provision token was refused; nothing changed.
     #[error("{0}")]
     Provision(#[from] ProvisionRefusal),

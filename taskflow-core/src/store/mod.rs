@@ -358,6 +358,13 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a worker was heard from at `now` (never moving its
     /// `last_seen` back).
     fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>>;
+
+    /// Revokes a worker at `now` (its token is refused from then on) and
+    /// takes back the runs it holds, in the same transaction, as a lost
+    /// lease would (`worker_revoked`; re-queued while attempts are left);
+    /// answers them. Revoking a revoked worker changes nothing; an unknown
+    /// one is [`Error::UnknownWorker`].
+    fn revoke_worker(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<Vec<Run>>>;
 }
 
 /// A committed change of a run, as [`Store::changes`] announces it: enough

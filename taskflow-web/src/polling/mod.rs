@@ -253,7 +253,11 @@ pub(crate) fn worker_router(state: AppState, enabled: bool) -> Router<AppState> 
                  start it with `--assignment-mode hybrid` or `polling`",
             )
         };
-        return Router::new().route("/api/v1/polling/{*rest}", axum::routing::any(refuse));
+        let mut refusing = Router::new();
+        for path in WORKER_PATHS {
+            refusing = refusing.route(path, axum::routing::any(refuse));
+        }
+        return refusing;
     }
     let working = Router::new()
         .route("/api/v1/polling/config", get(work::config))
@@ -264,7 +268,16 @@ pub(crate) fn worker_router(state: AppState, enabled: bool) -> Router<AppState> 
     Router::new().route("/api/v1/polling/register", post(register)).merge(working)
 }
 
-/// The routes behind the API's gate.
+/// The routes a worker calls.
+const WORKER_PATHS: [&str; 5] = [
+    "/api/v1/polling/register",
+    "/api/v1/polling/config",
+    "/api/v1/polling/config/statuses",
+    "/api/v1/polling/claim",
+    "/api/v1/polling/update",
+];
+
+/// The routes behind the API's gate: the workers, and revoking one.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/workers", get(list))
+    Router::new().route("/api/v1/workers", get(list)).route("/api/v1/polling/revoke", post(work::revoke))
 }

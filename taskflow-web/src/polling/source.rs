@@ -39,6 +39,8 @@ pub struct HttpSource {
     server: String,
     token: String,
     worker_id: String,
+    /// Set when the server refuses the token (the worker was revoked).
+    refused: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -57,7 +59,14 @@ impl HttpSource {
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             worker_id: worker_id.to_owned(),
+            refused: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Turns `true` once the server refuses this worker's token (401: it
+    /// was revoked, or its registration is gone): the worker should stop.
+    pub fn refused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.refused.subscribe()
     }
 
     /// The discovery document (`GET /api/v1/polling/config`).
@@ -74,7 +83,11 @@ impl HttpSource {
     ) -> Result<T, Failure> {
         let request =
             self.http.post(format!("{}{path}", self.server)).bearer_auth(&self.token).json(body).timeout(timeout);
-        answer(&self.server, request.send().await).await
+        let answered = answer(&self.server, request.send().await).await;
+        if let Err(Failure::Refused(StatusCode::UNAUTHORIZED, _)) = &answered {
+            self.refused.send_replace(true);
+        }
+        answered
     }
 
     async fn update(&self, update: &UpdateRequest) -> Result<UpdateReply, Failure> {

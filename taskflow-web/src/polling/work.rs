@@ -24,7 +24,9 @@ use taskflow_core::run::{RunId, Timestamp};
 use taskflow_core::store::{self, WorkerRecord};
 use taskflow_core::wire::polling::{core_log_line, core_progress, core_renewal, core_report, leased_run};
 use taskflow_core::wire::{wire_line, wire_run};
-use taskflow_proto::polling::{ClaimReply, ClaimRequest, MAX_CLAIM, MAX_WAIT_SECONDS, UpdateReply, UpdateRequest};
+use taskflow_proto::polling::{
+    ClaimReply, ClaimRequest, MAX_CLAIM, MAX_WAIT_SECONDS, RevokeReply, RevokeRequest, UpdateReply, UpdateRequest,
+};
 use taskflow_proto::{FieldIssue, RunStatus};
 
 use super::tokens;
@@ -333,6 +335,42 @@ pub(crate) async fn update(
         logs: stored.into_iter().map(wire_line).collect(),
         run,
     }))
+}
+
+/// `POST /api/v1/polling/revoke`: an admin revokes a worker.
+#[utoipa::path(
+    post,
+    path = "/api/v1/polling/revoke",
+    operation_id = "revoke_worker",
+    tag = "workers",
+    security(("bearer" = [])),
+    description = "Revokes a worker: its token is refused from its next call on (401), and the runs it holds go back to the queue at once as a new attempt (or fail, at their last).",
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Revoked (or already so)", body = RevokeReply),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such worker", body = ErrorBody),
+        (status = 422, description = "A field is wrong", body = ErrorBody),
+        (status = 503, description = "The store is not reachable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeReply>, ApiError> {
+    let client = state.plane.client();
+    let taken = match client.store().revoke_worker(request.worker_id.clone(), Timestamp::now()).await {
+        Ok(taken) => taken,
+        Err(error @ store::Error::UnknownWorker(_)) => return Err(ApiError::not_found(error.to_string())),
+        Err(error) => return Err(ApiError::from(store_error(error))),
+    };
+    tracing::info!(worker = %request.worker_id, runs = taken.len(), "taskflow: a worker was revoked");
+    let taken_back = taken.iter().map(|run| run.id.to_string()).collect();
+    for run in taken {
+        client.publish(RunEvent::Status(Box::new(run)));
+    }
+    Ok(Json(RevokeReply { worker_id: request.worker_id, taken_back }))
 }
 
 fn invalid(path: &str, message: String) -> ApiError {

@@ -119,15 +119,27 @@ pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> R
         config.max_concurrency = args.max_concurrency.max(1);
         config.poll_interval = Duration::from_millis(200);
         let stop = super::stop_signal();
+        let mut refused = source.refused();
         let worker = crate::engine::RemoteWorker::start(Arc::new(source), config).map_err(Error::Engine)?;
         eprintln!(
             "worker `{}` ({}) works for {}: up to {} runs at once; Ctrl-C (or SIGTERM) stops, letting running runs \
              finish for {}s.",
             identity.name, identity.worker_id, args.server, args.max_concurrency, args.grace
         );
-        stop.await;
-        eprintln!("stopping: no new runs; waiting up to {}s for {} running", args.grace, worker.running_count());
-        worker.shutdown(Duration::from_secs(args.grace)).await;
+        let grace = tokio::select! {
+            () = stop => Duration::from_secs(args.grace),
+            _ = refused.wait_for(|refused| *refused) => {
+                // Its runs went back to the queue with the revocation.
+                eprintln!(
+                    "the server refuses this worker's token (revoked?): stopping; to work for it again, remove {} \
+                     and start with a new --provision-token",
+                    identity_path(&store_args.data_dir).display()
+                );
+                Duration::ZERO
+            }
+        };
+        eprintln!("stopping: no new runs; waiting up to {}s for {} running", grace.as_secs(), worker.running_count());
+        worker.shutdown(grace).await;
         Ok::<(), Error>(())
     })?;
     runtime.shutdown_background();

@@ -116,4 +116,8 @@ impl<H: Hooks> Store for Hooked<H> {
     fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<store::Result<()>> {
         self.inner.worker_seen(worker_id, now)
     }
+
+    fn revoke_worker(&self, worker_id: String, now: Timestamp) -> BoxFuture<store::Result<Vec<Run>>> {
+        self.inner.revoke_worker(worker_id, now)
+    }
 }

@@ -53,6 +53,7 @@ async fn health_needs_no_token_and_everything_else_does() {
         ("GET", "/api/v1/openapi.json".to_owned()),
         ("POST", "/api/v1/echo".to_owned()),
         ("GET", "/api/v1/workers".to_owned()),
+        ("POST", "/api/v1/polling/revoke".to_owned()),
     ];
     let forged = {
         // `alg: none` with the claims of a valid access token.
@@ -544,6 +545,7 @@ async fn the_openapi_document_covers_every_route() {
         ("GET", "/api/v1/polling/config/statuses"),
         ("POST", "/api/v1/polling/claim"),
         ("POST", "/api/v1/polling/update"),
+        ("POST", "/api/v1/polling/revoke"),
         ("GET", "/api/v1/workers"),
     ];
     let mut expected: Vec<(String, String)> = routes.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();

@@ -156,7 +156,15 @@ impl Worker {
     /// `data_dir`.
     fn start(binary: &str, server: &Server, data_dir: &std::path::Path, provision_token: Option<&str>) -> Worker {
         let mut command = Command::new(binary);
-        command.arg("--data-dir").arg(data_dir).args(["worker", "--server", &server.url, "--executors", "thread"]);
+        command.arg("--data-dir").arg(data_dir).args([
+            "worker",
+            "--server",
+            &server.url,
+            "--executors",
+            "thread",
+            "--grace",
+            "1",
+        ]);
         if let Some(token) = provision_token {
             command.args(["--provision-token", token]);
         }
@@ -166,6 +174,23 @@ impl Worker {
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Waits (at most 30 s) for the process to end by itself.
+    fn exit_status(mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the worker did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(&self) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
     }
 }
 
@@ -361,4 +386,62 @@ async fn the_polling_routes_take_only_a_workers_own_reports() {
     // Its lease is gone with the run's end.
     let (_, body) = call("/api/v1/polling/update", &a, renewal).await;
     assert_eq!(body["lost"], json!([id]), "{body}");
+}
+
+#[tokio::test]
+async fn a_revoked_worker_stops_and_its_run_goes_back() {
+    let server = polling_server(RELIABILITY_APP);
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
+    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 60000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let running = eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    let worker_id = running["worker_id"].as_str().unwrap().to_owned();
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("worker.json")).unwrap()).unwrap();
+
+    let response = server
+        .client()
+        .post(server.at("/api/v1/polling/revoke"))
+        .json(&json!({"worker_id": worker_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let revoked: Value = response.json().await.unwrap();
+    assert_eq!(revoked["taken_back"], json!([id]), "{revoked}");
+    let back = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!((back["status"].as_str(), back["attempt"].as_u64()), (Some("pending"), Some(2)), "{back}");
+    assert_eq!(back["attempts"][0]["error"]["kind"], "worker_revoked", "{back}");
+
+    // Its next call is refused, and it stops by itself.
+    assert!(worker.exit_status().success());
+    let claim = reqwest::Client::new()
+        .post(server.at("/api/v1/polling/claim"))
+        .bearer_auth(kept["worker_token"].as_str().unwrap())
+        .json(&json!({"limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.get_json("/api/v1/workers").await[0]["state"], "revoked");
+    let unknown = server.client().post(server.at("/api/v1/polling/revoke")).json(&json!({"worker_id": "nobody"}));
+    assert_eq!(unknown.send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_stopped_worker_hands_its_run_back() {
+    let server = polling_server(RELIABILITY_APP);
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
+    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 60000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    // SIGTERM with a 1 s grace: the run is handed back, not counted.
+    worker.terminate();
+    assert!(worker.exit_status().success());
+    let back = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!((back["status"].as_str(), back["attempt"].as_u64()), (Some("pending"), Some(1)), "{back}");
+    assert_eq!(back["attempts"], json!([]), "a hand-back is not an attempt: {back}");
 }

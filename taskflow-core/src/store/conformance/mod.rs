@@ -31,7 +31,10 @@ use self::submit::{
     a_unique_submit_finds_a_plain_run_of_its_batch, de_duplication, equal_submits_at_once_make_one_run,
     idempotency_key, payload_and_result_keep_their_text, submit_get_round_trip,
 };
-use self::workers::{a_provision_token_raced_for_registers_one, provision_tokens_register_one_worker_each};
+use self::workers::{
+    a_provision_token_raced_for_registers_one, a_revoked_workers_runs_go_back,
+    provision_tokens_register_one_worker_each,
+};
 use super::{ClaimRequest, NewRun, Outcome, Report, SqliteStore, Store};
 use crate::run::ExecutorKind;
 use crate::run::{Run, RunError, RunId, Timestamp};
@@ -107,6 +110,7 @@ conformance!(
     concurrent_log_appends,
     list_filters_and_pages,
     provision_tokens_register_one_worker_each,
+    a_revoked_workers_runs_go_back,
     a_provision_token_raced_for_registers_one;
     one_thread: a_unique_submit_finds_a_plain_run_of_its_batch,
 );

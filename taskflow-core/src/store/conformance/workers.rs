@@ -80,3 +80,29 @@ pub(super) async fn a_provision_token_raced_for_registers_one(store: Arc<dyn Sto
     assert_eq!(registered, 1);
     assert_eq!(store.workers().await.unwrap().len(), 1);
 }
+
+/// Revoking a worker refuses its token from then on and takes back its runs.
+pub(super) async fn a_revoked_workers_runs_go_back(store: Arc<dyn Store>) {
+    let store = &*store;
+    store.add_provision_token(token("p", 10_000)).await.unwrap();
+    store.register_worker(registration("p", "w1", 2_000)).await.unwrap();
+    let mut new = super::new_run("t", serde_json::json!({}));
+    new.max_attempts = 2;
+    let held = super::running(store, new, "w1", 2_000).await;
+    let other = super::running(store, super::new_run("u", serde_json::json!({})), "w2", 2_000).await;
+
+    let taken = store.revoke_worker("w1".to_owned(), Timestamp(3_000)).await.unwrap();
+    assert_eq!(taken.iter().map(|r| r.id).collect::<Vec<_>>(), [held.id]);
+    let back = super::get(store, held.id).await;
+    assert_eq!((back.status, back.attempt, back.worker_id.as_deref()), (crate::run::RunStatus::Pending, 2, None));
+    assert_eq!(back.attempts[0].error.as_ref().map(|e| e.kind.as_str()), Some("worker_revoked"));
+    assert_eq!(super::get(store, other.id).await.status, crate::run::RunStatus::Running, "another worker's run stays");
+    let revoked = store.worker_by_token("token-of-w1".to_owned()).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(Timestamp(3_000)));
+
+    // Again: nothing more; the first time stands.
+    assert!(store.revoke_worker("w1".to_owned(), Timestamp(4_000)).await.unwrap().is_empty());
+    assert_eq!(store.workers().await.unwrap()[0].revoked_at, Some(Timestamp(3_000)));
+    let unknown = store.revoke_worker("nobody".to_owned(), Timestamp(4_000)).await;
+    assert!(matches!(unknown, Err(Error::UnknownWorker(ref id)) if id == "nobody"), "{unknown:?}");
+}

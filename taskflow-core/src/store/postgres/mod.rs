@@ -407,4 +407,8 @@ impl Store for PostgresStore {
     fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>> {
         self.with_pool(move |pool, _| async move { workers::worker_seen(&pool, &worker_id, now).await })
     }
+
+    fn revoke_worker(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<Vec<Run>>> {
+        self.with_pool(move |pool, origin| async move { workers::revoke_worker(&pool, &origin, &worker_id, now).await })
+    }
 }

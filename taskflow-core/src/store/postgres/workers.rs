@@ -5,11 +5,13 @@
 use sqlx_core::row::Row;
 use sqlx_postgres::{PgPool, PgRow};
 
-use super::rows::{db, query, storable};
-use super::writes::{begin, commit};
-use crate::run::Timestamp;
+use super::RUN_COLUMNS;
+use super::changes::{announced, notify};
+use super::rows::{db, query, read_run, storable};
+use super::writes::{begin, commit, save};
+use crate::run::{Run, Timestamp};
 use crate::store::workers::{RawWorker, check_provision, json_list, worker_columns};
-use crate::store::{NewProvisionToken, Registration, Result, WorkerRecord};
+use crate::store::{Error, NewProvisionToken, Registration, Result, WorkerRecord, apply};
 
 const WORKER_COLUMNS: &str = worker_columns!("::text");
 
@@ -106,6 +108,34 @@ pub(super) async fn worker_seen(pool: &PgPool, worker_id: &str, now: Timestamp) 
         .await
         .map_err(db("cannot record that a worker was seen"))?;
     Ok(())
+}
+
+pub(super) async fn revoke_worker(pool: &PgPool, origin: &str, worker_id: &str, now: Timestamp) -> Result<Vec<Run>> {
+    let mut tx = begin(pool).await?;
+    let known = query("UPDATE taskflow_workers SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1")
+        .bind(worker_id)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("cannot revoke a worker"))?
+        .rows_affected();
+    if known == 0 {
+        return Err(Error::UnknownWorker(worker_id.to_owned()));
+    }
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM taskflow_runs WHERE status = 'running' AND worker_id = $1 \
+         ORDER BY taskflow_runs.id FOR UPDATE"
+    );
+    let rows =
+        query(&sql).bind(worker_id).fetch_all(&mut *tx).await.map_err(db("cannot select a revoked worker's runs"))?;
+    let mut runs = rows.iter().map(read_run).collect::<Result<Vec<_>>>()?;
+    for run in &mut runs {
+        apply::revoke(run, now)?;
+    }
+    save(&mut tx, &runs).await?;
+    notify(&mut tx, origin, &announced(&runs)).await?;
+    commit(tx).await?;
+    Ok(runs)
 }
 
 fn raw_worker(row: &PgRow) -> Result<RawWorker, sqlx_core::Error> {

@@ -386,4 +386,8 @@ impl Store for SqliteStore {
     fn worker_seen(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<()>> {
         self.write_one(move |conn| workers::worker_seen(conn, &worker_id, now))
     }
+
+    fn revoke_worker(&self, worker_id: String, now: Timestamp) -> BoxFuture<Result<Vec<Run>>> {
+        self.write(move |conn| workers::revoke_worker(conn, &worker_id, now))
+    }
 }

@@ -3,10 +3,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::rows::db;
-use crate::run::Timestamp;
+use super::RUN_COLUMNS;
+use super::rows::{db, query_runs, save};
+use crate::run::{Run, Timestamp};
 use crate::store::workers::{RawWorker, check_provision, json_list, worker_columns};
-use crate::store::{NewProvisionToken, Registration, Result, WorkerRecord};
+use crate::store::{Error, NewProvisionToken, Registration, Result, WorkerRecord, apply};
 
 const WORKER_COLUMNS: &str = worker_columns!("");
 
@@ -83,6 +84,23 @@ pub(super) fn worker_seen(conn: &Connection, worker_id: &str, now: Timestamp) ->
         .and_then(|mut stmt| stmt.execute(params![worker_id, now.0]))
         .map_err(db("cannot record that a worker was seen"))?;
     Ok(())
+}
+
+pub(super) fn revoke_worker(conn: &Connection, worker_id: &str, now: Timestamp) -> Result<Vec<Run>> {
+    let known = conn
+        .prepare_cached("UPDATE workers SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![worker_id, now.0]))
+        .map_err(db("cannot revoke a worker"))?;
+    if known == 0 {
+        return Err(Error::UnknownWorker(worker_id.to_owned()));
+    }
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND worker_id = ?1 ORDER BY id");
+    let mut runs = query_runs(conn, &sql, [worker_id], "cannot select a revoked worker's runs")?;
+    for run in &mut runs {
+        apply::revoke(run, now)?;
+        save(conn, run)?;
+    }
+    Ok(runs)
 }
 
 fn raw_worker(row: &Row<'_>) -> rusqlite::Result<RawWorker> {
