@@ -35,7 +35,13 @@ pub(crate) async fn limit(State(limits): State<BodyLimits>, mut request: Request
         limits,
         read: 0,
     });
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is never read: the connection cannot carry
+        // another request, and a client must not reuse it (RFC 9112, 9.6).
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 struct LimitedBody {
@@ -121,6 +127,11 @@ mod tests {
     use crate::error::ApiJson;
 
     async fn post_json(max_bytes: usize, body: Body) -> (StatusCode, Value) {
+        let (status, _, value) = send(max_bytes, body).await;
+        (status, value)
+    }
+
+    async fn send(max_bytes: usize, body: Body) -> (StatusCode, axum::http::HeaderMap, Value) {
         let limits = BodyLimits { deadline: Duration::from_secs(5), max_bytes };
         let app = Router::new()
             .route("/", post(|ApiJson(value): ApiJson<Value>| async move { ApiJson(value) }))
@@ -128,9 +139,9 @@ mod tests {
             .layer(axum::middleware::from_fn_with_state(limits, limit));
         let request = Request::post("/").header("content-type", "application/json").body(body).unwrap();
         let response = app.oneshot(request).await.unwrap();
-        let status = response.status();
+        let (status, headers) = (response.status(), response.headers().clone());
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
     }
 
     /// A body of unknown length, sent in chunks.
@@ -154,8 +165,11 @@ mod tests {
         // With a length (hyper's bodies carry `Content-Length`), and streamed without one.
         let chunks = big.as_bytes().chunks(1000).map(Bytes::copy_from_slice).collect();
         for body in [Body::from(big.clone()), Body::new(Chunks(chunks))] {
-            let (status, error) = post_json(64 * 1024, body).await;
+            let (status, headers, error) = send(64 * 1024, body).await;
             assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+            // The unread rest of the body spoils the connection: closed, so
+            // no client sends its next request on it.
+            assert_eq!(headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
             assert_eq!(error["error"]["code"], "payload_too_large");
             let message = error["error"]["message"].as_str().unwrap();
             assert!(message.contains("64 KiB (65536 bytes)") && message.contains("--max-body-bytes"), "{message}");
