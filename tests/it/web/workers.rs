@@ -155,7 +155,19 @@ impl Worker {
     /// `binary worker --server <server> [--provision-token <token>]` on
     /// `data_dir`.
     fn start(binary: &str, server: &Server, data_dir: &std::path::Path, provision_token: Option<&str>) -> Worker {
+        Worker::start_with(binary, server, data_dir, provision_token, std::process::Stdio::inherit())
+    }
+
+    /// [`Worker::start`] with its standard error going to `stderr`.
+    fn start_with(
+        binary: &str,
+        server: &Server,
+        data_dir: &std::path::Path,
+        provision_token: Option<&str>,
+        stderr: std::process::Stdio,
+    ) -> Worker {
         let mut command = Command::new(binary);
+        command.stderr(stderr).env("TASKFLOW_DATA_DIR", data_dir);
         command.arg("--data-dir").arg(data_dir).args([
             "worker",
             "--server",
@@ -169,6 +181,11 @@ impl Worker {
             command.args(["--provision-token", token]);
         }
         Worker { child: command.spawn().unwrap() }
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
     }
 
     fn kill(mut self) {
@@ -189,8 +206,7 @@ impl Worker {
     }
 
     fn terminate(&self) {
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
+        self.signal("-TERM");
     }
 }
 
@@ -444,4 +460,64 @@ async fn a_stopped_worker_hands_its_run_back() {
     let back = server.get_json(&format!("/api/v1/tasks/{id}")).await;
     assert_eq!((back["status"].as_str(), back["attempt"].as_u64()), (Some("pending"), Some(1)), "{back}");
     assert_eq!(back["attempts"], json!([]), "a hand-back is not an attempt: {back}");
+}
+
+#[tokio::test]
+async fn a_paused_workers_late_report_is_refused_and_the_run_ends_once() {
+    let server = polling_server(RELIABILITY_APP);
+    let (paused_dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stderr = paused_dir.path().join("stderr.log");
+    let token = provision(&server, &["--name", "paused"]).unwrap();
+    let paused = Worker::start_with(
+        RELIABILITY_APP,
+        &server,
+        paused_dir.path(),
+        Some(&token),
+        std::fs::File::create(&stderr).unwrap().into(),
+    );
+    let run = server.submit(json!({"task_title": "effect", "payload": {"n": 7, "millis": 2000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let running = eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    let paused_id = running["worker_id"].as_str().unwrap().to_owned();
+    let effects = |dir: &std::path::Path| std::fs::read_to_string(dir.join("effects.log")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !effects(paused_dir.path()).contains(&format!("start {id} 1")) {
+        assert!(std::time::Instant::now() < deadline, "the attempt never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Paused mid-attempt, past its 3 s lease: the run goes to another worker.
+    paused.signal("-STOP");
+    let other = Worker::start(
+        RELIABILITY_APP,
+        &server,
+        other_dir.path(),
+        Some(&provision(&server, &["--name", "other"]).unwrap()),
+    );
+    let done =
+        crate::support::server::wait_final_within(&server.client(), &server, &id, std::time::Duration::from_secs(60))
+            .await;
+    assert_eq!((done["status"].as_str(), done["result"].as_u64()), (Some("completed"), Some(7)), "{done}");
+    let other_id = done["attempts"][1]["worker_id"].as_str().unwrap().to_owned();
+    assert_ne!(other_id, paused_id, "{done}");
+
+    // Resumed, the paused worker finishes its attempt and reports it: refused.
+    paused.signal("-CONT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&stderr).unwrap_or_default().contains("refused a stale outcome") {
+        assert!(std::time::Instant::now() < deadline, "no late report: {}", std::fs::read_to_string(&stderr).unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after = server.get_json(&format!("/api/v1/tasks/{id}")).await;
+    assert_eq!(after["status"], "completed");
+    let attempts: Vec<(&str, &str)> = after["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["outcome"].as_str().unwrap(), a["worker_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(attempts, [("failed", paused_id.as_str()), ("completed", other_id.as_str())], "one end: {after}");
+    // Both executed it (at least once), each its own attempt.
+    assert!(effects(paused_dir.path()).contains(&format!("done {id} 1")), "{}", effects(paused_dir.path()));
+    assert!(effects(other_dir.path()).contains(&format!("done {id} 2")), "{}", effects(other_dir.path()));
+    drop(other);
 }
