@@ -216,7 +216,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<Worke
 
 /// A worker as the API shows it: lost when not heard from within
 /// [`LOST_AFTER_LEASES`] leases.
-fn worker_info(worker: WorkerRecord, now: Timestamp, lease: Duration) -> WorkerInfo {
+pub(crate) fn worker_info(worker: WorkerRecord, now: Timestamp, lease: Duration) -> WorkerInfo {
     let lost_before = Timestamp(now.0.saturating_sub(duration_ms(lease.saturating_mul(LOST_AFTER_LEASES))));
     let state = match worker.revoked_at {
         Some(_) => WorkerState::Revoked,

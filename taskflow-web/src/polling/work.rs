@@ -359,18 +359,24 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RevokeRequest>,
 ) -> Result<Json<RevokeReply>, ApiError> {
-    let client = state.plane.client();
-    let taken = match client.store().revoke_worker(request.worker_id.clone(), Timestamp::now()).await {
+    let taken_back = match revoke_worker(state.plane.client(), &request.worker_id).await {
         Ok(taken) => taken,
         Err(error @ store::Error::UnknownWorker(_)) => return Err(ApiError::not_found(error.to_string())),
         Err(error) => return Err(ApiError::from(store_error(error))),
     };
-    tracing::info!(worker = %request.worker_id, runs = taken.len(), "taskflow: a worker was revoked");
-    let taken_back = taken.iter().map(|run| run.id.to_string()).collect();
+    Ok(Json(RevokeReply { worker_id: request.worker_id, taken_back }))
+}
+
+/// Revokes a worker and publishes the runs it held, back in the queue;
+/// answers their ids. The API's route and the Workers page's button.
+pub(crate) async fn revoke_worker(client: &Client, worker_id: &str) -> Result<Vec<String>, store::Error> {
+    let taken = client.store().revoke_worker(worker_id.to_owned(), Timestamp::now()).await?;
+    tracing::info!(worker = %worker_id, runs = taken.len(), "taskflow: a worker was revoked");
+    let ids = taken.iter().map(|run| run.id.to_string()).collect();
     for run in taken {
         client.publish(RunEvent::Status(Box::new(run)));
     }
-    Ok(Json(RevokeReply { worker_id: request.worker_id, taken_back }))
+    Ok(ids)
 }
 
 fn invalid(path: &str, message: String) -> ApiError {

@@ -1,11 +1,12 @@
 //! The web UI: server-rendered `askama` pages (task list, task form, run,
-//! history, login), CSS and a little hand-written JavaScript served from
+//! history, workers, login), CSS and a little hand-written JavaScript served from
 //! the binary. Listing and submitting work without JavaScript; the script
 //! adds the live updates (over the WebSockets), the filter box and checks
 //! in the browser.
 
 pub mod form;
 mod pages;
+mod workers;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,6 +28,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/runs/{task_id}", get(pages::run))
         .route("/runs/{task_id}/cancel", post(pages::cancel))
         .route("/runs/{task_id}/again", post(pages::again))
+        .route("/workers", get(workers::workers))
+        .route("/workers/{worker_id}/revoke", post(workers::revoke))
         .route("/logout", post(pages::logout))
 }
 

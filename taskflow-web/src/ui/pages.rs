@@ -29,13 +29,13 @@ const EXECUTOR_FIELD: &str = "tf:executor";
 /// Runs per history page.
 const HISTORY_PAGE: u32 = 25;
 
-fn csrf_of(state: &AppState, principal: &Principal) -> String {
+pub(super) fn csrf_of(state: &AppState, principal: &Principal) -> String {
     principal.session.as_deref().map(|s| state.auth.csrf_token(s)).unwrap_or_default()
 }
 
 /// Why a posted form was refused, rendered as an error page.
 #[derive(Debug)]
-struct Refused {
+pub(super) struct Refused {
     status: StatusCode,
     heading: &'static str,
     message: String,
@@ -49,7 +49,7 @@ impl IntoResponse for Refused {
 
 /// The posted fields, once the form is readable and, for a cookie session,
 /// carries that session's CSRF token.
-fn posted(
+pub(super) fn posted(
     state: &AppState,
     principal: &Principal,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
@@ -94,7 +94,7 @@ pub(crate) fn error_page(status: StatusCode, heading: &str, message: &str) -> Re
     html(status, ErrorPage { csrf: String::new(), heading, message }.render())
 }
 
-fn plane_error_page(error: PlaneError) -> Response {
+pub(super) fn plane_error_page(error: PlaneError) -> Response {
     let api = ApiError::from(error);
     let heading = match api.status() {
         StatusCode::NOT_FOUND => "Not found",

@@ -25,19 +25,19 @@ pub async fn session_cookie(server: &Server) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn page(server: &Server, cookie: &str, path: &str) -> (StatusCode, String) {
+pub(crate) async fn page(server: &Server, cookie: &str, path: &str) -> (StatusCode, String) {
     let response = browserless().get(server.at(path)).header("cookie", cookie).send().await.unwrap();
     (response.status(), response.text().await.unwrap())
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let marker = "name=\"tf:csrf\" value=\"";
     let start = html.find(marker).expect("a CSRF field") + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     server: &Server,
     cookie: &str,
     path: &str,

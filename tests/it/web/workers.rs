@@ -521,3 +521,43 @@ async fn a_paused_workers_late_report_is_refused_and_the_run_ends_once() {
     assert!(effects(other_dir.path()).contains(&format!("done {id} 2")), "{}", effects(other_dir.path()));
     drop(other);
 }
+
+#[tokio::test]
+async fn the_workers_page_lists_them_and_revokes_one() {
+    use crate::web::pages::{csrf, page, post_form, session_cookie};
+    let server = Server::start_binary(APP, &["--assignment-mode", "polling"], &[]);
+    let cookie = session_cookie(&server).await;
+    let (status, empty) = page(&server, &cookie, "/workers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(empty.contains("0 workers") && empty.contains("worker-token create --name build-box"), "{empty}");
+
+    let token = registered(&server, "box-a").await;
+    let run = server.submit(json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 60}})).await;
+    let claim = reqwest::Client::new()
+        .post(server.at("/api/v1/polling/claim"))
+        .bearer_auth(&token)
+        .json(&json!({"limit": 1, "wait_seconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), StatusCode::OK);
+    let (_, listed) = page(&server, &cookie, "/workers").await;
+    assert!(listed.contains("1 worker<") && listed.contains(">box-a<"), "{listed}");
+    assert!(listed.contains(r#"<span class="badge active">active</span>"#), "{listed}");
+    assert!(listed.contains(r#"<td data-role="running">1</td>"#), "{listed}");
+    let worker_id = server.get_json("/api/v1/workers").await[0]["worker_id"].as_str().unwrap().to_owned();
+
+    let response =
+        post_form(&server, &cookie, &format!("/workers/{worker_id}/revoke"), &[("tf:csrf", &csrf(&listed))], None)
+            .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, after) = page(&server, &cookie, "/workers").await;
+    assert!(after.contains(r#"<span class="badge revoked">revoked</span>"#), "{after}");
+    assert!(!after.contains(">Revoke</button>"), "no button for a revoked worker: {after}");
+    let back = server.get_json(&format!("/api/v1/tasks/{}", run["task_id"].as_str().unwrap())).await;
+    // Its run is taken back: with no attempt left (`sleep_for_seconds` has no retries), failed.
+    assert_eq!((back["status"].as_str(), back["error"]["kind"].as_str()), (Some("failed"), Some("worker_revoked")));
+    // Without the form's token, nothing is revoked.
+    let forged = post_form(&server, &cookie, "/workers/nobody/revoke", &[], None).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}
