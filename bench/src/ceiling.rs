@@ -87,7 +87,9 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
                     None::<String>,
                     "w",
                     now + 30_000,
-                    None::<String>
+                    None::<String>,
+                    None::<i64>,
+                    None::<i64>
                 ])?;
             }
             // What a finish stores of its attempt, as the store writes it.
@@ -109,7 +111,9 @@ pub fn runs_per_s(dir: &Path, n: usize, batch: usize, indexes: bool) -> Result<f
                     None::<String>,
                     "w",
                     now + 30_000,
-                    attempts
+                    attempts,
+                    None::<i64>,
+                    None::<i64>
                 ])?;
             }
         }
