@@ -26,6 +26,9 @@ pub struct Server {
     pub token: String,
     /// What `serve` printed up to its line about stopping.
     pub banner: String,
+    /// The environment it was started with beyond the defaults (a
+    /// `TASKFLOW_DATABASE_URL`, say): commands run on its store need it too.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -109,7 +112,8 @@ impl Server {
             .unwrap();
         assert!(output.status.success(), "token: {}", String::from_utf8_lossy(&output.stderr));
         let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
-        Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token, banner }
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Server { child: Some(child), url, login_link, data_dir: data_dir.to_owned(), _dir: None, token, banner, env }
     }
 
     /// The server's process id.

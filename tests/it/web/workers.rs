@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use taskflow::web::polling::tokens::schema_digest;
 
+use crate::support::backends::{Backend, on_every_backend};
 use crate::support::server::Server;
 
 const APP: &str = env!("CARGO_BIN_EXE_simple_tasks");
@@ -18,6 +19,7 @@ fn provision(server: &Server, args: &[&str]) -> Result<String, (Option<i32>, Str
     let output = Command::new(APP)
         .arg("--data-dir")
         .arg(&server.data_dir)
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
         .args(["worker-token", "create"])
         .args(args)
         .output()
@@ -220,9 +222,28 @@ impl Drop for Worker {
 /// A server that leaves every run to remote workers, with short leases so
 /// that a dead worker's runs come back soon.
 fn polling_server(binary: &str) -> Server {
+    polling_server_on(binary, None)
+}
+
+/// [`polling_server`] on the PostgreSQL database `database_url`, or SQLite.
+fn polling_server_on(binary: &str, database_url: Option<&str>) -> Server {
     let args =
         ["--assignment-mode", "polling", "--lease-seconds", "3", "--heartbeat-seconds", "1", "--rescue-seconds", "1"];
-    Server::start_binary(binary, &args, &[])
+    let env: Vec<(&str, &str)> = database_url.map(|url| ("TASKFLOW_DATABASE_URL", url)).into_iter().collect();
+    Server::start_binary(binary, &args, &env)
+}
+
+/// A fresh database of `backend` for a server: none for SQLite (the data
+/// directory's file), a new PostgreSQL database's URL; `Err` to skip.
+async fn database(backend: Backend) -> Result<Option<String>, ()> {
+    match backend {
+        Backend::Sqlite => Ok(None),
+        Backend::Postgres => {
+            let Some(admin) = crate::support::backends::postgres_server() else { return Err(()) };
+            let url = taskflow::store::PostgresStore::create_test_database(&admin).await.expect("a test database");
+            Ok(Some(url))
+        }
+    }
 }
 
 /// The delivery tests' app: `wait_long` is retried twice.
@@ -241,9 +262,9 @@ async fn eventually(server: &Server, path: &str, what: &str, done: impl Fn(&Valu
     }
 }
 
-#[tokio::test]
-async fn a_remote_worker_executes_the_servers_runs() {
-    let server = polling_server(APP);
+async fn a_remote_worker_executes_the_servers_runs(backend: Backend) {
+    let Ok(url) = database(backend).await else { return };
+    let server = polling_server_on(APP, url.as_deref());
     let token = provision(&server, &["--name", "box-1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let _worker = Worker::start(APP, &server, dir.path(), Some(&token));
@@ -276,9 +297,9 @@ async fn a_remote_worker_executes_the_servers_runs() {
     assert_eq!(seen[0]["state"], "active", "{seen}");
 }
 
-#[tokio::test]
-async fn a_killed_workers_run_is_rescued_and_its_restart_resumes_as_itself() {
-    let server = polling_server(RELIABILITY_APP);
+async fn a_killed_workers_run_is_rescued_and_its_restart_resumes_as_itself(backend: Backend) {
+    let Ok(url) = database(backend).await else { return };
+    let server = polling_server_on(RELIABILITY_APP, url.as_deref());
     let token = provision(&server, &["--name", "box-1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
@@ -561,3 +582,8 @@ async fn the_workers_page_lists_them_and_revokes_one() {
     let forged = post_form(&server, &cookie, "/workers/nobody/revoke", &[], None).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 }
+
+on_every_backend!(
+    a_remote_worker_executes_the_servers_runs,
+    a_killed_workers_run_is_rescued_and_its_restart_resumes_as_itself
+);
