@@ -162,6 +162,8 @@ pub(crate) async fn statuses() -> Json<Value> {
         (status = 200, description = "The runs claimed (none when the wait ended first)", body = ClaimReply),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid worker token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is out of range", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
     )
@@ -253,6 +255,7 @@ pub(crate) async fn claim(
         (status = 404, description = "The reported run does not exist", body = ErrorBody),
         (status = 409, description = "The reported attempt is no longer this worker's (superseded, cancelled)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is wrong", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
     )
@@ -351,6 +354,8 @@ pub(crate) async fn update(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "No such worker", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is wrong", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
     )
