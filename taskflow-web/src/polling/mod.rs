@@ -7,18 +7,21 @@
 //! registration it allows. Everything else a worker does goes through
 //! routes that take only its worker token.
 
+mod limit;
 mod source;
 pub mod tokens;
 pub(crate) mod work;
 
 pub use source::{HttpSource, register as register_at};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use taskflow_core::registry;
 use taskflow_core::run::Timestamp;
 use taskflow_core::store::{self, NewProvisionToken, Registration, Store, WorkerProfile, WorkerRecord};
@@ -26,6 +29,7 @@ use taskflow_proto::worker::PROTOCOL_VERSION;
 use taskflow_proto::{FieldIssue, RefusedTask, RegisterRequest, Registered, TaskDigest, WorkerInfo, WorkerState};
 
 use crate::AppState;
+use crate::auth::gate::ConnectInfoOpt;
 use crate::convert::store_error;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::plane::PlaneError;
@@ -96,13 +100,24 @@ fn check_name(name: &str) -> Result<(), String> {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "A field is wrong: the protocol version, an executor, a name", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address; retry after the Retry-After seconds", body = ErrorBody),
         (status = 503, description = "The store is not reachable", body = ErrorBody),
     )
 )]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    ConnectInfoOpt(ip): ConnectInfoOpt,
+    Extension(limiter): Extension<Arc<limit::Limiter>>,
     ApiJson(request): ApiJson<RegisterRequest>,
-) -> Result<(StatusCode, Json<Registered>), ApiError> {
+) -> Result<Response, ApiError> {
+    if let Err(wait) = limiter.admit(ip, tokio::time::Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        let message =
+            format!("over {} registrations a minute from this address; try again in {seconds}s", limit::PER_WINDOW);
+        let mut response = ApiError::too_many_requests(message).into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        return Ok(response);
+    }
     let profile = check_registration(&request)?;
     let (accepted, refused) = judge_tasks(&request.tasks);
     let token = tokens::mint(tokens::WORKER_PREFIX);
@@ -117,7 +132,7 @@ pub(crate) async fn register(
     let worker = store.register_worker(registration).await.map_err(|e| ApiError::from(store_error(e)))?;
     tracing::info!(worker = %worker.id, name = %worker.name, host = %worker.profile.host, "taskflow: a worker registered");
     let registered = Registered { worker_id: worker.id, name: worker.name, worker_token: token, accepted, refused };
-    Ok((StatusCode::CREATED, Json(registered)))
+    Ok((StatusCode::CREATED, Json(registered)).into_response())
 }
 
 /// The profile a registration describes, or a 422 naming what is wrong.
@@ -265,7 +280,10 @@ pub(crate) fn worker_router(state: AppState, enabled: bool) -> Router<AppState> 
         .route("/api/v1/polling/claim", post(work::claim))
         .route("/api/v1/polling/update", post(work::update))
         .route_layer(axum::middleware::from_fn_with_state(state, work::require_worker));
-    Router::new().route("/api/v1/polling/register", post(register)).merge(working)
+    Router::new()
+        .route("/api/v1/polling/register", post(register))
+        .layer(Extension(Arc::new(limit::Limiter::default())))
+        .merge(working)
 }
 
 /// The routes a worker calls.

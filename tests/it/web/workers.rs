@@ -587,3 +587,28 @@ on_every_backend!(
     a_remote_worker_executes_the_servers_runs,
     a_killed_workers_run_is_rescued_and_its_restart_resumes_as_itself
 );
+
+#[tokio::test]
+async fn registrations_are_rate_limited_per_address() {
+    let server = Server::start(&[]);
+    let forged = json!({
+        "provision_token": "tfp_forged", "protocol_version": 1, "host": "h", "version": "1",
+        "executors": ["thread"], "tasks": [],
+    });
+    let from =
+        |ip: &str| reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let (one, other) = (from("127.0.0.2"), from("127.0.0.3"));
+    for _ in 0..10 {
+        let response = one.post(server.at("/api/v1/polling/register")).json(&forged).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = one.post(server.at("/api/v1/polling/register")).json(&forged).send().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let error: Value = limited.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("registrations a minute"), "{error}");
+    // Another address has its own share.
+    let response = other.post(server.at("/api/v1/polling/register")).json(&forged).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
