@@ -10,7 +10,7 @@ use syn::{Expr, Ident, LitInt, LitStr};
 use crate::errors::Errors;
 
 /// The options every `#[task]` accepts, listed in "unknown option" errors.
-const OPTIONS: &str = "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `tags`, `defaults`, `image`, `network`, `memory`, `cpus`, `pids`, `env`";
+const OPTIONS: &str = "`title`, `description`, `timeout`, `retries`, `retry_delay`, `concurrency`, `executor`, `queue`, `tags`, `defaults`, `image`, `network`, `memory`, `cpus`, `pids`, `env`";
 
 /// The most processes a container may be allowed (`pids`).
 const MAX_PIDS: u32 = 4096;
@@ -29,6 +29,8 @@ pub(crate) struct TaskAttr {
     pub(crate) concurrency: Option<u32>,
     pub(crate) executor: Option<String>,
     pub(crate) tags: Option<Vec<String>>,
+    /// `queue = "gpu"`: the queue the task's runs wait in.
+    pub(crate) queue: Option<String>,
     /// `defaults(name = value, ...)`: argument names with JSON-like values.
     pub(crate) defaults: Option<Vec<(Ident, Expr)>>,
     /// Docker: the base image instead of `scratch`.
@@ -113,6 +115,17 @@ impl TaskAttr {
                 Ok(())
             }),
             "tags" => parse_tags(meta).map(|tags| set_once(errors, &mut self.tags, "tags", span, tags)),
+            "queue" => parse_str(meta).and_then(|(queue, lit)| {
+                let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+                if queue.is_empty() || queue.len() > 64 || !queue.chars().all(plain) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "`queue` names a queue: 1 to 64 letters, digits, `-`, `_` or `.`, e.g. `queue = \"gpu\"`",
+                    ));
+                }
+                set_once(errors, &mut self.queue, "queue", span, queue);
+                Ok(())
+            }),
             "defaults" => {
                 parse_defaults(meta).map(|defaults| set_once(errors, &mut self.defaults, "defaults", span, defaults))
             }

@@ -154,6 +154,7 @@ fn generate(task: &TaskFn) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let env = task.attr.env.iter().flatten();
+    let queue = task.attr.queue.as_deref().unwrap_or("default");
     let defaults = match &task.attr.defaults {
         Some(defaults) => {
             let entries = defaults.iter().map(|(name, value)| {
@@ -221,6 +222,7 @@ fn generate(task: &TaskFn) -> TokenStream {
                     concurrency: #concurrency,
                     executor: #executor,
                     tags: &[#(#tags),*],
+                    queue: #queue,
                     image: #image,
                     network: #network,
                     memory_bytes: #memory,

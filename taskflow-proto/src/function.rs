@@ -52,6 +52,9 @@ pub struct FunctionOptions {
     /// Labels for filtering (as the task's `tags`).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The queue its runs wait in: only workers taking it get them.
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Docker: a local base image instead of `scratch` (never pulled).
     #[serde(default)]
     pub image: Option<String>,
@@ -71,4 +74,9 @@ pub struct FunctionOptions {
     /// Docker: the server's environment variables a container gets.
     #[serde(default)]
     pub env: Vec<String>,
+}
+
+/// The queue of a task that names none.
+fn default_queue() -> String {
+    "default".to_owned()
 }

@@ -54,6 +54,12 @@ fn wait_long(millis: u64) -> u64 {
     millis
 }
 
+/// Return `n`, on a worker that takes the `gpu` queue
+#[task(queue = "gpu")]
+fn on_gpu(n: u32) -> u32 {
+    n
+}
+
 /// Return 1 from a container (so the server warns at start when Docker is unreachable)
 #[task(executor = "docker")]
 fn in_a_container() -> u32 {

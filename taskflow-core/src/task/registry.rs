@@ -36,6 +36,9 @@ pub struct TaskOptions {
     pub executor: ExecutorKind,
     /// Free-form labels for filtering (`tags = ["math"]`).
     pub tags: &'static [&'static str],
+    /// The queue its runs wait in (`queue = "gpu"`; `default` when not
+    /// given): only workers taking that queue get them.
+    pub queue: &'static str,
     /// How the Docker executor runs the task's containers.
     pub container: ContainerOptions,
 }
@@ -97,6 +100,7 @@ pub struct TaskDecl {
     pub concurrency: Option<u32>,
     pub executor: ExecutorKind,
     pub tags: &'static [&'static str],
+    pub queue: &'static str,
     pub image: Option<&'static str>,
     pub network: bool,
     pub memory_bytes: Option<u64>,
@@ -151,6 +155,7 @@ impl TaskDef {
             concurrency: decl.concurrency,
             executor: decl.executor,
             tags: decl.tags,
+            queue: decl.queue,
             container: ContainerOptions {
                 image: decl.image,
                 network: decl.network,

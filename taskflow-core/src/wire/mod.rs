@@ -157,6 +157,7 @@ pub fn wire_function(def: &TaskDef) -> Function {
             concurrency: options.concurrency,
             executor: executor(options.executor),
             tags: options.tags.iter().map(|t| (*t).to_owned()).collect(),
+            queue: options.queue.to_owned(),
             image: container.image.map(str::to_owned),
             network: container.network,
             memory_bytes: container.memory_bytes,
@@ -241,6 +242,7 @@ mod tests {
         concurrency = 4,
         executor = "docker",
         tags = ["image"],
+        queue = "gpu",
         image = "debian:bookworm-slim",
         network = true,
         memory = "256MiB",
@@ -259,7 +261,7 @@ mod tests {
             serde_json::to_value(&function.options).unwrap(),
             json!({
                 "timeout_ms": 120_000, "retries": 2, "retry_delay_ms": 5000, "concurrency": 4,
-                "executor": "docker", "tags": ["image"], "image": "debian:bookworm-slim", "network": true,
+                "executor": "docker", "tags": ["image"], "queue": "gpu", "image": "debian:bookworm-slim", "network": true,
                 "memory_bytes": 256 * 1024 * 1024, "cpus": 1.5, "pids": 64, "env": ["API_TOKEN"],
             })
         );

@@ -182,7 +182,16 @@ pub(crate) async fn claim(
     let arrived = tokio::time::Instant::now();
     let client = state.plane.client();
     let (lease, heartbeat) = timings(client);
-    let titles = worker.profile.tasks.clone();
+    // The worker's tasks whose queue it takes.
+    let titles: Vec<String> = worker
+        .profile
+        .tasks
+        .iter()
+        .filter(|title| {
+            registry::task_def(title).is_some_and(|def| worker.profile.queues.iter().any(|q| q == def.options().queue))
+        })
+        .cloned()
+        .collect();
     let task_limits = titles
         .iter()
         .filter_map(|title| registry::task_def(title)?.options().concurrency.map(|n| (title.clone(), n)))

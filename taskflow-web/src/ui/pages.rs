@@ -259,6 +259,7 @@ fn option_terms(options: &FunctionOptions) -> Vec<(&'static str, String)> {
     add("Retry delay", (options.retries > 0).then(|| duration(options.retry_delay_ms)));
     add("Concurrency", options.concurrency.map(|c| format!("at most {c} at once")));
     add("Tags", (!options.tags.is_empty()).then(|| options.tags.join(", ")));
+    add("Queue", (options.queue != "default").then(|| options.queue.clone()));
     add("Image", options.image.clone());
     add("Network", options.network.then(|| "yes".to_owned()));
     add("Memory", options.memory_bytes.map(bytes));
@@ -670,6 +671,7 @@ mod tests {
             concurrency: None,
             executor: taskflow_proto::ExecutorKind::Thread,
             tags: Vec::new(),
+            queue: "default".to_owned(),
             image: None,
             network: false,
             memory_bytes: None,
@@ -685,6 +687,7 @@ mod tests {
             concurrency: Some(4),
             executor: taskflow_proto::ExecutorKind::Docker,
             tags: vec!["image".to_owned(), "batch".to_owned()],
+            queue: "gpu".to_owned(),
             image: Some("debian:bookworm-slim".to_owned()),
             network: true,
             memory_bytes: Some(256 << 20),
@@ -702,6 +705,7 @@ mod tests {
                 "Retry delay: 1500 ms",
                 "Concurrency: at most 4 at once",
                 "Tags: image, batch",
+                "Queue: gpu",
                 "Image: debian:bookworm-slim",
                 "Network: yes",
                 "Memory: 256 MiB",

@@ -560,7 +560,7 @@ async fn the_openapi_document_covers_every_route() {
     // A task's options, documented whole, as `#[task(...)]` takes them.
     let options = doc["components"]["schemas"]["FunctionOptions"]["properties"].as_object().unwrap();
     let mut names: Vec<&str> = options.keys().map(String::as_str).collect();
-    let every = ["timeout_ms", "retries", "retry_delay_ms", "concurrency", "executor", "tags"];
+    let every = ["timeout_ms", "retries", "retry_delay_ms", "concurrency", "executor", "tags", "queue"];
     let docker = ["image", "network", "memory_bytes", "cpus", "pids", "env"];
     let mut expected_names = [&every[..], &docker[..]].concat();
     names.sort();

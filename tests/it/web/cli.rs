@@ -454,7 +454,8 @@ fn list_json_describes_each_task_as_the_api_does() {
         sleep["options"],
         json!({
             "timeout_ms": 60_000, "retries": 0, "retry_delay_ms": 1000, "concurrency": null, "executor": "thread",
-            "tags": [], "image": null, "network": false, "memory_bytes": null, "cpus": null, "pids": null, "env": [],
+            "tags": [], "queue": "default", "image": null, "network": false, "memory_bytes": null, "cpus": null,
+            "pids": null, "env": [],
         }),
         "every option of `#[task]`"
     );

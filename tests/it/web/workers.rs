@@ -157,7 +157,7 @@ impl Worker {
     /// `binary worker --server <server> [--provision-token <token>]` on
     /// `data_dir`.
     fn start(binary: &str, server: &Server, data_dir: &std::path::Path, provision_token: Option<&str>) -> Worker {
-        Worker::start_with(binary, server, data_dir, provision_token, std::process::Stdio::inherit())
+        Worker::start_with(binary, server, data_dir, provision_token, std::process::Stdio::inherit(), &[])
     }
 
     /// [`Worker::start`] with its standard error going to `stderr`.
@@ -167,6 +167,7 @@ impl Worker {
         data_dir: &std::path::Path,
         provision_token: Option<&str>,
         stderr: std::process::Stdio,
+        extra: &[&str],
     ) -> Worker {
         let mut command = Command::new(binary);
         command.stderr(stderr).env("TASKFLOW_DATA_DIR", data_dir);
@@ -182,6 +183,7 @@ impl Worker {
         if let Some(token) = provision_token {
             command.args(["--provision-token", token]);
         }
+        command.args(extra);
         Worker { child: command.spawn().unwrap() }
     }
 
@@ -495,6 +497,7 @@ async fn a_paused_workers_late_report_is_refused_and_the_run_ends_once() {
         paused_dir.path(),
         Some(&token),
         std::fs::File::create(&stderr).unwrap().into(),
+        &[],
     );
     let run = server.submit(json!({"task_title": "effect", "payload": {"n": 7, "millis": 2000}})).await;
     let id = run["task_id"].as_str().unwrap().to_owned();
@@ -611,4 +614,40 @@ async fn registrations_are_rate_limited_per_address() {
     // Another address has its own share.
     let response = other.post(server.at("/api/v1/polling/register")).json(&forged).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn runs_go_only_to_workers_that_take_their_queue() {
+    let server = polling_server(RELIABILITY_APP);
+    let (plain_dir, gpu_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let plain_token = provision(&server, &["--name", "plain"]).unwrap();
+    let _plain = Worker::start(RELIABILITY_APP, &server, plain_dir.path(), Some(&plain_token));
+    let gpu_token = provision(&server, &["--name", "gpu"]).unwrap();
+    let inherit = std::process::Stdio::inherit();
+    let _gpu =
+        Worker::start_with(RELIABILITY_APP, &server, gpu_dir.path(), Some(&gpu_token), inherit, &["--queues", "gpu"]);
+    let workers =
+        eventually(&server, "/api/v1/workers", "two registrations", |w| w.as_array().is_some_and(|w| w.len() == 2))
+            .await;
+    let id_of = |name: &str| {
+        workers.as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()["worker_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (plain, gpu) = (id_of("plain"), id_of("gpu"));
+    assert_eq!(workers.as_array().unwrap().iter().find(|w| w["name"] == "gpu").unwrap()["queues"], json!(["gpu"]));
+    let function = server.get_json("/api/v1/functions/on_gpu").await;
+    assert_eq!(function["options"]["queue"], "gpu", "{function}");
+
+    for _ in 0..3 {
+        let on_gpu = server.submit(json!({"task_title": "on_gpu", "payload": {"n": 5}})).await;
+        let elsewhere = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 10}})).await;
+        for (run, expected) in [(on_gpu, &gpu), (elsewhere, &plain)] {
+            let done =
+                crate::support::server::wait_final(&server.client(), &server, run["task_id"].as_str().unwrap()).await;
+            assert_eq!(done["status"], "completed", "{done}");
+            assert_eq!(done["attempts"][0]["worker_id"], expected.as_str(), "{done}");
+        }
+    }
 }
