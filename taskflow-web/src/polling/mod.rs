@@ -26,13 +26,12 @@ use taskflow_core::registry;
 use taskflow_core::run::Timestamp;
 use taskflow_core::store::{self, NewProvisionToken, Registration, Store, WorkerProfile, WorkerRecord};
 use taskflow_proto::worker::PROTOCOL_VERSION;
-use taskflow_proto::{FieldIssue, RefusedTask, RegisterRequest, Registered, TaskDigest, WorkerInfo, WorkerState};
+use taskflow_proto::{RefusedTask, RegisterRequest, Registered, TaskDigest, WorkerInfo, WorkerState};
 
 use crate::AppState;
 use crate::auth::gate::ConnectInfoOpt;
 use crate::convert::store_error;
 use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::plane::PlaneError;
 
 /// How long after its last word a worker counts as lost, in leases.
 const LOST_AFTER_LEASES: u32 = 2;
@@ -137,12 +136,7 @@ pub(crate) async fn register(
 
 /// The profile a registration describes, or a 422 naming what is wrong.
 fn check_registration(request: &RegisterRequest) -> Result<WorkerProfile, ApiError> {
-    let invalid = |path: &str, message: String| {
-        ApiError::from(PlaneError::Invalid {
-            message: format!("{path}: {message}"),
-            issues: vec![FieldIssue { path: path.to_owned(), message }],
-        })
-    };
+    let invalid = work::invalid;
     if request.protocol_version != PROTOCOL_VERSION {
         let mismatch =
             taskflow_proto::worker::VersionMismatch { worker: request.protocol_version, server: PROTOCOL_VERSION };

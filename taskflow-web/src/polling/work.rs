@@ -393,7 +393,8 @@ pub(crate) async fn revoke_worker(client: &Client, worker_id: &str) -> Result<Ve
     Ok(ids)
 }
 
-fn invalid(path: &str, message: String) -> ApiError {
+/// A 422 naming the field at `path`.
+pub(super) fn invalid(path: &str, message: String) -> ApiError {
     ApiError::from(PlaneError::Invalid {
         message: format!("{path}: {message}"),
         issues: vec![FieldIssue { path: path.to_owned(), message }],

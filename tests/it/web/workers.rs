@@ -427,15 +427,22 @@ async fn the_polling_routes_take_only_a_workers_own_reports() {
     assert_eq!(body["lost"], json!([id]), "{body}");
 }
 
+/// A worker on `dir` that holds a minute-long `wait_long` run: the worker,
+/// the run's id, and the run as it started.
+async fn holding_a_long_run(server: &Server, dir: &std::path::Path) -> (Worker, String, Value) {
+    let token = provision(server, &["--name", "box-1"]).unwrap();
+    let worker = Worker::start(RELIABILITY_APP, server, dir, Some(&token));
+    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 60000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let running = eventually(server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    (worker, id, running)
+}
+
 #[tokio::test]
 async fn a_revoked_worker_stops_and_its_run_goes_back() {
     let server = polling_server(RELIABILITY_APP);
-    let token = provision(&server, &["--name", "box-1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
-    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 60000}})).await;
-    let id = run["task_id"].as_str().unwrap().to_owned();
-    let running = eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    let (worker, id, running) = holding_a_long_run(&server, dir.path()).await;
     let worker_id = running["worker_id"].as_str().unwrap().to_owned();
     let kept: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("worker.json")).unwrap()).unwrap();
 
@@ -471,12 +478,8 @@ async fn a_revoked_worker_stops_and_its_run_goes_back() {
 #[tokio::test]
 async fn a_stopped_worker_hands_its_run_back() {
     let server = polling_server(RELIABILITY_APP);
-    let token = provision(&server, &["--name", "box-1"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
-    let run = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 60000}})).await;
-    let id = run["task_id"].as_str().unwrap().to_owned();
-    eventually(&server, &format!("/api/v1/tasks/{id}"), "its start", |r| r["status"] == "running").await;
+    let (worker, id, _) = holding_a_long_run(&server, dir.path()).await;
     // SIGTERM with a 1 s grace: the run is handed back, not counted.
     worker.terminate();
     assert!(worker.exit_status().success());
