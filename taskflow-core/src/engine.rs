@@ -58,6 +58,9 @@ pub struct EngineConfig {
     /// leaves every run to remote workers (`--assignment-mode polling`)
     /// keeps the rest: the rescuer, retention, the change follower.
     pub executes: bool,
+    /// The queues whose runs the engine executes (`#[task(queue = …)]`);
+    /// `None` (the default) for every queue.
+    pub queues: Option<Vec<String>>,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             process: ProcessExecutorConfig::default(),
             docker: DockerExecutorConfig::default(),
             executes: true,
+            queues: None,
         }
     }
 }
@@ -151,6 +155,7 @@ fn start_worker(
         heartbeat_interval: config.heartbeat_interval,
         max_log_bytes: config.max_log_bytes,
         claims: config.executes,
+        queues: config.queues.clone(),
     };
     let worker = Worker::start(source, worker_config, executors, events.clone(), shutdown.clone());
     Ok((worker, config, events, shutdown))

@@ -84,6 +84,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_log_bytes: usize,
     /// Whether it claims runs at all ([`EngineConfig::executes`](crate::engine::EngineConfig::executes)).
     pub(crate) claims: bool,
+    /// The queues whose tasks it takes; `None` for every queue.
+    pub(crate) queues: Option<Vec<String>>,
 }
 
 /// A worker. Cheap to clone; all clones drive one worker.
@@ -148,6 +150,10 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Worker {
         let (logs, log_rx) = mpsc::unbounded_channel();
+        // The tasks whose runs it takes: those of its queues.
+        let takes = |queue: &str| config.queues.as_ref().is_none_or(|queues| queues.iter().any(|q| q == queue));
+        let titles =
+            registry::tasks().filter(|def| takes(def.options().queue)).map(|def| def.title().to_owned()).collect();
         let worker = Worker {
             inner: Arc::new(Inner {
                 source,
@@ -163,7 +169,7 @@ impl Worker {
                 drained: AtomicU64::new(0),
                 wake: Notify::new(),
                 progressed: Arc::new(Notify::new()),
-                titles: registry::tasks().map(|def| def.title().to_owned()).collect(),
+                titles,
                 task_limits: registry::tasks()
                     .filter_map(|def| def.options().concurrency.map(|n| (def.title().to_owned(), n)))
                     .collect(),

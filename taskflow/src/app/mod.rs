@@ -164,6 +164,10 @@ struct ServeArgs {
     /// TASK_ASSIGNMENT_MODE
     #[arg(long, env = "TASKFLOW_ASSIGNMENT_MODE", value_enum)]
     assignment_mode: Option<AssignmentMode>,
+    /// The queues whose runs this server's own worker executes,
+    /// comma-separated (default: every queue; remote workers take theirs)
+    #[arg(long, env = "TASKFLOW_QUEUES", value_delimiter = ',')]
+    queues: Vec<String>,
     /// Containers each Docker task keeps started ahead, so a run need not
     /// create one (0: none)
     #[arg(long, env = "TASKFLOW_DOCKER_WARM", default_value_t = 0)]
@@ -358,6 +362,7 @@ fn serve(program: &str, store_args: &StoreArgs, args: ServeArgs) -> Result<()> {
         let (store, described) = open_store(store_args).await?;
         let mut config = args.engine_config();
         config.executes = mode != AssignmentMode::Polling;
+        config.queues = (!args.queues.is_empty()).then(|| args.queues.clone());
         let engine = Engine::start(store, config)?;
         let web = web::start(&engine, store_args, &args, mode != AssignmentMode::Push).await?;
         let docker = docker_warning(&engine).await;

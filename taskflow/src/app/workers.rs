@@ -118,6 +118,8 @@ pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> R
         config.worker_id = identity.worker_id.clone();
         config.max_concurrency = args.max_concurrency.max(1);
         config.poll_interval = Duration::from_millis(200);
+        let queues = if args.queues.is_empty() { vec!["default".to_owned()] } else { args.queues.clone() };
+        config.queues = Some(queues);
         let stop = super::stop_signal();
         let mut refused = source.refused();
         let worker = crate::engine::RemoteWorker::start(Arc::new(source), config).map_err(Error::Engine)?;

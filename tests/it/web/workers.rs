@@ -654,3 +654,25 @@ async fn runs_go_only_to_workers_that_take_their_queue() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_hybrid_servers_own_worker_keeps_to_its_queues() {
+    let server = Server::start_binary(RELIABILITY_APP, &["--assignment-mode", "hybrid", "--queues", "default"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = provision(&server, &["--name", "gpu"]).unwrap();
+    let inherit = std::process::Stdio::inherit();
+    let _gpu = Worker::start_with(RELIABILITY_APP, &server, dir.path(), Some(&token), inherit, &["--queues", "gpu"]);
+    let workers =
+        eventually(&server, "/api/v1/workers", "a registration", |w| w.as_array().is_some_and(|w| !w.is_empty())).await;
+    let gpu = workers[0]["worker_id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let on_gpu = server.submit(json!({"task_title": "on_gpu", "payload": {"n": 5}})).await;
+        let plain = server.submit(json!({"task_title": "wait_long", "payload": {"millis": 10}})).await;
+        let client = server.client();
+        let on_gpu = crate::support::server::wait_final(&client, &server, on_gpu["task_id"].as_str().unwrap()).await;
+        assert_eq!(on_gpu["attempts"][0]["worker_id"], gpu.as_str(), "only the gpu worker: {on_gpu}");
+        let plain = crate::support::server::wait_final(&client, &server, plain["task_id"].as_str().unwrap()).await;
+        let by = plain["attempts"][0]["worker_id"].as_str().unwrap();
+        assert!(plain["status"] == "completed" && by != gpu, "the server's own worker: {plain}");
+    }
+}
