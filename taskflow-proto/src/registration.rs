@@ -121,6 +121,9 @@ pub struct WorkerInfo {
     pub tasks: Vec<String>,
     /// The queues it takes runs from.
     pub queues: Vec<String>,
+    /// Its tasks the server will not give it runs of, and why.
+    #[serde(default)]
+    pub refused: Vec<RefusedTask>,
     /// When it registered (RFC 3339, UTC).
     pub registered_at: String,
     /// When it was last heard from.

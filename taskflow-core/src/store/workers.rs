@@ -51,6 +51,10 @@ pub struct WorkerProfile {
     pub tasks: Vec<String>,
     /// The queues it takes runs from.
     pub queues: Vec<String>,
+    /// Tasks it has that the server will not give it runs of, each with
+    /// why (its build's schema differs, the server has no such task).
+    #[serde(default)]
+    pub refused: Vec<(String, String)>,
 }
 
 /// A registered worker.
@@ -106,7 +110,8 @@ macro_rules! worker_columns {
             $json,
             ", queues",
             $json,
-            ", registered_at, last_seen, revoked_at"
+            ", registered_at, last_seen, revoked_at, refused",
+            $json
         )
     };
 }
@@ -124,6 +129,7 @@ pub(super) struct RawWorker {
     pub(super) registered_at: i64,
     pub(super) last_seen: i64,
     pub(super) revoked_at: Option<i64>,
+    pub(super) refused: String,
 }
 
 impl RawWorker {
@@ -149,6 +155,7 @@ impl RawWorker {
             executors,
             tasks: list("tasks", &self.tasks)?,
             queues: list("queues", &self.queues)?,
+            refused: serde_json::from_str(&self.refused).map_err(|e| corrupt("refused tasks", &e))?,
         };
         Ok(WorkerRecord {
             id: self.id,
@@ -164,4 +171,9 @@ impl RawWorker {
 /// A JSON array of `items`, as the list columns hold them.
 pub(super) fn json_list<T: ToString>(items: &[T]) -> String {
     serde_json::Value::from(items.iter().map(ToString::to_string).collect::<Vec<_>>()).to_string()
+}
+
+/// The JSON the refused-tasks column holds.
+pub(super) fn json_refused(refused: &[(String, String)]) -> String {
+    serde_json::to_string(refused).expect("pairs of strings serialize")
 }

@@ -124,7 +124,11 @@ pub(crate) async fn register(
         provision_hash: tokens::digest(&request.provision_token),
         token_hash: tokens::digest(&token),
         worker_id: format!("worker-{}", crate::jwt::random_id()),
-        profile: WorkerProfile { tasks: accepted.clone(), ..profile },
+        profile: WorkerProfile {
+            tasks: accepted.clone(),
+            refused: refused.iter().map(|r| (r.title.clone(), r.reason.clone())).collect(),
+            ..profile
+        },
         now: Timestamp::now(),
     };
     let store = state.plane.client().store();
@@ -177,6 +181,7 @@ fn check_registration(request: &RegisterRequest) -> Result<WorkerProfile, ApiErr
         executors,
         tasks: Vec::new(),
         queues,
+        refused: Vec::new(),
     })
 }
 
@@ -241,6 +246,7 @@ pub(crate) fn worker_info(worker: WorkerRecord, now: Timestamp, lease: Duration)
         executors: worker.profile.executors.iter().map(|e| e.as_str().to_owned()).collect(),
         tasks: worker.profile.tasks,
         queues: worker.profile.queues,
+        refused: worker.profile.refused.into_iter().map(|(title, reason)| RefusedTask { title, reason }).collect(),
         registered_at: rfc3339(worker.registered_at),
         last_seen: rfc3339(worker.last_seen),
         state,

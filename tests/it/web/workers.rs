@@ -87,6 +87,7 @@ async fn a_worker_registers_once_with_its_provision_token() {
     assert_eq!(listed[0]["executors"], json!(["thread", "process"]));
     assert_eq!(listed[0]["queues"], json!(["default"]));
     assert_eq!(listed[0]["tasks"], json!(["add_numbers"]));
+    assert_eq!(listed[0]["refused"], registered["refused"], "the list keeps what was refused and why");
 
     // A worker token opens no user route; no token, no list.
     let worker_token = registered["worker_token"].as_str().unwrap();
@@ -346,7 +347,10 @@ async fn registered(server: &Server, name: &str) -> String {
     let sleep = server.get_json("/api/v1/functions/sleep_for_seconds").await;
     let body = json!({
         "provision_token": token, "protocol_version": 1, "host": name, "version": "1", "executors": ["thread"],
-        "tasks": [{"title": "sleep_for_seconds", "schema_digest": schema_digest(&sleep["args_schema"])}],
+        "tasks": [
+            {"title": "sleep_for_seconds", "schema_digest": schema_digest(&sleep["args_schema"])},
+            {"title": "not_here", "schema_digest": "0".repeat(64)},
+        ],
     });
     let response = reqwest::Client::new().post(server.at("/api/v1/polling/register")).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -572,6 +576,7 @@ async fn the_workers_page_lists_them_and_revokes_one() {
     assert!(listed.contains("1 worker<") && listed.contains(">box-a<"), "{listed}");
     assert!(listed.contains(r#"<span class="badge active">active</span>"#), "{listed}");
     assert!(listed.contains(r#"<td data-role="running">1</td>"#), "{listed}");
+    assert!(listed.contains("1 refused") && listed.contains("has no task `not_here`"), "{listed}");
     let worker_id = server.get_json("/api/v1/workers").await[0]["worker_id"].as_str().unwrap().to_owned();
 
     let response =

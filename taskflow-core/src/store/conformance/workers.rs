@@ -26,6 +26,7 @@ fn registration(provision: &str, worker: &str, now: i64) -> Registration {
             executors: vec![ExecutorKind::Thread, ExecutorKind::Process],
             tasks: vec!["a".to_owned(), "b".to_owned()],
             queues: vec!["default".to_owned(), "gpu".to_owned()],
+            refused: vec![("c".to_owned(), "its arguments differ".to_owned())],
         },
         now: Timestamp(now),
     }

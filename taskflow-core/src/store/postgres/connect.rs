@@ -17,6 +17,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "0003_attempts", include_str!("../../../migrations/postgres/0003_attempts.sql")),
     (4, "0004_progress", include_str!("../../../migrations/postgres/0004_progress.sql")),
     (5, "0005_workers", include_str!("../../../migrations/postgres/0005_workers.sql")),
+    (6, "0006_refused_tasks", include_str!("../../../migrations/postgres/0006_refused_tasks.sql")),
 ];
 
 /// Applies the migrations the database lacks, in one transaction, under an

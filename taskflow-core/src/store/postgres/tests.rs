@@ -250,7 +250,8 @@ async fn servers_starting_at_once_migrate_once() {
                 (2, "0002_task_limits".to_owned()),
                 (3, "0003_attempts".to_owned()),
                 (4, "0004_progress".to_owned()),
-                (5, "0005_workers".to_owned())
+                (5, "0005_workers".to_owned()),
+                (6, "0006_refused_tasks".to_owned())
             ]
         );
     })

@@ -10,7 +10,7 @@ use super::changes::{announced, notify};
 use super::rows::{db, query, read_run, storable};
 use super::writes::{begin, commit, save};
 use crate::run::{Run, Timestamp};
-use crate::store::workers::{RawWorker, check_provision, json_list, worker_columns};
+use crate::store::workers::{RawWorker, check_provision, json_list, json_refused, worker_columns};
 use crate::store::{Error, NewProvisionToken, Registration, Result, WorkerRecord, apply};
 
 const WORKER_COLUMNS: &str = worker_columns!("::text");
@@ -52,7 +52,8 @@ pub(super) async fn register_worker(pool: &PgPool, registration: &Registration) 
     let profile = &registration.profile;
     query(
         "INSERT INTO taskflow_workers (id, token_hash, name, host, version, executors, tasks, queues, \
-         registered_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json, $8::json, $9, $9)",
+         registered_at, last_seen, refused) VALUES ($1, $2, $3, $4, $5, $6::json, $7::json, $8::json, $9, $9, \
+         $10::json)",
     )
     .bind(&registration.worker_id)
     .bind(&registration.token_hash)
@@ -63,6 +64,7 @@ pub(super) async fn register_worker(pool: &PgPool, registration: &Registration) 
     .bind(json_list(&profile.tasks))
     .bind(json_list(&profile.queues))
     .bind(registration.now.0)
+    .bind(storable(&json_refused(&profile.refused)))
     .execute(&mut *tx)
     .await
     .map_err(db("cannot register a worker"))?;
@@ -150,5 +152,6 @@ fn raw_worker(row: &PgRow) -> Result<RawWorker, sqlx_core::Error> {
         registered_at: row.try_get(7)?,
         last_seen: row.try_get(8)?,
         revoked_at: row.try_get(9)?,
+        refused: row.try_get(10)?,
     })
 }

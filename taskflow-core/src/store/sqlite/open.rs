@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_attempts", include_str!("../../../migrations/sqlite/0004_attempts.sql")),
     ("0005_progress", include_str!("../../../migrations/sqlite/0005_progress.sql")),
     ("0006_workers", include_str!("../../../migrations/sqlite/0006_workers.sql")),
+    ("0007_refused_tasks", include_str!("../../../migrations/sqlite/0007_refused_tasks.sql")),
 ];
 
 pub(super) fn configure_writer(conn: &Connection) -> Result<()> {

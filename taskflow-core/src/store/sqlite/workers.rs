@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::RUN_COLUMNS;
 use super::rows::{db, query_runs, save};
 use crate::run::{Run, Timestamp};
-use crate::store::workers::{RawWorker, check_provision, json_list, worker_columns};
+use crate::store::workers::{RawWorker, check_provision, json_list, json_refused, worker_columns};
 use crate::store::{Error, NewProvisionToken, Registration, Result, WorkerRecord, apply};
 
 const WORKER_COLUMNS: &str = worker_columns!("");
@@ -37,7 +37,7 @@ pub(super) fn register_worker(conn: &Connection, registration: &Registration) ->
     let profile = &registration.profile;
     conn.prepare_cached(
         "INSERT INTO workers (id, token_hash, name, host, version, executors, tasks, queues, registered_at, \
-         last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+         last_seen, refused) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -50,6 +50,7 @@ pub(super) fn register_worker(conn: &Connection, registration: &Registration) ->
             json_list(&profile.tasks),
             json_list(&profile.queues),
             registration.now.0,
+            json_refused(&profile.refused),
         ])
     })
     .map_err(db("cannot register a worker"))?;
@@ -115,5 +116,6 @@ fn raw_worker(row: &Row<'_>) -> rusqlite::Result<RawWorker> {
         registered_at: row.get(7)?,
         last_seen: row.get(8)?,
         revoked_at: row.get(9)?,
+        refused: row.get(10)?,
     })
 }
