@@ -60,8 +60,9 @@ pub(crate) async fn require_worker(State(state): State<AppState>, mut request: R
         )
         .into_response();
     };
+    let digest = WorkerTokenDigest(tokens::digest(token));
     let store = state.plane.client().store();
-    let worker = match store.worker_by_token(tokens::digest(token)).await {
+    let worker = match store.worker_by_token(digest.0.clone()).await {
         Ok(Some(worker)) => worker,
         Ok(None) => {
             return ApiError::unauthorized("this worker token is not known: register the worker again").into_response();
@@ -82,8 +83,27 @@ pub(crate) async fn require_worker(State(state): State<AppState>, mut request: R
             tracing::warn!(%error, worker = %worker.id, "taskflow: cannot record that a worker was seen");
         }
     }
+    request.extensions_mut().insert(digest);
     request.extensions_mut().insert(worker);
     next.run(request).await
+}
+
+/// The digest of the worker token a request came with, to read the
+/// worker's record again.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerTokenDigest(String);
+
+/// Whether the worker is revoked now (its record read again).
+async fn revoked(client: &Client, digest: &WorkerTokenDigest) -> Result<bool, ApiError> {
+    match client.store().worker_by_token(digest.0.clone()).await {
+        Ok(worker) => Ok(worker.is_none_or(|w| w.revoked_at.is_some())),
+        Err(error) => Err(ApiError::from(store_error(error))),
+    }
+}
+
+/// The 401 of a worker revoked while it waited.
+fn revoked_meanwhile(worker: &WorkerRecord) -> ApiError {
+    ApiError::unauthorized(format!("the worker `{}` was revoked: an admin must provision it again", worker.name))
 }
 
 /// The lease and heartbeat this server gives its workers' runs.
@@ -171,6 +191,7 @@ pub(crate) async fn statuses() -> Json<Value> {
 pub(crate) async fn claim(
     State(state): State<AppState>,
     Extension(worker): Extension<WorkerRecord>,
+    Extension(digest): Extension<WorkerTokenDigest>,
     ApiJson(request): ApiJson<ClaimRequest>,
 ) -> Result<Json<ClaimReply>, ApiError> {
     if !(1..=MAX_CLAIM).contains(&request.limit) {
@@ -212,12 +233,38 @@ pub(crate) async fn claim(
     let mut events = client.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(request.wait_seconds));
     let (runs, waited) = loop {
+        // Revoked while it waited: nothing more for it.
+        if revoked(client, &digest).await? {
+            return Err(revoked_meanwhile(&worker));
+        }
         let leasing = tokio::time::Instant::now();
         let runs = client
             .store()
             .claim(store::ClaimRequest { now: Timestamp::now(), ..claim.clone() })
             .await
             .map_err(|e| ApiError::from(store_error(e)))?;
+        // A revocation that committed before this claim took back nothing
+        // of it: hand the runs back (not an attempt) rather than to a
+        // worker that is told no more.
+        if !runs.is_empty() && revoked(client, &digest).await? {
+            for run in &runs {
+                let report = store::Report {
+                    id: run.id,
+                    attempt: run.attempt,
+                    worker_id: worker.id.clone(),
+                    outcome: store::Outcome::Released,
+                    now: Timestamp::now(),
+                    progress: None,
+                };
+                match client.store().finish(report).await {
+                    Ok(run) => client.publish(RunEvent::Status(Box::new(run))),
+                    Err(error) => {
+                        tracing::warn!(%error, run = %run.id, "taskflow: cannot hand back a revoked worker's claim")
+                    }
+                }
+            }
+            return Err(revoked_meanwhile(&worker));
+        }
         let now = tokio::time::Instant::now();
         if !runs.is_empty() || now >= deadline {
             break (runs, leasing - arrived);

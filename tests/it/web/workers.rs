@@ -681,3 +681,27 @@ async fn a_hybrid_servers_own_worker_keeps_to_its_queues() {
         assert!(plain["status"] == "completed" && by != gpu, "the server's own worker: {plain}");
     }
 }
+
+#[tokio::test]
+async fn a_claim_waiting_when_its_worker_is_revoked_takes_nothing() {
+    let server = Server::start_binary(APP, &["--assignment-mode", "polling"], &[]);
+    let token = registered(&server, "waiting").await;
+    let worker_id = server.get_json("/api/v1/workers").await[0]["worker_id"].as_str().unwrap().to_owned();
+    let claim = {
+        let request = reqwest::Client::new()
+            .post(server.at("/api/v1/polling/claim"))
+            .bearer_auth(&token)
+            .json(&json!({"limit": 1, "wait_seconds": 25}));
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    // Let the claim reach the server and wait (were it late, the gate
+    // refuses it the same way).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let revoke = server.client().post(server.at("/api/v1/polling/revoke")).json(&json!({"worker_id": worker_id}));
+    assert_eq!(revoke.send().await.unwrap().status(), StatusCode::OK);
+    let run = server.submit(json!({"task_title": "sleep_for_seconds", "payload": {"seconds": 1}})).await;
+    let answered = claim.await.unwrap();
+    assert_eq!(answered.status(), StatusCode::UNAUTHORIZED, "a revoked worker gets no run");
+    let after = server.get_json(&format!("/api/v1/tasks/{}", run["task_id"].as_str().unwrap())).await;
+    assert_eq!((after["status"].as_str(), after["attempt"].as_u64()), (Some("pending"), Some(1)), "{after}");
+}
