@@ -43,6 +43,9 @@ use sink::{ProgressCell, WorkerSink};
 /// most.
 const REPORT_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
+/// The longest a claim loop waits after failed claims before it asks again.
+const CLAIM_BACKOFF: Duration = Duration::from_secs(5);
+
 /// How soon after the last renewal a progress report brings the next one
 /// forward: progress reaches the store within about this long, at the cost
 /// of at most one renewal of this worker's leases per interval.
@@ -343,6 +346,9 @@ impl Worker {
 
     async fn claim_loop(self) {
         let config = &self.inner.config;
+        // After failed claims, the wait doubles up to CLAIM_BACKOFF: a
+        // source that is down is not asked five times a second.
+        let mut pause = config.poll_interval;
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return;
@@ -374,6 +380,7 @@ impl Worker {
                 let result = self.inner.source.claim(request).await;
                 match result {
                     Ok(Claimed { runs, waited }) => {
+                        pause = config.poll_interval;
                         // The leases began no earlier than this.
                         let asked = asked + waited;
                         claimed = runs.len();
@@ -389,14 +396,18 @@ impl Worker {
                             }
                         }
                     }
-                    Err(error) => log_error("claiming runs", &error),
+                    Err(error) => {
+                        log_error("claiming runs", &error);
+                        pause = (pause * 2).clamp(config.poll_interval, CLAIM_BACKOFF.max(config.poll_interval));
+                    }
                 }
                 self.inner.claiming.store(false, Ordering::SeqCst);
             }
             if claimed == 0 || claimed < free {
+                let wait = pause;
                 tokio::select! {
                     () = self.inner.wake.notified() => {}
-                    () = tokio::time::sleep(config.poll_interval) => {}
+                    () = tokio::time::sleep(wait) => {}
                     () = self.inner.shutdown.cancelled() => return,
                 }
             }
