@@ -142,6 +142,8 @@ pub(crate) async fn config(State(state): State<AppState>) -> Json<Value> {
         },
         "lease_seconds": lease.as_secs(),
         "heartbeat_seconds": heartbeat.as_secs(),
+        "lease_ms": u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+        "heartbeat_ms": u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
     }))
 }
 

@@ -106,21 +106,41 @@ pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> R
     runtime.block_on(async {
         let identity = identity(store_args, &args).await?;
         let source = HttpSource::new(&args.server, &identity.worker_id, &identity.worker_token);
-        let mut config = crate::engine::EngineConfig::default();
-        match source.config().await {
-            Ok(document) => {
-                let seconds = |key: &str, default: u64| document[key].as_u64().filter(|s| *s > 0).unwrap_or(default);
-                config.lease = Duration::from_secs(seconds("lease_seconds", 30));
-                config.heartbeat_interval = Duration::from_secs(seconds("heartbeat_seconds", 10));
+        let stop = super::stop_signal();
+        tokio::pin!(stop);
+        // The server's lease, before anything is claimed: a worker trusting
+        // a longer one than the server keeps would run on after the rescuer
+        // gave its run to another.
+        let mut wait = Duration::from_secs(1);
+        let (lease, heartbeat) = loop {
+            match source.config().await {
+                Ok(document) => match (document["lease_ms"].as_u64(), document["heartbeat_ms"].as_u64()) {
+                    (Some(lease), Some(heartbeat)) if lease > 0 && heartbeat > 0 => {
+                        break (Duration::from_millis(lease), Duration::from_millis(heartbeat));
+                    }
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "{} sent a discovery document without its lease",
+                            args.server
+                        )));
+                    }
+                },
+                Err(error) => eprintln!("{program} worker: {error}; trying again in {}s", wait.as_secs()),
             }
-            Err(error) => eprintln!("{program} worker: {error}; starting with a 30s lease, and retrying"),
-        }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut stop => return Ok(()),
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        };
+        let mut config = crate::engine::EngineConfig::default();
+        config.lease = lease;
+        config.heartbeat_interval = heartbeat;
         config.worker_id = identity.worker_id.clone();
         config.max_concurrency = args.max_concurrency.max(1);
         config.poll_interval = Duration::from_millis(200);
         let queues = if args.queues.is_empty() { vec!["default".to_owned()] } else { args.queues.clone() };
         config.queues = Some(queues);
-        let stop = super::stop_signal();
         let mut refused = source.refused();
         let worker = crate::engine::RemoteWorker::start(Arc::new(source), config).map_err(Error::Engine)?;
         eprintln!(
@@ -129,7 +149,7 @@ pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> R
             identity.name, identity.worker_id, args.server, args.max_concurrency, args.grace
         );
         let grace = tokio::select! {
-            () = stop => Duration::from_secs(args.grace),
+            () = &mut stop => Duration::from_secs(args.grace),
             _ = refused.wait_for(|refused| *refused) => {
                 // Its runs went back to the queue with the revocation.
                 eprintln!(
