@@ -189,6 +189,9 @@ pub struct UpdateReply {
     pub lost: Vec<String>,
     /// The log lines as stored, with their sequence numbers.
     pub logs: Vec<LogLine>,
+    /// Runs whose lines were not stored: this worker never held them.
+    #[serde(default)]
+    pub refused_logs: Vec<String>,
     /// The reported run as it is now.
     pub run: Option<TaskRun>,
 }

@@ -303,13 +303,12 @@ pub(crate) async fn claim(
     operation_id = "polling_update",
     tag = "workers",
     security(("worker" = [])),
-    description = "Stores log lines of runs this worker executes or executed, renews the leases named (storing their progress) and answers those it no longer holds, and stores an attempt's outcome. Doubles as the heartbeat.",
+    description = "Stores log lines of runs this worker executes or executed (those of other runs are refused, listed in `refused_logs`), renews the leases named (storing their progress) and answers those it no longer holds, and stores an attempt's outcome. Doubles as the heartbeat.",
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "Stored", body = UpdateReply),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid worker token", body = ErrorBody),
-        (status = 403, description = "A log line of a run this worker never held", body = ErrorBody),
         (status = 404, description = "The reported run does not exist", body = ErrorBody),
         (status = 409, description = "The reported attempt is no longer this worker's (superseded, cancelled)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -327,36 +326,54 @@ pub(crate) async fn update(
     let store = client.store();
     let fail = |error: store::Error| ApiError::from(store_error(error));
 
+    // Everything is read before anything is written: a field that does
+    // not fit stores nothing.
     let lines = request
         .logs
         .into_iter()
         .enumerate()
         .map(|(i, line)| core_log_line(line).map_err(|e| invalid(&format!("logs[{i}].task_id"), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let ids: HashSet<RunId> = lines.iter().map(|line| line.0).collect();
-    for id in ids {
-        // A deleted run's lines are dropped, as the store drops them.
-        if let Some(run) = store.get(id).await.map_err(fail)? {
-            let held = run.worker_id.as_deref() == Some(worker.id.as_str())
-                || run.attempts.iter().any(|a| a.worker_id.as_deref() == Some(worker.id.as_str()));
-            if !held {
-                return Err(ApiError::forbidden(format!(
-                    "log lines of run {id}: this worker holds no attempt of it; nothing was stored"
-                )));
-            }
-        }
-    }
-    let stored = if lines.is_empty() { Vec::new() } else { store.append_logs(lines).await.map_err(fail)? };
-    for line in &stored {
-        client.publish(RunEvent::Log(line.clone()));
-    }
-
     let renewals = request
         .renewals
         .iter()
         .enumerate()
         .map(|(i, r)| core_renewal(r).map_err(|e| invalid(&format!("renewals[{i}].task_id"), e)))
         .collect::<Result<Vec<_>, _>>()?;
+    let report = match request.report {
+        Some(report) => {
+            let last = report.progress.map(core_progress);
+            let report = core_report(report, &worker.id, Timestamp::now()).map_err(|e| invalid("report.task_id", e))?;
+            Some((report, last))
+        }
+        None => None,
+    };
+
+    // Lines only of runs this worker holds or held; another's are refused
+    // one by one (the rest of the batch is stored), a deleted run's
+    // dropped, as the store drops them.
+    let mut refused_logs = Vec::new();
+    let mut allowed = HashSet::new();
+    for id in lines.iter().map(|line| line.0).collect::<HashSet<RunId>>() {
+        if let Some(run) = store.get(id).await.map_err(fail)? {
+            let held = run.worker_id.as_deref() == Some(worker.id.as_str())
+                || run.attempts.iter().any(|a| a.worker_id.as_deref() == Some(worker.id.as_str()));
+            if held {
+                allowed.insert(id);
+            } else {
+                refused_logs.push(id.to_string());
+            }
+        }
+    }
+    if !refused_logs.is_empty() {
+        tracing::warn!(worker = %worker.id, runs = ?refused_logs, "taskflow: refused log lines of runs a worker never held");
+    }
+    let lines: Vec<_> = lines.into_iter().filter(|line| allowed.contains(&line.0)).collect();
+    let stored = if lines.is_empty() { Vec::new() } else { store.append_logs(lines).await.map_err(fail)? };
+    for line in &stored {
+        client.publish(RunEvent::Log(line.clone()));
+    }
+
     let (lease, _) = timings(client);
     let lost = if renewals.is_empty() {
         Vec::new()
@@ -370,11 +387,9 @@ pub(crate) async fn update(
         client.publish(RunEvent::Progress { run_id, progress });
     }
 
-    let run = match request.report {
+    let run = match report {
         None => None,
-        Some(report) => {
-            let last = report.progress.map(core_progress);
-            let report = core_report(report, &worker.id, Timestamp::now()).map_err(|e| invalid("report.task_id", e))?;
+        Some((report, last)) => {
             let id = report.id;
             match store.finish(report).await {
                 Ok(run) => {
@@ -394,6 +409,7 @@ pub(crate) async fn update(
     Ok(Json(UpdateReply {
         lost: lost.iter().map(RunId::to_string).collect(),
         logs: stored.into_iter().map(wire_line).collect(),
+        refused_logs,
         run,
     }))
 }

@@ -403,7 +403,13 @@ async fn the_polling_routes_take_only_a_workers_own_reports() {
     // Log lines only of runs the worker holds or held.
     let line = |text: &str| json!({"logs": [{"task_id": id, "at_ms": 1, "level": "info", "message": text}]});
     let (status, body) = call("/api/v1/polling/update", &b, line("not mine")).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!((status, body["refused_logs"].clone(), body["logs"].clone()), (StatusCode::OK, json!([id]), json!([])));
+    // Nothing of a body with a field that does not fit is stored.
+    let mixed = json!({
+        "logs": [{"task_id": id, "at_ms": 1, "level": "info", "message": "half"}],
+        "renewals": [{"task_id": "nope", "attempt": 1}],
+    });
+    assert_eq!(call("/api/v1/polling/update", &a, mixed).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     let too_long = "x".repeat(2 * 1024 * 1024);
     assert_eq!(call("/api/v1/polling/update", &a, line(&too_long)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     let malformed = http
@@ -423,6 +429,10 @@ async fn the_polling_routes_take_only_a_workers_own_reports() {
     assert_eq!((status, body["lost"].clone()), (StatusCode::OK, json!([])), "{body}");
     let (status, body) = call("/api/v1/polling/update", &a, line("mine")).await;
     assert_eq!((status, body["logs"][0]["message"].as_str()), (StatusCode::OK, Some("mine")), "{body}");
+    let logs = server.get_json(&format!("/api/v1/tasks/{id}/logs")).await;
+    let messages: Vec<&str> =
+        logs["items"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["mine"], "neither another worker's line nor a refused body's");
     let (status, body) = call("/api/v1/polling/update", &a, report(1)).await;
     assert_eq!((status, body["run"]["status"].as_str()), (StatusCode::OK, Some("completed")), "{body}");
     assert_eq!(body["run"]["progress"], json!({"done": 2, "total": 5}), "{body}");
