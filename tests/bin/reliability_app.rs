@@ -60,6 +60,15 @@ fn on_gpu(n: u32) -> u32 {
     n
 }
 
+/// Log `lines` lines of 100 bytes, then return a text of `bytes` bytes
+#[task]
+fn bulky(ctx: &TaskContext, bytes: u64, lines: u32) -> String {
+    for i in 0..lines {
+        ctx.info(format!("{i:05} {}", "y".repeat(94)));
+    }
+    "x".repeat(bytes.min(10_000_000) as usize)
+}
+
 /// Return 1 from a container (so the server warns at start when Docker is unreachable)
 #[task(executor = "docker")]
 fn in_a_container() -> u32 {

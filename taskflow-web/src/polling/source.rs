@@ -28,6 +28,11 @@ use taskflow_proto::{RegisterRequest, Registered};
 /// stopping worker (which waits for its claim in flight) stops soon.
 const CLAIM_WAIT_SECONDS: u32 = 5;
 
+/// The body limit assumed until the server says (its default).
+const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// No server limit is taken as smaller than this.
+const MIN_MAX_BODY: usize = 4 * 1024;
+
 /// How long any other request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -41,6 +46,8 @@ pub struct HttpSource {
     worker_id: String,
     /// Set when the server refuses the token (the worker was revoked).
     refused: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// The largest body the server takes ([`HttpSource::set_max_body_bytes`]).
+    max_body: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -60,7 +67,19 @@ impl HttpSource {
             token: token.to_owned(),
             worker_id: worker_id.to_owned(),
             refused: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+            max_body: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_BODY)),
         }
+    }
+
+    /// The largest request body the server takes (its discovery document's
+    /// `max_body_bytes`): log batches are split to fit, and a result that
+    /// cannot fit is reported as the attempt's failure.
+    pub fn set_max_body_bytes(&self, bytes: usize) {
+        self.max_body.store(bytes.max(MIN_MAX_BODY), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn max_body(&self) -> usize {
+        self.max_body.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Turns `true` once the server refuses this worker's token (401: it
@@ -210,7 +229,22 @@ impl WorkSource for HttpSource {
     fn finish(&self, report: Report) -> BoxFuture<store::Result<Run>> {
         let source = self.clone();
         Box::pin(async move {
-            let update = UpdateRequest { report: Some(wire_report(&report)), ..UpdateRequest::default() };
+            let mut update = UpdateRequest { report: Some(wire_report(&report)), ..UpdateRequest::default() };
+            let size = serde_json::to_vec(&update).map_or(0, |body| body.len());
+            let limit = source.max_body();
+            if size > limit {
+                // Sent as it is, it would be refused (413) and the attempt's
+                // work lost: its failure says why instead.
+                let error = taskflow_core::run::RunError {
+                    kind: "result_too_large".to_owned(),
+                    message: format!(
+                        "the result is {size} bytes as JSON, more than the {limit} bytes the server takes in one \
+                         request (its --max-body-bytes)"
+                    ),
+                };
+                let failed = Report { outcome: store::Outcome::Failed { error, retry_at: None }, ..report.clone() };
+                update.report = Some(wire_report(&failed));
+            }
             let reply = source.update(&update).await.map_err(|e| refused_report(e, &report))?;
             let run = reply.run.ok_or_else(|| malformed(&source.server, "no run for a report".to_owned()))?;
             run_of_wire(run).map_err(|e| malformed(&source.server, e))
@@ -223,14 +257,41 @@ impl WorkSource for HttpSource {
     ) -> BoxFuture<store::Result<Vec<StoredLogLine>>> {
         let source = self.clone();
         Box::pin(async move {
-            let logs =
-                lines.into_iter().map(|(id, at, level, message)| wire_log_line(id, at, level, message)).collect();
-            let reply = source
-                .update(&UpdateRequest { logs, ..UpdateRequest::default() })
-                .await
-                .map_err(Failure::into_store)?;
-            reply
-                .logs
+            // Batches that fit the server's body limit, with room for the
+            // JSON around each line; a line too long for one is cut.
+            let budget = source.max_body() / 2;
+            let mut batches: Vec<Vec<_>> = vec![Vec::new()];
+            let mut used = 0;
+            // A line's cost: its text as JSON, and 128 bytes for the rest.
+            let cost = |message: &str| serde_json::to_string(message).map_or(message.len() * 6, |j| j.len()) + 128;
+            for (id, at, level, mut message) in lines {
+                if cost(&message) > budget / 2 {
+                    // Cut to what fits even if every byte needed escaping.
+                    let mut end = budget / 12;
+                    while !message.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    let total = message.len();
+                    message.truncate(end);
+                    message.push_str(&format!(" … [cut: the line was {total} bytes]"));
+                }
+                let cost = cost(&message);
+                if used + cost > budget && !batches.last().is_some_and(Vec::is_empty) {
+                    batches.push(Vec::new());
+                    used = 0;
+                }
+                used += cost;
+                batches.last_mut().expect("one batch at least").push(wire_log_line(id, at, level, message));
+            }
+            let mut stored_lines = Vec::new();
+            for logs in batches.into_iter().filter(|batch| !batch.is_empty()) {
+                let reply = source
+                    .update(&UpdateRequest { logs, ..UpdateRequest::default() })
+                    .await
+                    .map_err(Failure::into_store)?;
+                stored_lines.extend(reply.logs);
+            }
+            stored_lines
                 .into_iter()
                 .map(|line| {
                     let level = match line.level {

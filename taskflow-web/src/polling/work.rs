@@ -126,8 +126,12 @@ fn timings(client: &Client) -> (Duration, Duration) {
         (status = 401, description = "No valid worker token", body = ErrorBody),
     )
 )]
-pub(crate) async fn config(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn config(
+    State(state): State<AppState>,
+    limits: Option<Extension<crate::body::BodyLimits>>,
+) -> Json<Value> {
     let (lease, heartbeat) = timings(state.plane.client());
+    let max_body_bytes = limits.map(|Extension(l)| l.max_bytes);
     Json(json!({
         "protocol_version": taskflow_proto::worker::PROTOCOL_VERSION,
         "registration_url": "/api/v1/polling/register",
@@ -144,6 +148,7 @@ pub(crate) async fn config(State(state): State<AppState>) -> Json<Value> {
         "heartbeat_seconds": heartbeat.as_secs(),
         "lease_ms": u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
         "heartbeat_ms": u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+        "max_body_bytes": max_body_bytes,
     }))
 }
 

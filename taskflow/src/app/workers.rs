@@ -116,6 +116,9 @@ pub(super) fn work(program: &str, store_args: &StoreArgs, args: WorkerArgs) -> R
             match source.config().await {
                 Ok(document) => match (document["lease_ms"].as_u64(), document["heartbeat_ms"].as_u64()) {
                     (Some(lease), Some(heartbeat)) if lease > 0 && heartbeat > 0 => {
+                        if let Some(bytes) = document["max_body_bytes"].as_u64() {
+                            source.set_max_body_bytes(usize::try_from(bytes).unwrap_or(usize::MAX));
+                        }
                         break (Duration::from_millis(lease), Duration::from_millis(heartbeat));
                     }
                     _ => {

@@ -715,3 +715,33 @@ async fn a_claim_waiting_when_its_worker_is_revoked_takes_nothing() {
     let after = server.get_json(&format!("/api/v1/tasks/{}", run["task_id"].as_str().unwrap())).await;
     assert_eq!((after["status"].as_str(), after["attempt"].as_u64()), (Some("pending"), Some(1)), "{after}");
 }
+
+#[tokio::test]
+async fn a_remote_workers_reports_fit_the_servers_body_limit() {
+    let args = ["--assignment-mode", "polling", "--max-body-bytes", "65536"];
+    let server = Server::start_binary(RELIABILITY_APP, &args, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let _worker = Worker::start(RELIABILITY_APP, &server, dir.path(), Some(&token));
+    let client = server.client();
+
+    // 2,000 lines of 100 bytes, about 200 KB: sent in batches that fit.
+    let run = server.submit(json!({"task_title": "bulky", "payload": {"bytes": 10, "lines": 2000}})).await;
+    let id = run["task_id"].as_str().unwrap().to_owned();
+    let done = crate::support::server::wait_final(&client, &server, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let tail = eventually(&server, &format!("/api/v1/tasks/{id}/logs?after=1999"), "every line", |l| {
+        l["items"].as_array().is_some_and(|items| !items.is_empty())
+    })
+    .await;
+    assert_eq!(tail["items"][0]["seq"], 2000, "{tail}");
+    assert!(tail["items"][0]["message"].as_str().unwrap().starts_with("01999 "), "{tail}");
+
+    // A result larger than the limit: the attempt fails saying so, at once,
+    // rather than being refused and lost.
+    let run = server.submit(json!({"task_title": "bulky", "payload": {"bytes": 200000, "lines": 0}})).await;
+    let done = crate::support::server::wait_final(&client, &server, run["task_id"].as_str().unwrap()).await;
+    assert_eq!((done["status"].as_str(), done["error"]["kind"].as_str()), (Some("failed"), Some("result_too_large")));
+    assert!(done["error"]["message"].as_str().unwrap().contains("65536 bytes"), "{done}");
+    assert_eq!(done["attempt"], 1, "not retried: it would not fit the next time either");
+}
