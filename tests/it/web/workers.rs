@@ -745,3 +745,30 @@ async fn a_remote_workers_reports_fit_the_servers_body_limit() {
     assert!(done["error"]["message"].as_str().unwrap().contains("65536 bytes"), "{done}");
     assert_eq!(done["attempt"], 1, "not retried: it would not fit the next time either");
 }
+
+#[tokio::test]
+async fn a_worker_registering_anew_keeps_its_identity_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = polling_server(APP);
+    let dir = tempfile::tempdir().unwrap();
+    // The identity of another server's worker, readable by all.
+    let identity = dir.path().join("worker.json");
+    let other = json!({"server": "http://127.0.0.1:9", "worker_id": "w", "name": "w", "worker_token": "tfw_old"});
+    std::fs::write(&identity, other.to_string()).unwrap();
+    std::fs::set_permissions(&identity, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token = provision(&server, &["--name", "box-1"]).unwrap();
+    let _worker = Worker::start(APP, &server, dir.path(), Some(&token));
+    eventually(&server, "/api/v1/workers", "a registration", |w| w.as_array().is_some_and(|w| !w.is_empty())).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let kept = loop {
+        let kept: Value =
+            serde_json::from_str(&std::fs::read_to_string(&identity).unwrap_or_default()).unwrap_or_default();
+        if kept["server"] == server.url.as_str() {
+            break kept;
+        }
+        assert!(std::time::Instant::now() < deadline, "the identity was not rewritten: {kept}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(kept["worker_token"].as_str().unwrap().starts_with("tfw_") && kept["worker_token"] != "tfw_old");
+    assert_eq!(std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777, 0o600);
+}
