@@ -65,6 +65,16 @@ pub fn level(level: Level) -> proto::Level {
     }
 }
 
+/// A log level from the wire's words.
+pub fn core_level(level: proto::Level) -> Level {
+    match level {
+        proto::Level::Debug => Level::Debug,
+        proto::Level::Info => Level::Info,
+        proto::Level::Warn => Level::Warn,
+        proto::Level::Error => Level::Error,
+    }
+}
+
 /// An event in wire form. Exhaustive: a new kind of `RunEvent` needs its
 /// wire word here.
 pub fn wire_event(event: RunEvent) -> Event {

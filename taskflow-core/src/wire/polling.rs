@@ -7,7 +7,7 @@
 use taskflow_proto::polling::{AttemptReport, LeaseRenewal, LeasedRun, ReportedOutcome, WorkerLogLine};
 use taskflow_proto::{self as proto, RunProgress};
 
-use super::{core_executor, core_status, executor, level, parse_rfc3339};
+use super::{core_executor, core_level, core_status, executor, level, parse_rfc3339};
 use crate::Level;
 use crate::run::{Progress, Run, RunError, RunId, RunStatus, Timestamp};
 use crate::store::{Outcome, Renewal, Report};
@@ -165,11 +165,5 @@ pub fn wire_log_line(id: RunId, at: Timestamp, line_level: Level, message: Strin
 
 /// A log line from the wire.
 pub fn core_log_line(line: WorkerLogLine) -> Result<(RunId, Timestamp, Level, String), String> {
-    let level = match line.level {
-        proto::Level::Debug => Level::Debug,
-        proto::Level::Info => Level::Info,
-        proto::Level::Warn => Level::Warn,
-        proto::Level::Error => Level::Error,
-    };
-    Ok((run_id(&line.task_id)?, Timestamp(line.at_ms), level, line.message))
+    Ok((run_id(&line.task_id)?, Timestamp(line.at_ms), core_level(line.level), line.message))
 }

@@ -18,8 +18,8 @@ use taskflow_core::Level;
 use taskflow_core::registry::BoxFuture;
 use taskflow_core::run::{Run, RunId, Timestamp};
 use taskflow_core::store::{self, ClaimRequest, DatabaseError, DatabaseErrorKind, Renewal, Report, StoredLogLine};
-use taskflow_core::wire::parse_rfc3339;
 use taskflow_core::wire::polling::{run_id, run_of_lease, run_of_wire, wire_log_line, wire_renewal, wire_report};
+use taskflow_core::wire::{core_level, parse_rfc3339};
 use taskflow_core::worker::{Claimed, WorkSource};
 use taskflow_proto::polling::{self as wire, ClaimReply, UpdateReply, UpdateRequest};
 use taskflow_proto::{RegisterRequest, Registered};
@@ -294,17 +294,11 @@ impl WorkSource for HttpSource {
             stored_lines
                 .into_iter()
                 .map(|line| {
-                    let level = match line.level {
-                        taskflow_proto::Level::Debug => Level::Debug,
-                        taskflow_proto::Level::Info => Level::Info,
-                        taskflow_proto::Level::Warn => Level::Warn,
-                        taskflow_proto::Level::Error => Level::Error,
-                    };
                     Ok(StoredLogLine {
                         run_id: run_id(&line.task_id).map_err(|e| malformed(&source.server, e))?,
                         seq: line.seq,
                         at: Timestamp(parse_rfc3339(&line.at).unwrap_or(0)),
-                        level,
+                        level: core_level(line.level),
                         message: line.message,
                     })
                 })
